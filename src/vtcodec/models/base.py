@@ -1,0 +1,87 @@
+"""The one surface every tokenizer offers the codec.
+
+The codec cuts video into chunks of `chunk_frames` frames and square tiles of `tile` pixels, and
+walks the chunks in order, carrying a per-tile *state* between them:
+
+    streams, enc_state = model.encode_chunk(video, enc_state)   # enc_state None = start a segment
+    video, dec_state   = model.decode_chunk(streams, dec_state) # dec_state None = start a segment
+
+`streams` maps a stream name to int64 token indices (B, n); `stream_levels[name]` gives the
+quantizer levels, which is all token packing needs. A chunk coded with state None is a *key*
+chunk: decodable on its own, a random-access point. What the state holds is the model's business
+(TivTok: the segment's quantized time-invariant tokens; RefTok: the last decoded frame; the
+baseline: its causal context). Whether to start a new segment is decided by the codec, from
+reconstruction error against bits, never by special-casing a model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from vtcodec.models.layers import count_params
+
+Streams = dict[str, torch.Tensor]
+
+
+class Tokenizer(nn.Module):
+    arch: ClassVar[str]  # stable registry key, stored in checkpoints and .vtk headers
+    Config: ClassVar[type]
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+
+    # -- what the codec needs to know -------------------------------------------------------
+    @property
+    def chunk_frames(self) -> int:
+        return self.config.frames
+
+    @property
+    def tile(self) -> int:
+        return self.config.tile
+
+    @property
+    def stream_levels(self) -> dict[str, list[int]]:
+        raise NotImplementedError
+
+    def tokens_per_chunk(self, key: bool) -> dict[str, int]:
+        """Tokens one tile of one chunk costs, per stream, for a key chunk or a following chunk."""
+        raise NotImplementedError
+
+    @property
+    def pixels_per_token(self) -> int:
+        """The headline ratio: pixels of a tile-chunk per token of a key chunk's main streams."""
+        px = self.chunk_frames * self.tile * self.tile
+        return round(px / sum(self.tokens_per_chunk(key=False).values()))
+
+    @property
+    def params(self) -> int:
+        return count_params(self)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "arch": self.arch,
+            "chunk_frames": self.chunk_frames,
+            "tile": self.tile,
+            "pixels_per_token": self.pixels_per_token,
+            "tokens_key": self.tokens_per_chunk(True),
+            "tokens_next": self.tokens_per_chunk(False),
+            "stream_levels": self.stream_levels,
+            "codebook_bits": {k: math.log2(math.prod(v)) for k, v in self.stream_levels.items()},
+            "params": self.params,
+        }
+
+    # -- coding -----------------------------------------------------------------------------
+    def encode_chunk(self, video: torch.Tensor, state: Any | None) -> tuple[Streams, Any]:
+        raise NotImplementedError
+
+    def decode_chunk(self, streams: Streams, state: Any | None) -> tuple[torch.Tensor, Any]:
+        raise NotImplementedError
+
+    def config_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.config)

@@ -1,0 +1,116 @@
+"""Layers shared by the tokenizers: attention blocks, positional tables, patching and the pixel head.
+
+Every model imports from here; nothing here is copied into a model file.
+Layout names: `video` is float (B, C, T, H, W) in [-1, 1]; token sequences are (B, N, D).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def sincos_table(n: int, dim: int) -> torch.Tensor:
+    """Fixed 1D sin/cos positional table (n, dim)."""
+    pos = torch.arange(n, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(n, dim)
+    table[:, 0::2] = torch.sin(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq)
+    return table
+
+
+def sincos_2d(h: int, w: int, dim: int) -> torch.Tensor:
+    """(h*w, dim): half the channels encode the row, half the column."""
+    row = sincos_table(h, dim // 2)[:, None, :].expand(h, w, dim // 2)
+    col = sincos_table(w, dim // 2)[None, :, :].expand(h, w, dim // 2)
+    return torch.cat([row, col], dim=-1).reshape(h * w, dim)
+
+
+class Attention(nn.Module):
+    """Multi-head attention; self-attention when `context` is None. `mask` is bool, True = may attend."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None):
+        b, n, d = x.shape
+        context = x if context is None else context
+        q = self.q(x).view(b, n, self.heads, -1).transpose(1, 2)  # (B, nh, N, hs)
+        k, v = self.kv(context).view(b, context.shape[1], 2, self.heads, -1).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.out(y.transpose(1, 2).reshape(b, n, d))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: self-attention, optional cross-attention to a context, MLP."""
+
+    def __init__(self, dim: int, heads: int, cross: bool = False, mlp_ratio: int = 4):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads)
+        self.cross = Attention(dim, heads) if cross else None
+        self.norm_c = nn.LayerNorm(dim) if cross else None
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim))
+
+    def forward(self, x, mask=None, context=None, group: int = 1):
+        """`group` > 1: x is (B*group, N, D) while context is (B, M, D); cross-attention sees the
+        group's queries as one sequence, so the context is computed once and broadcast."""
+        x = x + self.attn(self.norm1(x), mask=mask)
+        if self.cross is not None:
+            bg, n, d = x.shape
+            q = self.norm_c(x).reshape(bg // group, group * n, d)
+            x = x + self.cross(q, context=context).reshape(bg, n, d)
+        return x + self.mlp(self.norm2(x))
+
+
+def patchify(video: torch.Tensor, pt: int, p: int) -> torch.Tensor:
+    """(B, C, T, H, W) -> (B, T/pt * H/p * W/p, C*pt*p*p), tubelets in (t, h, w) raster order."""
+    b, c, t, h, w = video.shape
+    x = video.reshape(b, c, t // pt, pt, h // p, p, w // p, p)
+    x = x.permute(0, 2, 4, 6, 1, 3, 5, 7)  # (B, t', h', w', C, pt, p, p)
+    return x.reshape(b, (t // pt) * (h // p) * (w // p), c * pt * p * p)
+
+
+class PixelHead(nn.Module):
+    """Patch features -> pixels with convolutions across patch borders.
+
+    A linear un-patchify leaves hard block edges at 1024 px/token (measured on this project's first
+    probe); this head un-patchifies to a quarter-resolution feature map and refines it with 3x3
+    convolutions at 1/4 and 1/2 resolution, so neighbouring patches blend.
+    Input (B*T, h'*w', D) for one frame per batch row; output (B*T, 3, H, W).
+    """
+
+    def __init__(self, dim: int, patch: int, width: int = 48):
+        super().__init__()
+        if patch % 4:
+            raise ValueError(f"PixelHead needs a patch size divisible by 4, got {patch}")
+        self.sub = patch // 4
+        self.width = width
+        self.proj = nn.Linear(dim, width * self.sub * self.sub)
+        self.c1 = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.GELU(), nn.Conv2d(width, width, 3, padding=1))
+        self.up1 = nn.Conv2d(width, 4 * (width // 2), 3, padding=1)
+        self.c2 = nn.Sequential(nn.GELU(), nn.Conv2d(width // 2, width // 2, 3, padding=1), nn.GELU())
+        self.up2 = nn.Conv2d(width // 2, 4 * 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        n, _, _ = x.shape
+        gh, gw = grid
+        s, c = self.sub, self.width
+        f = self.proj(x).view(n, gh, gw, c, s, s).permute(0, 3, 1, 4, 2, 5).reshape(n, c, gh * s, gw * s)
+        f = f + self.c1(f)
+        f = F.pixel_shuffle(self.up1(f), 2)  # (N, width/2, 2*gh*s, 2*gw*s)
+        f = f + self.c2(f)
+        return F.pixel_shuffle(self.up2(f), 2)  # (N, 3, H, W)
+
+
+def count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

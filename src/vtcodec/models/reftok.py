@@ -1,0 +1,205 @@
+"""RefTok: target frames tokenized conditioned on an unquantized reference frame (arXiv 2507.02862).
+
+Encoder: one sequence of [reference patches (16x16 of one frame) | target tubelets (4x16x16)];
+the attention mask lets reference tokens attend only to reference tokens, and targets attend to
+both, so information flows reference -> target only. Reference features h_r leave the encoder
+*unquantized*; target features are FSQ-quantized into the chunk's tokens. The decoder sees
+[h_r | quantized target tokens] under the same mask.
+
+Closed loop, as a codec needs: h_r is a function of the reference frame alone, and both sides
+compute it from the *decoded* reference -- the last decoded frame of the previous chunk, rounded to
+8 bits so encoder and decoder hold the same pixels. A segment's first chunk (and a chunk after a
+scene cut) has no reference, so it sends an intra-coded one: the chunk's first frame through a
+small image tokenizer at a finer budget (8x8 patches, 64 px/token) that lives in this model.
+We chose a separate image tokenizer over a "no-reference mode" of the same network because the
+reference quality bounds every following chunk, and a dedicated image tokenizer spends its bits
+on exactly one frame. Its bits are counted: they are the `intra` stream.
+
+Collapse guard (training): the reference is taken at a random gap before the targets (wide gaps
+included) and dropped (replaced by zeros) some of the time, so the decoder must read the target
+tokens; tests/test_models.py checks that the output depends on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from vtcodec.models.base import Streams, Tokenizer
+from vtcodec.models.layers import Block, PixelHead, patchify, sincos_2d, sincos_table
+from vtcodec.quantizers import FSQ
+
+
+@dataclass(frozen=True)
+class RefTokConfig:
+    tile: int = 128
+    frames: int = 16
+    patch: int = 16
+    tubelet_t: int = 4
+    dim: int = 192
+    heads: int = 4
+    enc_depth: int = 4
+    dec_depth: int = 4
+    levels: tuple[int, ...] = (8, 8, 8, 5, 5, 5)
+    head_width: int = 16
+    # intra (reference) image tokenizer
+    intra_patch: int = 8
+    intra_dim: int = 160
+    intra_depth: int = 3
+
+
+def to_8bit(frame: torch.Tensor) -> torch.Tensor:
+    """Round a [-1, 1] frame to the 8-bit grid, so encoder and decoder share an exact reference."""
+    return ((frame.float().clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
+
+
+class IntraTokenizer(nn.Module):
+    """A small ViT image tokenizer for reference frames: (B, 3, H, W) <-> (B, (H/p)*(W/p)) tokens."""
+
+    def __init__(self, c: RefTokConfig, quant: FSQ):
+        super().__init__()
+        d, p = c.intra_dim, c.intra_patch
+        self.c, self.quant = c, quant
+        self.grid = c.tile // p
+        self.embed = nn.Linear(3 * p * p, d)
+        self.enc = nn.ModuleList(Block(d, c.heads) for _ in range(c.intra_depth))
+        self.to_q = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, quant.dim))
+        self.from_q = nn.Linear(quant.dim, d)
+        self.dec = nn.ModuleList(Block(d, c.heads) for _ in range(c.intra_depth))
+        self.norm = nn.LayerNorm(d)
+        self.head = PixelHead(d, p, c.head_width)
+        self.register_buffer("pos", sincos_2d(self.grid, self.grid, d), persistent=False)
+
+    def encode(self, frame: torch.Tensor) -> torch.Tensor:
+        x = self.embed(patchify(frame[:, :, None], 1, self.c.intra_patch)) + self.pos
+        for blk in self.enc:
+            x = blk(x)
+        return self.to_q(x)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        x = self.from_q(codes) + self.pos
+        for blk in self.dec:
+            x = blk(x)
+        return self.head(self.norm(x), (self.grid, self.grid))
+
+    def forward(self, frame: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.quant(self.encode(frame)))
+
+
+class RefTok(Tokenizer):
+    arch = "reftok"
+    Config = RefTokConfig
+
+    def __init__(self, config: RefTokConfig):
+        super().__init__(config)
+        c = config
+        d = c.dim
+        self.grid = c.tile // c.patch
+        self.n_ref = self.grid * self.grid
+        self.n_tgt = (c.frames // c.tubelet_t) * self.n_ref
+        self.quant = FSQ(c.levels)
+        q = self.quant.dim
+        self.intra = IntraTokenizer(c, self.quant)
+        self.ref_embed = nn.Linear(3 * c.patch * c.patch, d)
+        self.tgt_embed = nn.Linear(3 * c.tubelet_t * c.patch * c.patch, d)
+        self.enc = nn.ModuleList(Block(d, c.heads) for _ in range(c.enc_depth))
+        self.enc_norm = nn.LayerNorm(d)
+        self.to_q = nn.Linear(d, q)
+        self.from_q = nn.Linear(q, d)
+        self.ref_in = nn.Linear(d, d)
+        self.dec = nn.ModuleList(Block(d, c.heads) for _ in range(c.dec_depth))
+        self.dec_norm = nn.LayerNorm(d)
+        # each target token decodes to tubelet_t frames' worth of patch features
+        self.unfold_t = nn.Linear(d, c.tubelet_t * d)
+        self.head = PixelHead(d, c.patch, c.head_width)
+        n = self.n_ref + self.n_tgt
+        mask = torch.ones(n, n, dtype=torch.bool)
+        mask[: self.n_ref, self.n_ref:] = False  # reference never sees targets
+        self.register_buffer("mask", mask, persistent=False)
+        self.register_buffer("pos_ref", sincos_2d(self.grid, self.grid, d), persistent=False)
+        self.register_buffer("pos_tgt", sincos_table(self.n_tgt, d), persistent=False)
+
+    # -- interface ----------------------------------------------------------------------------
+    @property
+    def stream_levels(self) -> dict[str, list[int]]:
+        return {"intra": list(self.config.levels), "target": list(self.config.levels)}
+
+    def tokens_per_chunk(self, key: bool) -> dict[str, int]:
+        tgt = {"target": self.n_tgt}
+        return {"intra": self.intra.grid**2, **tgt} if key else tgt
+
+    # -- parts --------------------------------------------------------------------------------
+    def _ref_tokens(self, ref: torch.Tensor) -> torch.Tensor:
+        return self.ref_embed(patchify(ref[:, :, None], 1, self.config.patch)) + self.pos_ref
+
+    def reference_features(self, ref: torch.Tensor) -> torch.Tensor:
+        """h_r (B, n_ref, D) from a reference frame (B, 3, H, W) alone (the mask makes this exact)."""
+        x = self._ref_tokens(ref)
+        mask = self.mask[: self.n_ref, : self.n_ref]
+        for blk in self.enc:
+            x = blk(x, mask=mask)
+        return self.enc_norm(x)
+
+    def encode_targets(self, video: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (target latents (B, n_tgt, q), h_r (B, n_ref, D))."""
+        c = self.config
+        tgt = self.tgt_embed(patchify(video, c.tubelet_t, c.patch)) + self.pos_tgt
+        x = torch.cat([self._ref_tokens(ref), tgt], dim=1)
+        for blk in self.enc:
+            x = blk(x, mask=self.mask)
+        x = self.enc_norm(x)
+        return self.to_q(x[:, self.n_ref:]), x[:, : self.n_ref]
+
+    def decode_targets(self, codes: torch.Tensor, h_ref: torch.Tensor) -> torch.Tensor:
+        """(B, n_tgt, q), (B, n_ref, D) -> video (B, 3, T, H, W)."""
+        c = self.config
+        b = codes.shape[0]
+        x = torch.cat([self.ref_in(h_ref), self.from_q(codes) + self.pos_tgt], dim=1)
+        for blk in self.dec:
+            x = blk(x, mask=self.mask)
+        x = self.unfold_t(self.dec_norm(x[:, self.n_ref:]))  # (B, n_tgt, tubelet_t*D)
+        tt = c.frames // c.tubelet_t
+        # (B, tt, gh, gw, tubelet_t, D) -> (B*T, gh*gw, D)
+        x = x.view(b, tt, self.grid, self.grid, c.tubelet_t, -1).permute(0, 1, 4, 2, 3, 5)
+        frames = self.head(x.reshape(b * c.frames, self.n_ref, -1), (self.grid, self.grid))
+        return frames.reshape(b, c.frames, 3, c.tile, c.tile).transpose(1, 2)
+
+    # -- training -----------------------------------------------------------------------------
+    def forward(self, video: torch.Tensor, ref: torch.Tensor, use_intra_ref: bool = False,
+                drop: torch.Tensor | None = None) -> dict:
+        """Reconstruct `video` (B,3,T,H,W) given reference frames `ref` (B,3,H,W).
+
+        The intra tokenizer is trained on `ref` in the same pass. `use_intra_ref` conditions the
+        targets on the intra reconstruction instead (what inference sees at a segment start);
+        `drop` (B,) bool zeroes the reference of those samples (the collapse guard).
+        """
+        intra_recon = self.intra(ref)
+        if use_intra_ref:
+            ref = intra_recon.detach()
+        if drop is not None:
+            ref = ref * (~drop).view(-1, 1, 1, 1).to(ref.dtype)
+        latents, _ = self.encode_targets(video, ref)
+        codes = self.quant(latents)
+        return {"recon": self.decode_targets(codes, self.reference_features(ref)), "intra_recon": intra_recon}
+
+    # -- codec --------------------------------------------------------------------------------
+    def encode_chunk(self, video: torch.Tensor, state: torch.Tensor | None) -> tuple[Streams, torch.Tensor]:
+        streams: Streams = {}
+        if state is None:
+            intra_codes, streams["intra"] = self.quant.quantize(self.intra.encode(video[:, :, 0]))
+            state = to_8bit(self.intra.decode(intra_codes))
+        latents, _ = self.encode_targets(video, state)
+        codes, streams["target"] = self.quant.quantize(latents)
+        # closed loop: the next reference is what the decoder will see
+        recon = self.decode_targets(codes, self.reference_features(state))
+        return streams, to_8bit(recon[:, :, -1])
+
+    def decode_chunk(self, streams: Streams, state: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        if "intra" in streams:
+            state = to_8bit(self.intra.decode(self.quant.indices_to_codes(streams["intra"])))
+        elif state is None:
+            raise ValueError("reftok: a chunk without an intra reference needs the previous chunk's frame")
+        video = self.decode_targets(self.quant.indices_to_codes(streams["target"]), self.reference_features(state))
+        return video, to_8bit(video[:, :, -1])

@@ -1,0 +1,176 @@
+"""The one registry of tokenizer architectures, and safetensors checkpoints.
+
+Architectures are keyed by stable strings (`tivtok`, `reftok`, `vidtok`), never by position. A
+checkpoint is one `.safetensors` file whose metadata holds `arch` and the JSON `config`; it loads
+with strict keys, and the sha256 of the file is what a `.vtk` header names. No pickle anywhere.
+
+Installed checkpoints are found in `$VTCODEC_MODELS` (if set), then the repository's `models/`;
+a checkpoint's *key* is its file name without `.safetensors` (e.g. `tivtok`, `vidtok-256`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from vtcodec.errors import ModelError
+from vtcodec.models.base import Tokenizer
+from vtcodec.models.reftok import RefTok
+from vtcodec.models.tivtok import TivTok
+from vtcodec.models.vidtok import VidTok
+
+ARCHS: dict[str, type[Tokenizer]] = {m.arch: m for m in (TivTok, RefTok, VidTok)}
+REPO_MODELS = Path(__file__).resolve().parents[3] / "models"
+
+
+def build(arch: str, overrides: dict | None = None) -> Tokenizer:
+    """A freshly initialised model of `arch` with its default config, updated by `overrides`."""
+    if arch not in ARCHS:
+        raise ModelError(f"unknown architecture {arch!r}; known: {', '.join(ARCHS)}")
+    cls = ARCHS[arch]
+    return cls(make_config(cls, overrides or {}))
+
+
+def make_config(cls: type[Tokenizer], values: dict):
+    fields = {f.name: f for f in dataclasses.fields(cls.Config)}
+    unknown = set(values) - set(fields)
+    if unknown:
+        raise ModelError(f"{cls.arch}: unknown config keys {sorted(unknown)}; known: {sorted(fields)}")
+    # JSON has no tuples: restore them so configs stay hashable and compare equal
+    clean = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return cls.Config(**clean)
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def unwrap(model: torch.nn.Module) -> Tokenizer:
+    """Strip DDP (`.module`) and torch.compile (`._orig_mod`) wrappers before saving."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, torch.nn.parallel.DistributedDataParallel):
+            model = model.module
+        else:
+            return model
+
+
+def save_checkpoint(model: torch.nn.Module, path: str | Path, info: dict | None = None) -> str:
+    """Write weights (fp32) + arch + config (+ free-form training info) atomically; returns sha256."""
+    model = unwrap(model)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"arch": model.arch, "config": json.dumps(model.config_dict()), "info": json.dumps(info or {})}
+    tensors = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+    return sha256_file(path)
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelError(f"{path}: not a readable safetensors checkpoint ({e})") from None
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Tokenizer:
+    """Build the model named in the metadata and load its weights with strict keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"checkpoint not found: {path}")
+    meta = read_metadata(path)
+    if "arch" not in meta or "config" not in meta:
+        raise ModelError(f"{path}: checkpoint metadata lacks 'arch'/'config' (not a vtcodec checkpoint)")
+    model = build(meta["arch"], json.loads(meta["config"]))
+    state = load_file(str(path))
+    own = model.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise ModelError(f"{path}: checkpoint keys do not match {meta['arch']}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    bad = [k for k in own if own[k].shape != state[k].shape]
+    if bad:
+        raise ModelError(f"{path}: shape mismatch for {bad[0]}: {tuple(state[bad[0]].shape)} vs {tuple(own[bad[0]].shape)}")
+    model.load_state_dict(state, strict=True)
+    return model.to(device).eval()
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    key: str
+    path: Path
+    arch: str
+    pixels_per_token: int
+    params: int
+    sha256: str
+    size_bytes: int
+
+
+def model_dirs() -> list[Path]:
+    dirs = []
+    if os.environ.get("VTCODEC_MODELS"):
+        dirs.append(Path(os.environ["VTCODEC_MODELS"]))
+    dirs += [REPO_MODELS, Path.cwd() / "models"]
+    seen, out = set(), []
+    for d in dirs:
+        r = d.resolve()
+        if r not in seen and r.is_dir():
+            seen.add(r)
+            out.append(r)
+    return out
+
+
+def list_models() -> list[CheckpointInfo]:
+    """Every installed checkpoint (first directory wins on a duplicate key)."""
+    found: dict[str, CheckpointInfo] = {}
+    for d in model_dirs():
+        for p in sorted(d.glob("*.safetensors")):
+            if p.stem in found:
+                continue
+            meta = read_metadata(p)
+            model = build(meta["arch"], json.loads(meta["config"]))
+            found[p.stem] = CheckpointInfo(p.stem, p, meta["arch"], model.pixels_per_token, model.params,
+                                           sha256_file(p), p.stat().st_size)
+    return list(found.values())
+
+
+def resolve_model(name: str | Path) -> Path:
+    """A checkpoint key (`tivtok`) or a path to a `.safetensors` file -> its path."""
+    p = Path(name)
+    if p.suffix == ".safetensors" or p.is_file():
+        if not p.is_file():
+            raise ModelError(f"checkpoint not found: {p}")
+        return p
+    for d in model_dirs():
+        if (d / f"{name}.safetensors").is_file():
+            return d / f"{name}.safetensors"
+    known = ", ".join(m.key for m in list_models()) or "none installed"
+    raise ModelError(f"no checkpoint named {str(name)!r} in {[str(d) for d in model_dirs()]} (installed: {known})")
+
+
+def find_by_sha(key: str, sha256: str) -> Path:
+    """The installed checkpoint with this key and hash, or a ModelError naming what is needed."""
+    for d in model_dirs():
+        p = d / f"{key}.safetensors"
+        if p.is_file() and sha256_file(p) == sha256:
+            return p
+    for m in list_models():
+        if m.sha256 == sha256:
+            return m.path
+    raise ModelError(f"this .vtk needs model {key!r} with checkpoint sha256 {sha256[:16]}…, which is not installed "
+                     f"(put it in models/ or $VTCODEC_MODELS)")

@@ -1,0 +1,207 @@
+"""Training clips: real footage, synthetic camera motion over photographs, synthetic hard cases.
+
+Everything is decoded once into RAM as uint8 (about 2 GB for the whole training media) and clips
+are cut on the fly, in-process: on two cores a worker process would only steal the trainer's core.
+`tools/bench_data.py`-style measurement: `python -m vtcodec.train.data DIR` prints clips/s.
+
+Split (disjoint in content): the last 15 % of every video and a fixed set of photographs are
+validation; everything else is training. Grey sources are replicated to RGB.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+VIDEO_EXT = {".mp4", ".avi", ".mkv", ".mov", ".mpeg", ".mpg", ".webm", ".y4m"}
+IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+VAL_PHOTOS = {"flower", "fruits", "coffee", "P1070514", "P1070515", "leuvenB"}
+VAL_FRACTION = 0.15
+
+
+def _decode(path: Path, max_frames: int | None = None) -> np.ndarray:
+    """All frames of a video or image file as uint8 (T, H, W, 3)."""
+    frames = []
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        stream.thread_type = "AUTO"
+        for fr in c.decode(stream):
+            frames.append(fr.to_ndarray(format="rgb24"))
+            if max_frames and len(frames) >= max_frames:
+                break
+    return np.stack(frames)
+
+
+@dataclass
+class Sources:
+    videos: list[np.ndarray]  # each (T, H, W, 3) uint8
+    photos: list[np.ndarray]  # each (H, W, 3) uint8
+
+
+def load_sources(root: str | Path, split: str, min_side: int = 128) -> Sources:
+    """Videos and photographs under `root` (any layout), cut to the `train` or `val` split."""
+    root = Path(root)
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    videos, photos = [], []
+    for p in files:
+        ext = p.suffix.lower()
+        if ext in VIDEO_EXT:
+            v = _decode(p)
+            if min(v.shape[1:3]) < min_side:
+                continue
+            cut = int(len(v) * (1 - VAL_FRACTION)) if len(v) > 8 else len(v)
+            part = v[:cut] if split == "train" else v[cut:]
+            if len(part) >= 4:
+                videos.append(np.ascontiguousarray(part))
+        elif ext in IMAGE_EXT:
+            is_val = p.stem in VAL_PHOTOS
+            if is_val == (split == "val"):
+                im = _decode(p, 1)[0]
+                if min(im.shape[:2]) >= min_side:
+                    photos.append(im)
+    return Sources(videos, photos)
+
+
+def _to_video(x: np.ndarray) -> torch.Tensor:
+    """uint8 (T, H, W, 3) -> float (3, T, H, W) in [-1, 1]."""
+    return torch.from_numpy(x).permute(3, 0, 1, 2).float().div(127.5).sub(1)
+
+
+class ClipSampler:
+    """Random clips of `frames` x `size` x `size`, as float (3, T, S, S) in [-1, 1]."""
+
+    def __init__(self, sources: Sources, frames: int, size: int, seed: int = 0,
+                 mix: tuple[float, float, float] = (0.45, 0.35, 0.20)):
+        self.src, self.frames, self.size = sources, frames, size
+        self.g = np.random.default_rng(seed)
+        w = np.array([mix[0] if sources.videos else 0, mix[1] if sources.photos else 0, mix[2]])
+        self.mix = w / w.sum()
+
+    def __call__(self) -> torch.Tensor:
+        kind = self.g.choice(3, p=self.mix)
+        clip = [self.video_clip, self.photo_motion, self.hard_case][kind]()
+        if self.g.random() < 0.08:  # scene cut inside the clip
+            other = [self.video_clip, self.photo_motion, self.hard_case][self.g.choice(3, p=self.mix)]()
+            t = self.g.integers(1, self.frames)
+            clip = torch.cat([clip[:, :t], other[:, t:]], dim=1)
+        if self.g.random() < 0.1:  # grey source, replicated to RGB
+            clip = clip.mean(0, keepdim=True).expand(3, -1, -1, -1).contiguous()
+        return clip
+
+    def batch(self, n: int) -> torch.Tensor:
+        return torch.stack([self() for _ in range(n)])
+
+    # -- kinds ------------------------------------------------------------------------------
+    def video_clip(self) -> torch.Tensor:
+        g, T, S = self.g, self.frames, self.size
+        v = self.src.videos[g.integers(len(self.src.videos))]
+        stride = int(g.integers(1, 5))
+        while stride > 1 and (T - 1) * stride >= len(v):
+            stride -= 1
+        idx = np.arange(T) * stride
+        start = g.integers(0, max(1, len(v) - idx[-1]))
+        idx = np.minimum(idx + start, len(v) - 1)
+        h, w = v.shape[1:3]
+        side = int(g.integers(S, min(h, w, 2 * S) + 1))  # crop then resize: scale variety
+        y, x = g.integers(0, h - side + 1), g.integers(0, w - side + 1)
+        clip = _to_video(v[idx, y:y + side, x:x + side])
+        if side != S:
+            clip = F.interpolate(clip, size=(S, S), mode="area")
+        if g.random() < 0.5:
+            clip = clip.flip(-1)
+        if g.random() < 0.2:  # played backwards: motion in both directions
+            clip = clip.flip(1)
+        return clip
+
+    def photo_motion(self) -> torch.Tensor:
+        """Smooth pan + zoom + small rotation over a photograph, sub-pixel, plus maybe a sprite."""
+        g, T, S = self.g, self.frames, self.size
+        im = self.src.photos[g.integers(len(self.src.photos))]
+        h, w = im.shape[:2]
+        src = _to_video(im[None])[:, 0]  # (3, H, W)
+        base = S / min(h, w) * g.uniform(1.0, 2.5)  # fraction of the photo a frame shows
+        z0, z1 = base, base * g.uniform(0.8, 1.25)
+        r0, r1 = np.radians(g.uniform(-5, 5, 2))
+        c0, c1 = g.uniform(-0.5, 0.5, (2, 2)) * (1 - base)
+        s = np.linspace(0, 1, T)
+        s = s * s * (3 - 2 * s) if g.random() < 0.5 else s  # eased or linear
+        theta = []
+        for u in s:
+            z, r = z0 + (z1 - z0) * u, r0 + (r1 - r0) * u
+            cx, cy = c0 + (c1 - c0) * u
+            ar = (w / h) if w > h else 1.0
+            a = z * min(h, w) / w * (1 if w >= h else 1)
+            b = z * min(h, w) / h
+            theta.append([[a * math.cos(r), -a * math.sin(r) / ar if w > h else -a * math.sin(r), cx],
+                          [b * math.sin(r), b * math.cos(r), cy]])
+        grid = F.affine_grid(torch.tensor(theta, dtype=torch.float32), (T, 3, S, S), align_corners=False)
+        clip = F.grid_sample(src[None].expand(T, -1, -1, -1), grid, mode="bilinear",
+                             padding_mode="reflection", align_corners=False)  # (T, 3, S, S)
+        if g.random() < 0.5:
+            clip = self._sprite(clip)
+        return clip.transpose(0, 1).contiguous()
+
+    def _sprite(self, clip: torch.Tensor) -> torch.Tensor:
+        g, T, S = self.g, self.frames, self.size
+        im = self.src.photos[g.integers(len(self.src.photos))]
+        k = int(g.integers(S // 6, S // 3))
+        y, x = g.integers(0, im.shape[0] - k), g.integers(0, im.shape[1] - k)
+        sprite = _to_video(im[None, y:y + k, x:x + k])[:, 0]
+        p0, p1 = g.uniform(0, S - k, 2), g.uniform(0, S - k, 2)
+        clip = clip.clone()
+        for t in range(T):
+            py, px = (p0 + (p1 - p0) * t / max(1, T - 1)).astype(int)
+            clip[t, :, py:py + k, px:px + k] = sprite
+        return clip
+
+    def hard_case(self) -> torch.Tensor:
+        """Thin lines, fine gratings, flat gradients and scrolling stripes: what tokenizers get wrong."""
+        g, T, S = self.g, self.frames, self.size
+        yy, xx = torch.meshgrid(torch.arange(S, dtype=torch.float32), torch.arange(S, dtype=torch.float32), indexing="ij")
+        kind = g.integers(4)
+        col = torch.tensor(g.uniform(-1, 1, (2, 3)), dtype=torch.float32)
+        frames = []
+        vx, vy = g.uniform(-2, 2, 2)
+        for t in range(T):
+            x, y = xx + vx * t, yy + vy * t
+            if kind == 0:  # grating
+                f = g.uniform(0.05, 0.6) if t == 0 else f
+                ang = g.uniform(0, math.pi) if t == 0 else ang
+                m = 0.5 + 0.5 * torch.sin(f * (x * math.cos(ang) + y * math.sin(ang)))
+            elif kind == 1:  # thin lines
+                per = int(g.integers(6, 24)) if t == 0 else per
+                m = ((x.floor() % per) < 1).float().maximum(((y.floor() % per) < 1).float())
+            elif kind == 2:  # flat gradient
+                m = ((x + y) / (2 * S)).clamp(0, 1)
+            else:  # blocky "text-like" glyph rows scrolling
+                if t == 0:
+                    glyphs = torch.tensor(g.random((S // 4, S // 2)) < 0.35, dtype=torch.float32)
+                    glyphs[1::3] = 0
+                rows = (y.long() // 4) % glyphs.shape[0]
+                cols = (x.long() // 2) % glyphs.shape[1]
+                m = glyphs[rows, cols]
+            frames.append(col[0][:, None, None] * (1 - m) + col[1][:, None, None] * m)
+        return torch.stack(frames, dim=1)
+
+
+def fixed_set(sources: Sources, n: int, frames: int, size: int, seed: int = 1234) -> torch.Tensor:
+    """A deterministic batch (n, 3, T, S, S) for validation."""
+    return ClipSampler(sources, frames, size, seed=seed).batch(n)
+
+
+if __name__ == "__main__":
+    src = load_sources(sys.argv[1], "train")
+    s = ClipSampler(src, 32, 128)
+    s.batch(4)
+    t = time.perf_counter()
+    s.batch(64)
+    dt = time.perf_counter() - t
+    print(f"{len(src.videos)} videos, {len(src.photos)} photos; {64 / dt:.1f} clips/s of 32x128x128 on one thread")

@@ -1,0 +1,229 @@
+"""`vtcodec train`: AdamW + warm-up/cosine, gradient clipping, EMA weights, bf16 autocast, DDP.
+
+Outputs in `--out`: `model.safetensors` (EMA weights: the releasable checkpoint, same format as
+models/), `resume.safetensors` + `resume.json` (raw weights, optimizer moments, step, RNG: kept
+apart from the release, and pickle-free like everything else), `log.jsonl`, `preview.png`.
+Multi-process: run under `torchrun`; gloo on CPU, nccl on CUDA; rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+
+from vtcodec.errors import VtcodecError
+from vtcodec.models.registry import build, load_checkpoint, save_checkpoint
+from vtcodec.train.data import ClipSampler, fixed_set, load_sources
+from vtcodec.train.losses import psnr
+from vtcodec.train.preview import preview
+from vtcodec.train.steps import CLIP_FRAMES, STEPS
+
+
+@dataclass
+class TrainOptions:
+    model: str
+    data: str
+    out: str
+    steps: int = 1000
+    batch: int = 8
+    lr: float = 6e-4
+    warmup: int = 100
+    weight_decay: float = 0.05
+    clip_grad: float = 1.0
+    ema: float = 0.999
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "auto"        # auto: bf16 on CUDA and on CPUs with AMX, else fp32
+    compile: bool = False
+    resume: bool = False
+    val_every: int = 250
+    val_clips: int = 16
+    save_every: int = 250
+    config: dict = field(default_factory=dict)
+    init: str | None = None  # start from this checkpoint's weights
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise VtcodecError("--device cuda: no CUDA device is available")
+    return torch.device(name)
+
+
+def _amp_dtype(opt: TrainOptions, device: torch.device):
+    if opt.amp == "fp32":
+        return None
+    if opt.amp == "bf16" or device.type == "cuda":
+        return torch.bfloat16
+    try:  # CPU: bf16 only pays off with native bf16 matrix units (AMX)
+        return torch.bfloat16 if "amx_bf16" in Path("/proc/cpuinfo").read_text() else None
+    except OSError:
+        return None
+
+
+def lr_at(step: int, opt: TrainOptions) -> float:
+    if step < opt.warmup:
+        return opt.lr * (step + 1) / opt.warmup
+    p = (step - opt.warmup) / max(1, opt.steps - opt.warmup)
+    return opt.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+
+
+def _save_resume(out: Path, model, optim, ema, step: int, g: torch.Generator, sampler: ClipSampler) -> None:
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors |= {f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()}
+    sd = optim.state_dict()
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            tensors[f"optim.{pid}.{k}"] = torch.as_tensor(v).detach().cpu().contiguous()
+    tensors["rng.torch"] = torch.get_rng_state()
+    tensors["rng.gen"] = g.get_state()
+    save_file(tensors, str(out / "resume.safetensors.tmp"))
+    os.replace(out / "resume.safetensors.tmp", out / "resume.safetensors")
+    meta = {"step": step, "param_groups": sd["param_groups"], "sampler": sampler.g.bit_generator.state}
+    (out / "resume.json").write_text(json.dumps(meta))
+
+
+def _load_resume(out: Path, model, optim, ema, g: torch.Generator, sampler: ClipSampler) -> int:
+    if not (out / "resume.safetensors").is_file():
+        raise VtcodecError(f"--resume: no resume state in {out}")
+    t = load_file(str(out / "resume.safetensors"))
+    meta = json.loads((out / "resume.json").read_text())
+    model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")}, strict=True)
+    ema.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("ema.")}, strict=True)
+    state: dict = {}
+    for k, v in t.items():
+        if k.startswith("optim."):
+            _, pid, name = k.split(".", 2)
+            state.setdefault(int(pid), {})[name] = v
+    optim.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    torch.set_rng_state(t["rng.torch"])
+    g.set_state(t["rng.gen"])
+    sampler.g.bit_generator.state = meta["sampler"]
+    return int(meta["step"])
+
+
+@torch.no_grad()
+def validate(model, step_fn, val: torch.Tensor, device, amp, g, batch: int = 4) -> dict:
+    model.eval()
+    recons, targets, ssims = [], [], []
+    for i in range(0, len(val), batch):
+        clip = val[i:i + batch].to(device)
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            _, recon, target, logs = step_fn(model, clip, g, val=True)
+        recons.append(recon.float().cpu())
+        targets.append(target.float().cpu())
+        ssims.append(logs["ssim"])
+    model.train()
+    recon, target = torch.cat(recons), torch.cat(targets)
+    tokens = sum(model.tokens_per_chunk(key=True).values())
+    bits = tokens * math.log2(math.prod(model.config.levels))
+    px = target.shape[2] * target.shape[3] * target.shape[4]
+    return {"psnr": psnr(recon, target), "ssim": float(np.mean(ssims)), "bpp_raw_tokens": bits / px,
+            "_recon": recon, "_target": target}
+
+
+def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> Path:
+    """Train; returns the path of the EMA checkpoint."""
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    device = _device(opt.device)
+    if distributed:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        rank, world = dist.get_rank(), dist.get_world_size()
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    else:
+        rank, world = 0, 1
+    out = Path(opt.out)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(opt.seed + rank)
+    g = torch.Generator().manual_seed(opt.seed + rank)
+    arch = opt.model
+    if opt.init:
+        model = load_checkpoint(opt.init).train()
+        arch = model.arch
+    else:
+        model = build(arch, opt.config)
+    if arch not in STEPS:
+        raise VtcodecError(f"no training recipe for {arch!r}")
+    step_fn = STEPS[arch]
+    model.to(device).train()
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    amp = _amp_dtype(opt, device)
+
+    train_src = load_sources(opt.data, "train")
+    if not train_src.videos and not train_src.photos:
+        raise VtcodecError(f"--data {opt.data}: no videos or images found")
+    val_src = load_sources(opt.data, "val")
+    if not val_src.videos and not val_src.photos:
+        val_src = train_src  # tiny data (e.g. the bundled example): validate on what there is
+    sampler = ClipSampler(train_src, CLIP_FRAMES, model.tile, seed=opt.seed + 1000 * rank)
+    val = fixed_set(val_src, opt.val_clips, CLIP_FRAMES, model.tile)
+
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        (no_decay if p.ndim < 2 else decay).append(p)
+    optim = torch.optim.AdamW([{"params": decay, "weight_decay": opt.weight_decay},
+                               {"params": no_decay, "weight_decay": 0.0}], lr=opt.lr, betas=(0.9, 0.95))
+    start = _load_resume(out, model, optim, ema, g, sampler) if opt.resume else 0
+    net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
+    if opt.compile:
+        net = torch.compile(net)
+
+    log = open(out / "log.jsonl", "a") if rank == 0 else None
+    t0, seen, data_time = time.perf_counter(), 0, 0.0
+    info = {"arch": arch, "steps": opt.steps, "batch": opt.batch, "world": world, "data": str(opt.data),
+            "device": str(device), "amp": str(amp), "seed": opt.seed}
+    for step in range(start, opt.steps):
+        for group in optim.param_groups:
+            group["lr"] = lr_at(step, opt)
+        td = time.perf_counter()
+        clip = sampler.batch(opt.batch).to(device)
+        data_time += time.perf_counter() - td
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            loss, _, _, logs = step_fn(net, clip, g)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        gn = torch.nn.utils.clip_grad_norm_(model.parameters(), opt.clip_grad)
+        optim.step()
+        d = min(opt.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, pm in zip(ema.parameters(), model.parameters()):
+                pe.lerp_(pm, 1 - d)
+        seen += opt.batch * world
+        rec = {"step": step + 1, "loss": loss.item(), "lr": lr_at(step, opt), "grad_norm": gn.item(), **logs,
+               "clips_per_s": seen / (time.perf_counter() - t0), "data_frac": data_time / (time.perf_counter() - t0),
+               "elapsed_s": time.perf_counter() - t0}
+        last = step + 1 == opt.steps
+        if rank == 0 and ((step + 1) % opt.val_every == 0 or last):
+            v = validate(ema, step_fn, val, device, amp, g)
+            preview(out / "preview.png", v.pop("_target"), v.pop("_recon"))
+            rec |= {f"val_{k}": x for k, x in v.items()}
+        if rank == 0:
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+            if progress:
+                progress(rec)
+            if (step + 1) % opt.save_every == 0 or last:
+                info_now = info | {"step": step + 1, "wall_s": round(time.perf_counter() - t0, 1),
+                                   **{k: rec[k] for k in rec if k.startswith("val_")}}
+                save_checkpoint(ema, out / "model.safetensors", info_now)
+                _save_resume(out, model, optim, ema, step + 1, g, sampler)
+    if distributed:
+        dist.barrier()
+        dist.destroy_process_group()
+    if log:
+        log.close()
+    return out / "model.safetensors"

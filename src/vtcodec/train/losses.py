@@ -1,0 +1,55 @@
+"""Reconstruction losses that need no downloaded weights: L1 + SSIM, and PSNR for reporting.
+
+Perceptual nets (LPIPS, ...) are unobtainable offline; SSIM supplies the structural term.
+Inputs are float video (B, 3, T, H, W) in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _gauss(size: int = 11, sigma: float = 1.5, device=None) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float32, device=device) - size // 2
+    g = torch.exp(-x * x / (2 * sigma * sigma))
+    return g / g.sum()
+
+
+def ssim_frames(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean SSIM over frames and channels of (N, C, H, W) images in [0, 1]; differentiable."""
+    c = a.shape[1]
+    g = _gauss(device=a.device)
+    kx = g.view(1, 1, 1, -1).repeat(c, 1, 1, 1)
+    ky = g.view(1, 1, -1, 1).repeat(c, 1, 1, 1)
+
+    def blur(x):
+        return F.conv2d(F.conv2d(x, kx, groups=c), ky, groups=c)
+
+    mu_a, mu_b = blur(a), blur(b)
+    s_aa = blur(a * a) - mu_a**2
+    s_bb = blur(b * b) - mu_b**2
+    s_ab = blur(a * b) - mu_a * mu_b
+    c1, c2 = 0.01**2, 0.03**2
+    m = ((2 * mu_a * mu_b + c1) * (2 * s_ab + c2)) / ((mu_a**2 + mu_b**2 + c1) * (s_aa + s_bb + c2))
+    return m.mean()
+
+
+def _frames01(video: torch.Tensor) -> torch.Tensor:
+    b, c, t, h, w = video.shape
+    return (video.float().transpose(1, 2).reshape(b * t, c, h, w) + 1) / 2
+
+
+def recon_loss(recon: torch.Tensor, target: torch.Tensor, ssim_weight: float = 0.25) -> tuple[torch.Tensor, dict]:
+    recon, target = recon.float(), target.float()
+    l1 = (recon - target).abs().mean()
+    s = ssim_frames(_frames01(recon), _frames01(target))
+    return l1 + ssim_weight * (1 - s), {"l1": l1.item(), "ssim": s.item()}
+
+
+def psnr(recon: torch.Tensor, target: torch.Tensor) -> float:
+    """PSNR in dB of 8-bit-rounded frames, pooled MSE."""
+    a = ((recon.float().clamp(-1, 1) + 1) * 127.5).round()
+    b = ((target.float().clamp(-1, 1) + 1) * 127.5).round()
+    mse = (a - b).pow(2).mean().item()
+    return float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(255.0**2 / mse)).item()

@@ -1,0 +1,51 @@
+"""How each architecture is trained on a clip: the only model-specific part of training.
+
+Every sampled clip has 32 frames; the second half is what gets reconstructed, the first half
+supplies what a codec would have at that point (another chunk of the same shot for TivTok's TIV
+reuse, a reference frame at a random gap for RefTok).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vtcodec.train.losses import recon_loss
+
+CLIP_FRAMES = 32
+
+
+def tivtok_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = False):
+    half = clip.shape[2] // 2
+    target = clip[:, :, half:]
+    reuse = (not val) and torch.rand((), generator=g).item() < 0.5
+    out = model(target, tiv_video=clip[:, :, :half] if reuse else None)
+    loss, logs = recon_loss(out["recon"], target)
+    return loss, out["recon"], target, logs
+
+
+def reftok_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = False):
+    half = clip.shape[2] // 2
+    target = clip[:, :, half:]
+    b = clip.shape[0]
+    if val:  # what the codec does at a segment start: intra-coded first frame as the reference
+        ref, use_intra, drop = clip[:, :, half], True, None
+    else:
+        gap = int(torch.randint(1, half + 1, (), generator=g))  # wide gaps fight posterior collapse
+        ref = clip[:, :, half - gap]
+        use_intra = torch.rand((), generator=g).item() < 0.3
+        drop = torch.rand(b, generator=g) < 0.1
+    out = model(target, ref, use_intra_ref=use_intra, drop=drop)
+    loss, logs = recon_loss(out["recon"], target)
+    intra_loss, intra_logs = recon_loss(out["intra_recon"][:, :, None], clip[:, :, half if val else half - gap][:, :, None])
+    logs["intra_ssim"] = intra_logs["ssim"]
+    return loss + 0.5 * intra_loss, out["recon"], target, logs
+
+
+def vidtok_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = False):
+    target = clip[:, :, clip.shape[2] // 2:]
+    out = model(target)
+    loss, logs = recon_loss(out["recon"], target)
+    return loss, out["recon"], target, logs
+
+
+STEPS = {"tivtok": tivtok_step, "reftok": reftok_step, "vidtok": vidtok_step}

@@ -1,0 +1,240 @@
+"""Tests for token packing (src/vtcodec/packing.py)."""
+
+from __future__ import annotations
+
+import math
+import struct
+import tracemalloc
+import zlib
+
+import numpy as np
+import pytest
+import zstandard
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vtcodec.errors import FormatError, VtcodecError
+from vtcodec.packing import (
+    LAYOUT_BITS,
+    LAYOUT_PLANES,
+    MAGIC,
+    _uvarint,
+    entropy_bits,
+    pack_streams,
+    packed_bits_per_token,
+    unpack_streams,
+)
+
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def assert_same(got, streams):
+    assert list(got) == list(streams)
+    for name, (indices, levels) in streams.items():
+        arr, lv = got[name]
+        assert lv == list(levels)
+        assert arr.dtype == np.int64 and arr.shape == np.shape(indices)
+        np.testing.assert_array_equal(arr, indices)
+
+
+levels_st = st.one_of(
+    st.lists(st.integers(2, 17), min_size=1, max_size=6),  # FSQ: odd and even level counts
+    st.lists(st.integers(2, 300), min_size=1, max_size=3),  # levels above 256 need byte planes
+    st.integers(2, 1 << 32).map(lambda k: [k]),  # plain VQ [K], up to the 2**32 limit
+)
+
+
+@st.composite
+def streams_st(draw):
+    out = {}
+    for i in range(draw(st.integers(1, 3))):
+        levels = draw(levels_st)
+        k = math.prod(levels)
+        shape = tuple(draw(st.lists(st.integers(0, 7), min_size=0, max_size=4)))
+        rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+        kind = draw(st.sampled_from(["uniform", "skewed", "extremes"]))
+        if kind == "uniform":
+            idx = rng.integers(0, k, size=shape, dtype=np.int64)
+        elif kind == "skewed":
+            idx = np.minimum(rng.geometric(0.3, size=shape) - 1, k - 1)
+        else:
+            idx = rng.choice(np.array([0, k - 1], dtype=np.int64), size=shape)
+        dtype = draw(st.sampled_from([np.int64, np.uint32, np.int32, np.uint64]))
+        if k - 1 <= np.iinfo(dtype).max:
+            idx = idx.astype(dtype)
+        out[draw(st.text(min_size=1, max_size=8)) + str(i)] = (idx, levels)
+    return out
+
+
+@FAST
+@given(streams_st(), st.sampled_from(["auto", "planes", "bits"]))
+def test_round_trip(streams, layout):
+    payload = pack_streams(streams, level=3, layout=layout)
+    assert_same(unpack_streams(payload), streams)
+
+
+def test_round_trip_default_level_and_fsq_example():
+    rng = np.random.default_rng(0)
+    levels = [8, 8, 8, 5, 5, 5]
+    streams = {
+        "tokens": (rng.integers(0, 64000, size=(4, 16, 16)), levels),
+        "ref": (rng.integers(0, 1024, size=(2, 8, 8)), [1024]),
+        "scalar": (np.array(3), [7]),
+        "empty": (np.zeros((0, 5), np.int16), [2]),
+    }
+    assert_same(unpack_streams(pack_streams(streams)), streams)
+    assert unpack_streams(pack_streams({})) == {}
+
+
+def test_digit_planes_follow_fsq_index_convention():
+    # digit 0 is least significant: index = d0 + 8*d1, as FSQ.codes_to_indices computes it.
+    idx = np.array([1 + 8 * 2, 7 + 8 * 4])
+    payload = pack_streams({"t": (idx, [8, 5])}, layout="planes", level=1)
+    # magic 4, n_streams 1, name_len 1, name "t", layout, ndim, dim 2, n_levels, levels 8 and 5
+    layout_at, frame_at = 7, 13
+    assert payload[:frame_at] == MAGIC + bytes([1, 1]) + b"t" + bytes([LAYOUT_PLANES, 1, 2, 2, 8, 5])
+    plane_bytes = zstandard.ZstdDecompressor().decompress(payload[frame_at:-4])
+    assert plane_bytes == bytes([1, 7, 2, 4])
+    # bits layout: 6 bits per index (K = 40), MSB first, zero padded
+    payload = pack_streams({"t": (idx, [8, 5])}, layout="bits", level=1)
+    assert payload[layout_at] == LAYOUT_BITS
+    bits = zstandard.ZstdDecompressor().decompress(payload[frame_at:-4])
+    assert bits == bytes([0b010001_10, 0b0111_0000])  # 17 = 010001, 39 = 100111, 4 pad bits
+
+
+def test_out_of_range_and_bad_input_rejected():
+    lv = [8, 5]
+    for bad, match in (
+        (np.array([0, 40]), "index 40 at flat position 1 is outside \\[0, 40\\)"),
+        (np.array([[3, -1]]), "index -1"),
+        (np.array([0.0, 1.0]), "integer array"),
+    ):
+        with pytest.raises(VtcodecError, match=match):
+            pack_streams({"t": (bad, lv)})
+    for levels in ([], [1], [8, True], [2.5], [1 << 16, 1 << 16, 2]):
+        with pytest.raises(VtcodecError, match="level|codebook"):
+            pack_streams({"t": (np.zeros(3, np.int64), levels)})
+    with pytest.raises(VtcodecError, match="zstd level"):
+        pack_streams({"t": (np.zeros(3, np.int64), lv)}, level=0)
+    with pytest.raises(VtcodecError, match="name"):
+        pack_streams({"": (np.zeros(3, np.int64), lv)})
+
+
+def forge(shape, levels=(8,), layout=LAYOUT_PLANES, frame=None, *, name=b"t") -> bytes:
+    """A payload with a hand-written descriptor and (by default) an honest empty frame."""
+    body = MAGIC + bytes([1, len(name)]) + name + bytes([layout, len(shape)])
+    body += b"".join(_uvarint(d) for d in shape)
+    body += bytes([len(levels)]) + b"".join(_uvarint(x) for x in levels)
+    if frame is None:
+        frame = zstandard.ZstdCompressor(write_content_size=True).compress(b"")
+    body += frame
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def test_decompression_bomb_rejected_before_allocation():
+    bomb = zstandard.ZstdCompressor(level=1).compress(bytes(50 << 20))
+    tracemalloc.start()
+    try:
+        # The descriptor claims 2**62 indices: refused from the header alone.
+        with pytest.raises(FormatError, match="more than max_elements"):
+            unpack_streams(forge((1 << 31, 1 << 31)))
+        # Within max_elements, but the frame does not hold what the descriptor needs.
+        with pytest.raises(FormatError, match="declares 0 bytes"):
+            unpack_streams(forge((1000, 1000)))
+        # A frame that declares a huge content size and is really a bomb.
+        with pytest.raises(FormatError, match="declares 52428800 bytes, the stream descriptors need 1000"):
+            unpack_streams(forge((1000,), frame=bomb))
+        assert tracemalloc.get_traced_memory()[1] < 4 << 20
+    finally:
+        tracemalloc.stop()
+    # A frame without a declared size cannot be bounded up front.
+    cobj = zstandard.ZstdCompressor(write_content_size=False).compressobj()
+    frame = cobj.compress(bytes(10)) + cobj.flush()
+    with pytest.raises(FormatError, match="lacks a content size"):
+        unpack_streams(forge((10,), frame=frame))
+    with pytest.raises(FormatError, match="max_elements=99"):
+        unpack_streams(pack_streams({"t": (np.zeros(100, np.int64), [8])}), max_elements=99)
+
+
+@pytest.fixture(scope="module")
+def payload() -> bytes:
+    rng = np.random.default_rng(1)
+    return pack_streams(
+        {"a": (rng.integers(0, 64000, (3, 4)), [8, 8, 8, 5, 5, 5]), "b": (rng.integers(0, 300, (5,)), [300])},
+        level=3,
+    )
+
+
+def test_truncated_payload_rejected(payload):
+    for n in range(len(payload)):
+        with pytest.raises(FormatError):
+            unpack_streams(payload[:n])
+    with pytest.raises(FormatError):
+        unpack_streams(payload + b"\0")
+
+
+def test_every_bit_flip_rejected(payload):
+    data = bytearray(payload)
+    for i in range(len(data)):
+        for bit in range(8):
+            data[i] ^= 1 << bit
+            with pytest.raises(FormatError):
+                unpack_streams(bytes(data))
+            data[i] ^= 1 << bit
+
+
+def test_forged_descriptors_rejected():
+    # Correct CRC, broken meaning: each must still be a one-line FormatError.
+    for forged, match in (
+        (forge((3,), levels=(1,)), "invalid levels"),
+        (forge((3,), layout=7), "unknown layout 7"),
+        (forge((3,), name=b"\xff"), "not UTF-8"),
+        (forge((3,), name=b""), "empty name"),
+        (forge((1 << 33,)), "varint"),
+        (MAGIC[:3] + b"\x02" + b"\0" * 8, "CRC|version"),
+    ):
+        with pytest.raises(FormatError, match=match):
+            unpack_streams(forged)
+    # out-of-range digits and indices inside an honest frame
+    planes = zstandard.ZstdCompressor(write_content_size=True).compress(bytes([9, 0]))
+    with pytest.raises(FormatError, match="digit 0 = 9, outside levels\\[0\\] = 8"):
+        unpack_streams(forge((2,), levels=(8,), frame=planes))
+    bits = zstandard.ZstdCompressor(write_content_size=True).compress(bytes([0b11111000]))
+    with pytest.raises(FormatError, match="is 31, outside codebook size 20"):
+        unpack_streams(forge((1,), levels=(20,), layout=LAYOUT_BITS, frame=bits))
+    bits = zstandard.ZstdCompressor(write_content_size=True).compress(bytes([0b00001001]))
+    with pytest.raises(FormatError, match="padding"):
+        unpack_streams(forge((1,), levels=(20,), layout=LAYOUT_BITS, frame=bits))
+
+
+def test_entropy_of_known_distributions():
+    for k in range(0, 11):
+        assert entropy_bits(np.arange(1 << k).repeat(3)) == pytest.approx(k)
+    assert entropy_bits(np.array([], dtype=np.int64)) == 0.0
+    assert entropy_bits(np.zeros((4, 4), np.int32)) == 0.0
+    # p = (1/2, 1/4, 1/4) -> 1.5 bits
+    assert entropy_bits(np.array([0, 0, 1, 2])) == pytest.approx(1.5)
+    assert packed_bits_per_token(100, 80) == 10.0
+    with pytest.raises(VtcodecError):
+        packed_bits_per_token(100, 0)
+
+
+def test_auto_picks_the_smaller_layout():
+    rng = np.random.default_rng(2)
+    levels = [8, 8, 8, 5, 5, 5]
+    basis = np.cumprod([1] + levels[:-1])
+    # uniform tokens favour bit packing; a spatially smooth field of FSQ digits favours planes
+    uniform = rng.integers(0, 64000, (16, 32, 32))
+    y, x = np.mgrid[0:32, 0:32] / 32
+    smooth = 0
+    for n, b, f, g in zip(levels, basis, (1, 2, 0.5, 1, 3, 0.2), (0.3, 1, 2, 0.5, 1, 1)):
+        wave = 1 + np.sin(2 * np.pi * (f * x + g * y) + rng.normal(0, 0.3, (16, 32, 32)))
+        smooth = smooth + np.clip(np.rint((n - 1) / 2 * wave), 0, n - 1).astype(np.int64) * b
+    picked = []
+    for idx in (uniform, smooth):
+        sizes = {
+            lay: len(pack_streams({"t": (idx, levels)}, layout=lay, level=3)) for lay in ("auto", "planes", "bits")
+        }
+        assert sizes["auto"] == min(sizes["planes"], sizes["bits"])
+        picked.append(pack_streams({"t": (idx, levels)}, level=3)[7])
+    assert picked == [LAYOUT_BITS, LAYOUT_PLANES]
