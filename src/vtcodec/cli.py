@@ -70,6 +70,175 @@ def train(
     typer.echo(f"checkpoint: {path}")
 
 
+def _progress(label: str):
+    """A rich progress bar and the (done, total) callback that drives it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    bar = Progress(f"[bold]{label}", BarColumn(), MofNCompleteColumn(), "frames", TimeRemainingColumn(), transient=True)
+    task = bar.add_task(label, total=None)
+    return bar, lambda done, total: bar.update(task, completed=done, total=total)
+
+
+Device = Annotated[str, typer.Option(help="auto | cpu | cuda (auto: GPU when there is one)")]
+Force = Annotated[bool, typer.Option("--force", "-f", help="overwrite an existing output")]
+
+
+@app.command()
+def encode(
+    src: Annotated[Path, typer.Argument(help="input video (anything FFmpeg reads)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="output .vtk file")],
+    model: Annotated[str, typer.Option(help="checkpoint key (see `vtcodec models`) or .safetensors path")] = "tivtok",
+    device: Device = "auto",
+    force: Force = False,
+    segment: Annotated[int, typer.Option(help="a key chunk (random-access point) at least every N chunks")] = 8,
+    refresh_db: Annotated[float, typer.Option(help="start a new segment early when that gains more than this many "
+                                                   "dB PSNR over continuing; 'inf' disables (rate-distortion knob)")] = 1.0,
+    tile_batch: Annotated[int, typer.Option(help="tiles per model call")] = 8,
+) -> None:
+    """Encode a video into tokens (.vtk)."""
+    from vtcodec.codec import encode_file
+
+    bar, cb = _progress("encode")
+    with bar:
+        r = encode_file(src, output, model=model, device=device, force=force, segment_chunks=segment,
+                        refresh_db=refresh_db, tile_batch=tile_batch, progress=cb)
+    typer.echo(f"{r.path}: {r.frames} frames {r.width}x{r.height}, {r.chunks} chunks ({r.key_chunks} key), "
+               f"{r.tokens} tokens, {r.bytes} bytes, {r.bpp:.5f} bpp, {r.seconds:.1f} s ({r.model})")
+
+
+@app.command()
+def decode(
+    src: Annotated[Path, typer.Argument(help="input .vtk file")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="output video: .mp4/.mkv (H.264), .y4m, or dir/ for PNGs")],
+    start: Annotated[int, typer.Option(help="first frame to decode")] = 0,
+    stop: Annotated[Optional[int], typer.Option(help="frame to stop before (default: the end)")] = None,
+    lossless: Annotated[bool, typer.Option(help="lossless H.264 (RGB) instead of high-quality lossy")] = False,
+    device: Device = "auto",
+    force: Force = False,
+) -> None:
+    """Decode a .vtk file back to a playable video (or a frame range of it)."""
+    from vtcodec.codec import decode_file
+
+    bar, cb = _progress("decode")
+    with bar:
+        r = decode_file(src, str(output) + ("/" if str(output).endswith("/") else ""), start=start, stop=stop,
+                        device=device, force=force, lossless=lossless, progress=cb)
+    typer.echo(f"{r.path}: {r.frames} frames {r.width}x{r.height}, {r.seconds:.1f} s")
+
+
+@app.command()
+def edit(
+    src: Annotated[Path, typer.Argument(help="a .vtk made with a reftok model")],
+    reference: Annotated[Path, typer.Option(help="edited reference frame (image); resized to the video")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="output video")],
+    device: Device = "auto",
+    force: Force = False,
+) -> None:
+    """Zero-shot editing: decode a RefTok .vtk with an edited reference frame."""
+    from vtcodec.codec import decode_file
+
+    bar, cb = _progress("edit")
+    with bar:
+        r = decode_file(src, output, reference=reference, device=device, force=force, progress=cb)
+    typer.echo(f"{r.path}: {r.frames} frames decoded against {reference}")
+
+
+@app.command()
+def info(
+    src: Annotated[Path, typer.Argument(help=".vtk file")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Show a .vtk file's header, unit sizes, bits per token and the tokens' entropy."""
+    from vtcodec.report import describe
+
+    d = describe(src)
+    if as_json:
+        typer.echo(json.dumps(d, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    h = d["header"]
+    con.print(f"[bold]{d['path']}[/]  {d['file_bytes']} bytes, {d['bpp']:.5f} bits per pixel")
+    con.print(f"model {h['model']} ({h.get('arch')}) sha256 {h['checkpoint_sha256'][:16]}…  "
+              f"{h['width']}x{h['height']} {h['frame_count']} frames @ {h['fps']} fps, "
+              f"chunks of {h['chunk_frames']}: {d['chunks']} ({d['key_chunks']} key)")
+    t = Table("unit", "count", "payload bytes", "largest")
+    for k, u in d["units"].items():
+        t.add_row(k, str(u["count"]), str(u["payload_bytes"]), str(u["max"]))
+    con.print(t)
+    s = Table("stream", "tokens", "distinct", "entropy bits/token")
+    for k, v in d["streams"].items():
+        s.add_row(k, str(v["tokens"]), str(v["distinct"]), f"{v['entropy_bits']:.2f}")
+    con.print(s)
+    if d["tokens"]:
+        con.print(f"packed: {d['bits_per_token_packed']:.2f} bits/token (whole file {d['bits_per_token_file']:.2f}) "
+                  f"vs empirical entropy {d['entropy_bits_per_token']:.2f} bits/token")
+    con.print("header: " + json.dumps(h, sort_keys=True))
+
+
+@app.command()
+def models() -> None:
+    """List installed checkpoints (models/ and $VTCODEC_MODELS)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from vtcodec.models.registry import list_models, model_dirs
+
+    found = list_models()
+    t = Table("key", "arch", "px/token", "params", "MB", "sha256", "path")
+    for m in found:
+        t.add_row(m.key, m.arch, str(m.pixels_per_token), f"{m.params / 1e6:.2f}M", f"{m.size_bytes / 1e6:.1f}",
+                  m.sha256[:16] + "…", str(m.path))
+    Console().print(t if found else f"no checkpoints in {[str(d) for d in model_dirs()]}")
+
+
+@app.command()
+def demo(
+    model: Annotated[str, typer.Option(help="checkpoint key")] = "tivtok",
+    src: Annotated[Optional[Path], typer.Option(help="input video (default: the bundled example)")] = None,
+    out: Annotated[Path, typer.Option(help="folder for demo.vtk and demo_recon.mp4")] = Path("out"),
+    device: Device = "auto",
+) -> None:
+    """The main job on the bundled example: encode -> .vtk -> decode, and a summary with PSNR."""
+    from vtcodec.bench.metrics import psnr_rgb, ssim
+    from vtcodec.codec import decode_file, encode_file
+    from vtcodec.video import read_frames
+
+    src = src or _bundled_example()
+    out.mkdir(parents=True, exist_ok=True)
+    vtk, mp4 = out / f"demo_{model}.vtk", out / f"demo_{model}_recon.mp4"
+    bar, cb = _progress(f"encode {model}")
+    with bar:
+        e = encode_file(src, vtk, model=model, device=device, force=True, progress=cb)
+    bar, cb = _progress("decode")
+    with bar:
+        d = decode_file(vtk, str(mp4), device=device, force=True, lossless=True, progress=cb)
+    ref, rec = read_frames(src), read_frames(mp4)
+    typer.echo(f"input   {src}: {e.frames} frames, {e.width}x{e.height}")
+    typer.echo(f"encoded {vtk}: {e.tokens} tokens in {e.chunks} chunks ({e.key_chunks} key), {e.bytes} bytes, "
+               f"{e.bpp:.5f} bits per pixel (24 bpp raw: {24 / e.bpp:.0f}x smaller), {e.seconds:.1f} s")
+    typer.echo(f"decoded {mp4}: PSNR {psnr_rgb(ref, rec):.2f} dB, SSIM {ssim(ref, rec):.3f}, {d.seconds:.1f} s")
+
+
+def _bundled_example() -> Path:
+    for root in (Path(__file__).resolve().parents[2], Path.cwd()):
+        p = root / "examples" / "pan_astronaut.mp4"
+        if p.is_file():
+            return p
+    raise VtcodecError("bundled example examples/pan_astronaut.mp4 not found; pass --src")
+
+
+def _register_bench() -> None:
+    from vtcodec.cli_bench import bench
+
+    app.command()(bench)
+
+
+_register_bench()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point (console script, `python -m vtcodec`, and tests via argv). Exits with the status."""
     try:

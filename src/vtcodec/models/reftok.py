@@ -196,6 +196,10 @@ class RefTok(Tokenizer):
         recon = self.decode_targets(codes, self.reference_features(state))
         return streams, to_8bit(recon[:, :, -1])
 
+    def state_from_reference(self, frame: torch.Tensor) -> torch.Tensor:
+        """A reference frame (B, 3, H, W) in [-1, 1] as decoder state: zero-shot editing."""
+        return to_8bit(frame)
+
     def decode_chunk(self, streams: Streams, state: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         if "intra" in streams:
             state = to_8bit(self.intra.decode(self.quant.indices_to_codes(streams["intra"])))

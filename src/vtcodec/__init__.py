@@ -1,0 +1,30 @@
+"""vtcodec: a video codec built on neural video tokenizers.
+
+Library surface (imports torch lazily, so `import vtcodec` is cheap):
+
+    vtcodec.encode_file(src, dst, model="tivtok")   video file -> .vtk
+    vtcodec.decode_file(src, dst)                   .vtk -> video file
+    vtcodec.decode_frames(src)                      .vtk -> uint8 (T, H, W, 3)
+    vtcodec.load_tokenizer("tivtok")                a checkpoint as a model
+    vtcodec.list_models()                           installed checkpoints
+"""
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "encode_file": "vtcodec.codec",
+    "decode_file": "vtcodec.codec",
+    "decode_frames": "vtcodec.codec",
+    "iter_decode": "vtcodec.codec",
+    "load_tokenizer": "vtcodec.codec",
+    "list_models": "vtcodec.models.registry",
+}
+__all__ = [*_LAZY, "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'vtcodec' has no attribute {name!r}")

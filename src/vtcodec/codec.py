@@ -1,0 +1,329 @@
+"""The codec: video file <-> tokenizer <-> token packing <-> .vtk container.
+
+Encode: stream chunks of `chunk_frames` frames from the video, tile each chunk, run the tiles
+through the tokenizer in batches, pack the token streams and write them as units. Each chunk
+either continues the current segment (the model's state carries over: TivTok reuses TIV tokens,
+RefTok references the last decoded frame) or starts a new one (a key chunk, a random-access
+point). A new segment starts every `segment_chunks` chunks, and earlier when refreshing buys
+more than `refresh_db` dB over continuing -- the rate-distortion knob: a refresh costs the key
+streams' bits, so it is worth it only when the quality it buys is large (scene cuts, drift).
+
+Decode mirrors it; a time range decodes from the last key chunk at or before its start.
+The codec never special-cases a model: everything it needs comes from the Tokenizer surface
+(models/base.py) and the .vtk header.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+from vtcodec import __version__
+from vtcodec.container import SEGMENT, SHARED, TOKENS, VtkReader, VtkWriter
+from vtcodec.errors import FormatError, ModelError, OutputError, VtcodecError
+from vtcodec.models.base import Streams, Tokenizer
+from vtcodec.models.registry import find_by_sha, load_checkpoint, resolve_model, sha256_file
+from vtcodec.packing import pack_streams, unpack_streams
+from vtcodec.tiling import TileLayout, frames_to_video, video_to_frames
+from vtcodec.video import VideoWriter, check_output_path, probe, read_chunks, read_frames
+
+Progress = Callable[[int, int], None]  # (frames done, frames total)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise VtcodecError(f"--device must be auto, cpu or cuda, got {device!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise VtcodecError("--device cuda: no CUDA device is available")
+    return torch.device(device)
+
+
+def load_tokenizer(model: str | Path = "tivtok", device: str = "auto") -> Tokenizer:
+    """Load an installed checkpoint by key (`tivtok`, `reftok`, `vidtok`, `vidtok-256`) or path.
+
+    The returned model carries `.key` and `.sha256` (what .vtk headers record) and sits on the
+    requested device in eval mode.
+    """
+    path = resolve_model(model)
+    tok = load_checkpoint(path, resolve_device(device))
+    tok.key, tok.sha256 = path.stem, sha256_file(path)
+    return tok
+
+
+def _autocast(device: torch.device):
+    # half precision on GPU; fp32 on CPU (bf16 is slower than fp32 on CPUs without bf16 units)
+    return torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda")
+
+
+def _key_streams(model: Tokenizer) -> set[str]:
+    return set(model.tokens_per_chunk(True)) - set(model.tokens_per_chunk(False))
+
+
+def _check_streams(model: Tokenizer, streams: dict, n_tiles: int, key: bool, chunk: int) -> None:
+    want = model.tokens_per_chunk(key)
+    if set(streams) != set(want):
+        raise FormatError(f"chunk {chunk}: streams {sorted(streams)} do not match {model.key} (expects {sorted(want)})")
+    for name, arr in streams.items():
+        if arr.shape != (n_tiles, want[name]):
+            raise FormatError(f"chunk {chunk}: stream {name!r} has shape {arr.shape}, expected {(n_tiles, want[name])}")
+
+
+@dataclass
+class EncodeResult:
+    path: Path
+    model: str
+    frames: int
+    width: int
+    height: int
+    chunks: int
+    key_chunks: int
+    tokens: int
+    bytes: int
+    bpp: float
+    seconds: float
+
+    def summary(self) -> dict[str, Any]:
+        return self.__dict__ | {"path": str(self.path)}
+
+
+@dataclass
+class DecodeResult:
+    path: Path | None
+    frames: int
+    width: int
+    height: int
+    seconds: float
+
+
+class _Batches:
+    """Tiles of a chunk in fixed-size batches, each with its own (encoder, decoder) model state."""
+
+    def __init__(self, n_tiles: int, batch: int):
+        self.slices = [slice(i, min(i + batch, n_tiles)) for i in range(0, n_tiles, batch)]
+        self.enc: list[Any] = [None] * len(self.slices)
+        self.dec: list[Any] = [None] * len(self.slices)
+
+    def reset(self) -> None:
+        self.enc = [None] * len(self.slices)
+        self.dec = [None] * len(self.slices)
+
+
+@torch.no_grad()
+def _code_chunk(model: Tokenizer, tiles: torch.Tensor, b: _Batches, key: bool, decode: bool):
+    """Encode (and optionally decode) all tiles of a chunk; returns (streams, recon tiles, new states)."""
+    dev = next(model.parameters()).device
+    streams: dict[str, list] = {}
+    recons, enc_states, dec_states = [], [], []
+    for i, sl in enumerate(b.slices):
+        x = tiles[sl].to(dev)
+        with _autocast(dev):
+            s, es = model.encode_chunk(x, None if key else b.enc[i])
+            if decode:
+                r, ds = model.decode_chunk(s, None if key else b.dec[i])
+                recons.append(r.float().cpu())
+                dec_states.append(ds)
+        enc_states.append(es)
+        for name, idx in s.items():
+            streams.setdefault(name, []).append(idx.cpu())
+    cat = {k: torch.cat(v).numpy() for k, v in streams.items()}
+    return cat, (torch.cat(recons) if decode else None), enc_states, dec_states
+
+
+def _mse(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.clamp(-1, 1) - b) * 127.5).pow(2).mean().item()
+
+
+def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok", device: str = "auto",
+                force: bool = False, segment_chunks: int = 8, refresh_db: float | None = 1.0,
+                overlap: int = 16, tile_batch: int = 8, progress: Progress | None = None) -> EncodeResult:
+    """Encode the video `src` into the .vtk file `dst`.
+
+    segment_chunks: a key chunk (random-access point) at least every this many chunks.
+    refresh_db: start a new segment early when that beats continuing by more than this many dB
+        of PSNR (None: never decide adaptively, only every `segment_chunks`).
+    The output is written atomically; an existing `dst` is refused unless `force`.
+    """
+    t0 = time.perf_counter()
+    info = probe(src)
+    _check_vtk_output(src, dst, force)
+    if segment_chunks < 1:
+        raise VtcodecError(f"segment_chunks must be >= 1, got {segment_chunks}")
+    tok = model if isinstance(model, Tokenizer) else load_tokenizer(model, device)
+    layout = TileLayout(info.height, info.width, tok.tile, overlap)
+    cf = tok.chunk_frames
+    key_names = _key_streams(tok)
+    levels = tok.stream_levels
+    header = {
+        "model": tok.key, "arch": tok.arch, "checkpoint_sha256": tok.sha256,
+        "width": info.width, "height": info.height, "fps": f"{info.fps.numerator}/{info.fps.denominator}",
+        "frame_count": info.frame_count, "chunk_frames": cf, "tile": tok.tile, "overlap": overlap,
+        "tile_batch": tile_batch, "tiles": layout.count, "pad_box": [0, 0, *layout.padded],
+        "stream_levels": levels, "key_streams": sorted(key_names), "segment_chunks": segment_chunks,
+        "refresh_db": refresh_db, "pixels_per_token": tok.pixels_per_token, "vtcodec_version": __version__,
+    }
+    b = _Batches(layout.count, tile_batch)
+    adaptive = refresh_db is not None and math.isfinite(refresh_db)
+    tokens = chunks = keys = done = 0
+    since_key = 0
+    with VtkWriter(dst, header, force=force) as w:
+        for i, frames in enumerate(read_chunks(src, cf)):
+            n = frames.shape[0]
+            tiles = layout.split(frames_to_video(frames, cf))
+            key = i == 0 or since_key >= segment_chunks
+            streams, recon, es, ds = _code_chunk(tok, tiles, b, key, decode=adaptive)
+            if adaptive and not key:
+                k_streams, k_recon, k_es, k_ds = _code_chunk(tok, tiles, b, True, decode=True)
+                gain_db = 10 * math.log10(max(_mse(recon, tiles), 1e-9) / max(_mse(k_recon, tiles), 1e-9))
+                if gain_db > refresh_db:
+                    key, streams, es, ds = True, k_streams, k_es, k_ds
+            b.enc, b.dec = es, (ds if adaptive else b.dec)
+            since_key = 1 if key else since_key + 1
+            w.begin_chunk(i, done, n, key)
+            if key:
+                w.write_unit(SEGMENT, json.dumps({"chunk": i, "first_frame": done}).encode())
+                shared = {k: (v, levels[k]) for k, v in streams.items() if k in key_names}
+                if shared:
+                    w.write_unit(SHARED, pack_streams(shared))
+            w.write_unit(TOKENS, pack_streams({k: (v, levels[k]) for k, v in streams.items() if k not in key_names}))
+            tokens += sum(v.size for v in streams.values())
+            chunks, keys, done = chunks + 1, keys + key, done + n
+            if progress:
+                progress(done, info.frame_count)
+    size = Path(dst).stat().st_size
+    return EncodeResult(Path(dst), tok.key, done, info.width, info.height, chunks, keys, tokens, size,
+                        8 * size / (done * info.width * info.height), time.perf_counter() - t0)
+
+
+def _check_vtk_output(src: str | Path, dst: str | Path, force: bool) -> None:
+    s, d = Path(src), Path(dst)
+    if d.exists() and (d.resolve() == s.resolve() or d.samefile(s)):
+        raise OutputError(f"output {str(dst)!r} is the input file; choose another path")
+    if d.is_dir():
+        raise OutputError(f"output {str(dst)!r} is a directory; give a .vtk file path")
+    if d.exists() and not force:
+        raise OutputError(f"output {str(dst)!r} already exists (use --force to overwrite)")
+
+
+def _model_for(header: dict, device: str, model: Tokenizer | None) -> Tokenizer:
+    if model is None:
+        path = find_by_sha(str(header["model"]), str(header["checkpoint_sha256"]))
+        model = load_checkpoint(path, resolve_device(device))
+        model.key, model.sha256 = str(header["model"]), str(header["checkpoint_sha256"])
+    if (model.tile, model.chunk_frames) != (header.get("tile"), header["chunk_frames"]):
+        raise FormatError(f"header tile/chunk ({header.get('tile')}, {header['chunk_frames']}) does not match "
+                          f"model {model.key} ({model.tile}, {model.chunk_frames})")
+    return model
+
+
+def iter_decode(src: str | Path, *, start: int = 0, stop: int | None = None, device: str = "auto",
+                model: Tokenizer | None = None, reference: np.ndarray | None = None,
+                progress: Progress | None = None) -> Iterator[np.ndarray]:
+    """Yield decoded uint8 frame blocks (t, H, W, 3) of frames [start, stop) of a .vtk file.
+
+    `reference` (H, W, 3) uint8: decode with this frame as every segment's reference instead of
+    the coded one (zero-shot editing; models whose state is a reference frame only).
+    """
+    with VtkReader(src) as r:
+        h = r.header
+        tok = _model_for(h, device, model)
+        dev = next(tok.parameters()).device
+        total = h["frame_count"]
+        stop = total if stop is None else min(stop, total)
+        if not 0 <= start < max(stop, 1):
+            raise VtcodecError(f"frame range [{start}, {stop}) is empty or outside the video's {total} frames")
+        try:
+            layout = TileLayout(int(h["height"]), int(h["width"]), tok.tile, int(h["overlap"]))
+            b = _Batches(layout.count, int(h["tile_batch"]))
+            entries = {e.chunk: e for e in r.index}
+        except (KeyError, TypeError, ValueError) as e:
+            raise FormatError(f"{src}: header field missing or malformed ({e})") from None
+        if reference is not None:
+            if not hasattr(tok, "state_from_reference"):
+                raise ModelError(f"model {tok.key} ({tok.arch}) has no reference frame to edit; use a reftok .vtk")
+            ref_tiles = layout.split(frames_to_video(reference[None], 1))[:, :, 0]
+        shared: dict = {}
+        key = False
+        for unit in r.units(start, stop):
+            if unit.type == SEGMENT:
+                b.reset()
+                shared, key = {}, True
+                continue
+            payload = {k: v for k, (v, _) in unpack_streams(unit.payload).items()}
+            if unit.type == SHARED:
+                shared = payload
+                continue
+            if unit.type != TOKENS:
+                continue
+            streams = {**shared, **payload} if key else payload
+            _check_streams(tok, streams, layout.count, key, unit.chunk)
+            outs = []
+            for i, sl in enumerate(b.slices):
+                s: Streams = {k: torch.from_numpy(v[sl]).to(dev) for k, v in streams.items()}
+                state = None if key else b.dec[i]
+                if reference is not None and key:
+                    s = {k: v for k, v in s.items() if k not in _key_streams(tok)}
+                    state = tok.state_from_reference(ref_tiles[sl].to(dev))
+                with torch.no_grad(), _autocast(dev):
+                    video, b.dec[i] = tok.decode_chunk(s, state)
+                outs.append(video.float().cpu())
+            key = False
+            e = entries[unit.chunk]
+            frames = video_to_frames(layout.merge(torch.cat(outs)), e.n_frames)
+            lo, hi = max(start, e.first_frame), min(stop, e.first_frame + e.n_frames)
+            if lo < hi:
+                yield frames[lo - e.first_frame: hi - e.first_frame]
+                if progress:
+                    progress(hi - start, stop - start)
+
+
+def decode_frames(src: str | Path, *, start: int = 0, stop: int | None = None, device: str = "auto",
+                  model: Tokenizer | None = None) -> np.ndarray:
+    """Decode a .vtk file (or a frame range of it) into memory: uint8 (T, H, W, 3)."""
+    return np.concatenate(list(iter_decode(src, start=start, stop=stop, device=device, model=model)))
+
+
+def decode_file(src: str | Path, dst: str | Path, *, start: int = 0, stop: int | None = None,
+                device: str = "auto", force: bool = False, lossless: bool = False, crf: int = 12,
+                reference: str | Path | None = None, model: Tokenizer | None = None,
+                progress: Progress | None = None) -> DecodeResult:
+    """Decode a .vtk file into a video (.mp4/.mkv H.264, .y4m, or a PNG folder `dir/`), atomically.
+
+    `reference`: an image to use as the reference frame (RefTok zero-shot editing).
+    """
+    t0 = time.perf_counter()
+    check_output_path(src, dst, force)
+    with VtkReader(src) as r:
+        h = dict(r.header)
+    try:
+        fps = Fraction(h["fps"])
+    except (ValueError, ZeroDivisionError):
+        raise FormatError(f"{src}: bad fps {h['fps']!r} in header") from None
+    ref = None
+    if reference is not None:
+        ref = _load_reference(reference, int(h["width"]), int(h["height"]))
+    n = 0
+    with VideoWriter(dst, int(h["width"]), int(h["height"]), fps, lossless=lossless, crf=crf, force=force) as w:
+        for block in iter_decode(src, start=start, stop=stop, device=device, model=model, reference=ref,
+                                 progress=progress):
+            w.write(block)
+            n += len(block)
+    return DecodeResult(Path(dst), n, int(h["width"]), int(h["height"]), time.perf_counter() - t0)
+
+
+def _load_reference(path: str | Path, width: int, height: int) -> np.ndarray:
+    img = read_frames(path)[0]
+    if img.shape[:2] != (height, width):
+        t = torch.from_numpy(img).permute(2, 0, 1)[None].float()
+        t = torch.nn.functional.interpolate(t, size=(height, width), mode="bilinear", align_corners=False)
+        img = t[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
+    return img
