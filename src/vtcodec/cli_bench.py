@@ -194,7 +194,7 @@ def bench(
             sources, ratio, frames, wh, device, progress=lambda msg: status.update(msg),
             suite=suite,
         )
-    console = Console()
+    console = Console(width=max(160, Console().width))  # the table must not wrap when piped or logged
     console.print(_table(results))
     _footer(results, console)
     if suite == "paper":
