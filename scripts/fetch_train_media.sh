@@ -92,7 +92,8 @@ cp "$MV/traffic_sequence.mp4" "$OUT/video/"
 cp "$VI/video/cube.mpeg" "$OUT/video/visp_cube.mpeg"
 
 # ViSP grayscale PGM sequences carry no frame rate: 25 fps is set here. FFV1 (level 3, gray) keeps
-# them lossless. PyAV's image2 demuxer reads the numbered PGMs exactly as `ffmpeg -i pattern` would.
+# them lossless; +bitexact makes the .mkv bytes repeatable (no random segment UID or date).
+# PyAV's image2 demuxer reads the numbered PGMs exactly as `ffmpeg -i pattern` would.
 pgm_to_ffv1() {  # pgm_to_ffv1 PATTERN START_NUMBER EXPECTED_FRAMES OUT.mkv
   "$PYTHON" - "$@" <<'EOF'
 import os, sys
@@ -102,7 +103,7 @@ pattern, start, expected, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.
 tmp = out + ".part.mkv"
 n = 0
 with av.open(pattern, format="image2", options={"start_number": start, "framerate": "25"}) as src, \
-     av.open(tmp, "w") as dst:
+     av.open(tmp, "w", format="matroska", options={"fflags": "+bitexact"}) as dst:
     ost = None
     for frame in src.decode(video=0):
         if ost is None:

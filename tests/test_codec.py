@@ -31,7 +31,10 @@ from vtcodec.train.preview import write_png
 from vtcodec.video import VideoWriter, probe, read_frames
 
 N_FRAMES = 20  # chunks of 8: [0, 8) [8, 16) [16, 20)
-SIZES = [(97, 61), (150, 70)]  # (width, height): smaller than a tile, and more than one tile
+# (width, height): odd and smaller than a tile (padding only); odd, padded in height and two tiles
+# wide; more than one tile both ways (overlap blending)
+SIZES = [(45, 33), (97, 61), (150, 70)]
+TILES = {(45, 33): 1, (97, 61): 2, (150, 70): 6}
 
 
 # --- shared encodings --------------------------------------------------------------------------
@@ -88,7 +91,7 @@ def test_round_trip_geometry_and_index(arch, width, height, coded, full, tmp_pat
     assert (h["width"], h["height"], h["frame_count"], h["fps"]) == (width, height, N_FRAMES, "30000/1001")
     assert [(e.first_frame, e.n_frames, e.key) for e in index] == [(0, 8, True), (8, 8, False), (16, 4, True)]
     layout = TileLayout(height, width, 64, 16)
-    assert h["tiles"] == layout.count == (1 if (width, height) == (97, 61) else 6)
+    assert h["tiles"] == layout.count == TILES[width, height]
 
     frames = full(arch, width, height)
     assert frames.shape == (N_FRAMES, height, width, 3) and frames.dtype == np.uint8

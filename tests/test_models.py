@@ -264,37 +264,12 @@ def test_reftok_closed_loop_three_chunks(reftok):
 
 
 # == VidTok ======================================================================================
-def per_frame_group_norm(model: nn.Module) -> nn.Module:
-    """Make every GroupNorm normalise each frame on its own (statistics over C/G x H x W only).
-
-    nn.GroupNorm on (B, C, T, H, W) pools statistics over all T frames, which lets later frames
-    change earlier outputs; with this patch the causality and chunking tests pass, which shows the
-    shipped model fails them because of its norms and nothing else.
-    """
-    for mod in model.modules():
-        if isinstance(mod, nn.GroupNorm):
-            def forward(x, mod=mod):
-                b, c, t, h, w = x.shape
-                y = F.group_norm(x.transpose(1, 2).reshape(b * t, c, h, w), mod.num_groups, mod.weight, mod.bias, mod.eps)
-                return y.view(b, t, c, h, w).transpose(1, 2)
-            mod.forward = forward
-    return model
+def vidtok_model(**overrides):
+    return tiny("vidtok", **overrides)
 
 
-GN_BUG = ("BUG vidtok.py:69/124/131: nn.GroupNorm on (B, C, T, H, W) pools its statistics over all "
-          "frames, so output/latent frames depend on later frames (not causal) and chunked coding "
-          "with the causal cache differs from one-shot coding")
-NORMS = [pytest.param("shipped", marks=pytest.mark.xfail(strict=True, reason=GN_BUG)), "per_frame_norm"]
-
-
-def vidtok_model(norm: str, **overrides):
-    m = tiny("vidtok", **overrides)
-    return per_frame_group_norm(m) if norm == "per_frame_norm" else m
-
-
-@pytest.mark.parametrize("norm", NORMS)
-def test_vidtok_causal_at_latent_frame_granularity(norm):
-    m = vidtok_model(norm)
+def test_vidtok_causal_at_latent_frame_granularity():
+    m = vidtok_model()
     n_groups = 4
     video = rand_video(t=4 * n_groups, seed=20)
     with torch.no_grad():
@@ -314,9 +289,8 @@ def test_vidtok_causal_at_latent_frame_granularity(norm):
 
 
 @pytest.mark.parametrize("spatial_down", [16, 8])
-@pytest.mark.parametrize("norm", NORMS)
-def test_vidtok_chunked_encode_equals_one_shot(norm, spatial_down):
-    m = vidtok_model(norm, spatial_down=spatial_down)
+def test_vidtok_chunked_encode_equals_one_shot(spatial_down):
+    m = vidtok_model(spatial_down=spatial_down)
     video = rand_video(b=2, t=3 * FRAMES, seed=30)
     g = TILE // spatial_down
     with torch.no_grad():
@@ -332,9 +306,8 @@ def test_vidtok_chunked_encode_equals_one_shot(norm, spatial_down):
 
 
 @pytest.mark.parametrize("spatial_down", [16, 8])
-@pytest.mark.parametrize("norm", NORMS)
-def test_vidtok_chunked_decode_equals_one_shot(norm, spatial_down):
-    m = vidtok_model(norm, spatial_down=spatial_down)
+def test_vidtok_chunked_decode_equals_one_shot(spatial_down):
+    m = vidtok_model(spatial_down=spatial_down)
     video = rand_video(b=2, t=3 * FRAMES, seed=31)
     per_chunk = m.tokens_per_chunk(key=False)["latent"]
     with torch.no_grad():
@@ -506,9 +479,6 @@ def test_registry_refuses_unknown_arch_and_config_keys(checkpoints, tmp_path):
         load_checkpoint(p)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG registry.py:100 load_checkpoint: config metadata that is not valid JSON raises "
-    "json.JSONDecodeError, not ModelError (the CLI only turns VtcodecError into a message)"))
 def test_checkpoint_with_unparseable_config_is_model_error(checkpoints, tmp_path):
     src = checkpoints["vidtok"][1]
     p = tmp_path / "json.safetensors"
@@ -517,9 +487,6 @@ def test_checkpoint_with_unparseable_config_is_model_error(checkpoints, tmp_path
         load_checkpoint(p)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG registry.py:100 -> build: a config value the model rejects (vidtok spatial_down 12) raises "
-    "the model's ValueError, not ModelError"))
 def test_checkpoint_with_invalid_config_value_is_model_error(checkpoints, tmp_path):
     src = checkpoints["vidtok"][1]
     meta = read_metadata(src)

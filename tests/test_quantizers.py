@@ -252,11 +252,6 @@ def test_vq_forward_loss_and_gradients():
     assert out_b.dtype == torch.float32 and torch.isfinite(loss_b)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG vq.py:33 codes_to_indices uses torch.cdist, which for more than 25 rows switches to the "
-    "matmul formula |x|^2+|y|^2-2xy; its fp32 cancellation error zeroes distances below ~1e-3, so "
-    "a codebook entry close to an earlier one maps to the earlier index "
-    "(compute_mode='donot_use_mm_for_euclid_dist' is exact)"))
 def test_vq_round_trip_near_duplicate_codes():
     vq = VQ(26, 1)
     with torch.no_grad():
@@ -316,10 +311,6 @@ def test_vq_split_dead_min_usage_threshold():
     assert vq.split_dead(min_usage=5.0) == 4
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG vq.py:61-62: when more than half the codes are dead, `top = usage.argsort(...)[:len(dead)]` "
-    "includes dead codes, so dead codes are replaced by copies of other dead codes (the `% len(top)` "
-    "never wraps); they should be copies of used codes"))
 def test_vq_split_dead_copies_used_codes_when_most_are_dead():
     used = [0, 1]
     vq, cb0 = _vq_with_usage(16, used)

@@ -33,7 +33,7 @@ from vtcodec.models.base import Streams, Tokenizer
 from vtcodec.models.registry import find_by_sha, load_checkpoint, resolve_model, sha256_file
 from vtcodec.packing import pack_streams, unpack_streams
 from vtcodec.tiling import TileLayout, frames_to_video, video_to_frames
-from vtcodec.video import VideoWriter, check_output_path, probe, read_chunks, read_frames
+from vtcodec.video import VideoWriter, _read_png, check_output_path, probe, read_chunks, read_frames
 
 Progress = Callable[[int, int], None]  # (frames done, frames total)
 
@@ -169,7 +169,7 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
         "frame_count": info.frame_count, "chunk_frames": cf, "tile": tok.tile, "overlap": overlap,
         "tile_batch": tile_batch, "tiles": layout.count, "pad_box": [0, 0, *layout.padded],
         "stream_levels": levels, "key_streams": sorted(key_names), "segment_chunks": segment_chunks,
-        "refresh_db": refresh_db, "pixels_per_token": tok.pixels_per_token, "vtcodec_version": __version__,
+        "refresh_db": refresh_db if refresh_db is not None and math.isfinite(refresh_db) else None, "pixels_per_token": tok.pixels_per_token, "vtcodec_version": __version__,
     }
     b = _Batches(layout.count, tile_batch)
     adaptive = refresh_db is not None and math.isfinite(refresh_db)
@@ -239,7 +239,7 @@ def iter_decode(src: str | Path, *, start: int = 0, stop: int | None = None, dev
         dev = next(tok.parameters()).device
         total = h["frame_count"]
         stop = total if stop is None else min(stop, total)
-        if not 0 <= start < max(stop, 1):
+        if not 0 <= start < stop:
             raise VtcodecError(f"frame range [{start}, {stop}) is empty or outside the video's {total} frames")
         try:
             layout = TileLayout(int(h["height"]), int(h["width"]), tok.tile, int(h["overlap"]))
@@ -321,7 +321,7 @@ def decode_file(src: str | Path, dst: str | Path, *, start: int = 0, stop: int |
 
 
 def _load_reference(path: str | Path, width: int, height: int) -> np.ndarray:
-    img = read_frames(path)[0]
+    img = _read_png(Path(path)) if Path(path).suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".webp") else read_frames(path)[0]
     if img.shape[:2] != (height, width):
         t = torch.from_numpy(img).permute(2, 0, 1)[None].float()
         t = torch.nn.functional.interpolate(t, size=(height, width), mode="bilinear", align_corners=False)

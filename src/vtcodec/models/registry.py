@@ -31,6 +31,16 @@ ARCHS: dict[str, type[Tokenizer]] = {m.arch: m for m in (TivTok, RefTok, VidTok)
 REPO_MODELS = Path(__file__).resolve().parents[3] / "models"
 
 
+def build_from_metadata(meta: dict[str, str], path: str | Path) -> Tokenizer:
+    """The model a checkpoint's metadata describes; any problem with it is a ModelError."""
+    if "arch" not in meta or "config" not in meta:
+        raise ModelError(f"{path}: checkpoint metadata lacks 'arch'/'config' (not a vtcodec checkpoint)")
+    try:
+        return build(meta["arch"], json.loads(meta["config"]))
+    except (json.JSONDecodeError, TypeError, ValueError) as e:
+        raise ModelError(f"{path}: bad model config in checkpoint metadata ({e})") from None
+
+
 def build(arch: str, overrides: dict | None = None) -> Tokenizer:
     """A freshly initialised model of `arch` with its default config, updated by `overrides`."""
     if arch not in ARCHS:
@@ -95,9 +105,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Tok
     if not path.is_file():
         raise ModelError(f"checkpoint not found: {path}")
     meta = read_metadata(path)
-    if "arch" not in meta or "config" not in meta:
-        raise ModelError(f"{path}: checkpoint metadata lacks 'arch'/'config' (not a vtcodec checkpoint)")
-    model = build(meta["arch"], json.loads(meta["config"]))
+    model = build_from_metadata(meta, path)
     state = load_file(str(path))
     own = model.state_dict()
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
@@ -142,8 +150,7 @@ def list_models() -> list[CheckpointInfo]:
         for p in sorted(d.glob("*.safetensors")):
             if p.stem in found:
                 continue
-            meta = read_metadata(p)
-            model = build(meta["arch"], json.loads(meta["config"]))
+            model = build_from_metadata(read_metadata(p), p)
             found[p.stem] = CheckpointInfo(p.stem, p, meta["arch"], model.pixels_per_token, model.params,
                                            sha256_file(p), p.stat().st_size)
     return list(found.values())

@@ -41,6 +41,16 @@ class VidTokConfig:
     latent_context: int = 2  # latent frames of causal cache (decoder)
 
 
+class FrameNorm(nn.GroupNorm):
+    """GroupNorm with statistics per frame: normalising over time would leak future frames into the
+    past and break causality (and chunked == one-shot coding)."""
+
+    def forward(self, x):
+        b, c, t, h, w = x.shape
+        y = super().forward(x.transpose(1, 2).reshape(b * t, c, h, w))
+        return y.view(b, t, c, h, w).transpose(1, 2)
+
+
 class CausalTime(nn.Module):
     """Temporal conv, kernel 2, causal: out[t] = f(x[t-1], x[t]); the first frame repeats itself."""
 
@@ -66,7 +76,7 @@ class Spatial(nn.Module):
 class ResBlock(nn.Module):
     def __init__(self, ch: int):
         super().__init__()
-        self.norm = nn.GroupNorm(8, ch)
+        self.norm = FrameNorm(8, ch)
         self.s = Spatial(ch, ch)
         self.t = CausalTime(ch)
 
@@ -121,14 +131,14 @@ class VidTok(Tokenizer):
         enc = [ResBlock(c0), AlphaDown(c0), Spatial(c0, c1, stride=2), ResBlock(c1), AlphaDown(c1)]
         enc += [Spatial(c1, c2, stride=2) if self.n_sdown == 2 else Spatial(c1, c2), ResBlock(c2)]
         self.enc = nn.Sequential(*enc)
-        self.to_q = nn.Sequential(nn.GroupNorm(8, c2), nn.SiLU(), nn.Conv3d(c2, q, 1))
+        self.to_q = nn.Sequential(FrameNorm(8, c2), nn.SiLU(), nn.Conv3d(c2, q, 1))
         # decoder
         self.from_q = nn.Conv3d(q, c2, 1)
         self.dec_a = nn.Sequential(ResBlock(c2), AlphaUp(c2))
         self.up1 = Spatial(c2, 4 * c1) if self.n_sdown == 2 else Spatial(c2, c1)
         self.dec_b = nn.Sequential(ResBlock(c1), AlphaUp(c1))
         self.to_c0 = Spatial(c1, 4 * c0)
-        self.dec_c = nn.Sequential(ResBlock(c0), nn.GroupNorm(8, c0), nn.SiLU(), Spatial(c0, 3 * 16))
+        self.dec_c = nn.Sequential(ResBlock(c0), FrameNorm(8, c0), nn.SiLU(), Spatial(c0, 3 * 16))
 
     # -- interface ----------------------------------------------------------------------------
     @property

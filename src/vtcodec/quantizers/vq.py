@@ -30,7 +30,8 @@ class VQ(nn.Module):
 
     def codes_to_indices(self, codes: torch.Tensor) -> torch.Tensor:
         flat = codes.float().reshape(-1, self.dim)
-        d = torch.cdist(flat, self.codebook.float())
+        # the matmul form of cdist rounds small distances to zero: exact mode keeps the argmin right
+        d = torch.cdist(flat, self.codebook.float(), compute_mode="donot_use_mm_for_euclid_dist")
         return d.argmin(dim=-1).reshape(codes.shape[:-1])
 
     def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
@@ -58,8 +59,12 @@ class VQ(nn.Module):
         if len(dead) == 0:
             self.usage.zero_()
             return 0
-        top = self.usage.argsort(descending=True)[: len(dead)]
-        src = top[torch.arange(len(dead)) % len(top)]
+        used = (self.usage >= min_usage).nonzero().flatten()
+        if len(used) == 0:
+            self.usage.zero_()
+            return 0
+        used = used[self.usage[used].argsort(descending=True)]
+        src = used[torch.arange(len(dead)) % len(used)]
         self.codebook[dead] = self.codebook[src] + noise * torch.randn_like(self.codebook[src])
         self.usage.zero_()
         return len(dead)
