@@ -30,6 +30,7 @@ OPENCV_FILES=(baboon.jpg fruits.jpg building.jpg messi5.jpg home.jpg aero1.jpg a
 
 # ---- setup ----------------------------------------------------------------------------------------
 T0=$(date +%s)
+TMP_DL=
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=$(realpath -m "${1:-./media}")
 if [ -n "${PYTHON:-}" ]; then :
@@ -43,6 +44,7 @@ if [ -n "${DL:-}" ]; then
 else
   DL=$(mktemp -d)
   X="$DL/x"
+  TMP_DL=1
   trap 'rm -rf "$DL"' EXIT
 fi
 # Extraction is redone each run so a changed/partial earlier extraction never leaks into OUT.
@@ -163,7 +165,7 @@ src_line() { printf '%s\t%s\t%s\n' "$1" "$2" "$3"; }
   src_line images/jxl/flower.png "debian:$DEB_JXL" "BSD-3-clause (JPEG XL Project Authors)"
 } > "$OUT/SOURCES.txt"
 
-# ---- summary -------------------------------------------------------------------------------------
+# ---- cleanup + summary ---------------------------------------------------------------------------
 listed=$(grep -vc '^#' "$OUT/SOURCES.txt")
 echo "files per directory:"
 for d in video images/skimage images/opencv images/mvtb_campus images/jxl; do
@@ -171,4 +173,5 @@ for d in video images/skimage images/opencv images/mvtb_campus images/jxl; do
 done
 echo "media files: $listed listed in SOURCES.txt"
 du -sh "$OUT"
+if [ -n "${TMP_DL:-}" ]; then rm -rf "$DL"; trap - EXIT; fi
 echo "done: $OUT in $(( $(date +%s) - T0 )) s"

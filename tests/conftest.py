@@ -26,8 +26,6 @@ TINY = {
     "vidtok": dict(channels=(8, 8, 8), frames=8, tile=64),
 }
 
-# The machine is shared with training jobs: keep torch to one thread.
-torch.set_num_threads(1)
 
 
 def save_tiny(arch: str, path: Path, seed: int = 0) -> str:
@@ -47,6 +45,15 @@ def models_dir(tmp_path_factory) -> Path:
 @pytest.fixture(autouse=True)
 def _vtcodec_models(models_dir, monkeypatch):
     monkeypatch.setenv("VTCODEC_MODELS", str(models_dir))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """torch on one thread for a module (the machine is shared with training jobs), restored after."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def synth_frames(n: int, width: int, height: int, *, cut_at: int | None = None, seed: int = 0) -> np.ndarray:

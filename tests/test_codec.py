@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import struct
+import zlib
 from fractions import Fraction
 from pathlib import Path
 
@@ -26,9 +27,11 @@ from vtcodec.codec import decode_file, decode_frames, encode_file, iter_decode, 
 from vtcodec.container import SEGMENT, TOKENS, VtkReader
 from vtcodec.errors import FormatError, ModelError, OutputError, VideoError, VtcodecError
 from vtcodec.models.base import Tokenizer
-from vtcodec.tiling import TileLayout, frames_to_video, tile_starts
+from vtcodec.tiling import TileLayout, tile_starts
 from vtcodec.train.preview import write_png
 from vtcodec.video import VideoWriter, probe, read_frames
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 N_FRAMES = 20  # chunks of 8: [0, 8) [8, 16) [16, 20)
 # (width, height): odd and smaller than a tile (padding only); odd, padded in height and two tiles
@@ -82,8 +85,8 @@ def full(coded):
 
 @pytest.mark.parametrize("width,height", SIZES, ids=lambda v: str(v))
 @pytest.mark.parametrize("arch", ARCHS)
-def test_round_trip_geometry_and_index(arch, width, height, coded, full, tmp_path, models_dir):
-    src, vtk, _ = coded(arch, width, height)
+def test_round_trip_geometry_and_index(arch, width, height, coded, full, tmp_path):
+    _, vtk, _ = coded(arch, width, height)
     with VtkReader(vtk) as r:
         h, index = r.header, r.index
         r.verify()
@@ -135,13 +138,13 @@ def test_range_decode_equals_slice_of_full_decode(arch, start, stop, coded, full
     assert np.array_equal(got, want)
 
 
-def test_range_decode_reads_from_the_last_key_chunk(coded, tmp_path):
+def test_range_decode_reads_from_the_last_key_chunk(coded):
     """Frames of the last (key) chunk need none of the earlier chunks' units."""
     _, vtk, _ = coded("tivtok", 150, 70)
     with VtkReader(vtk) as r:
-        last = [u for u in r.units(17, 19)]
-        mid = [u for u in r.units(9, 10)]
-    assert [u.chunk for u in last][0] == 2 and {u.chunk for u in last} == {2}
+        last = list(r.units(17, 19))
+        mid = list(r.units(9, 10))
+    assert {u.chunk for u in last} == {2}
     assert last[0].type == SEGMENT
     assert {u.chunk for u in mid} == {0, 1}  # chunk 1 continues the segment started at chunk 0
 
@@ -413,7 +416,11 @@ def _bad_video(name: str, tmp: Path) -> Path:
         p = tmp / "sound.wav"
         _write_wav(p)
         return p
-    if name == "zero_frames":
+    if name == "zero_frames":  # a valid stream header and no frame
+        p = tmp / "empty.y4m"
+        p.write_bytes(b"YUV4MPEG2 W32 H32 F25:1 Ip A1:1 C420jpeg\n")
+        return p
+    if name == "zero_frames_mkv":  # a muxer closed before any frame
         p = tmp / "empty.mkv"
         _write_empty_video(p)
         return p
@@ -436,8 +443,10 @@ def _bad_video(name: str, tmp: Path) -> Path:
     raise AssertionError(name)
 
 
-BAD_VIDEOS = ["missing", "text", "text_as_mp4", "jpeg_as_mp4", "audio_only", "zero_frames", "1x1", "3x5",
-              "empty_file", "directory"]
+BAD_VIDEOS = ["missing", "text", "text_as_mp4", "jpeg_as_mp4", "audio_only", "zero_frames", "zero_frames_mkv",
+              "1x1", "3x5", "empty_file", "directory"]
+BAD_VIDEO_MESSAGES = {"missing": "no such file", "jpeg_as_mp4": "still image", "audio_only": "no video stream",
+                      "zero_frames": "no video frames", "1x1": "1x1", "3x5": "3x5", "directory": "directory"}
 
 
 def _listing(d: Path) -> dict[str, bytes]:
@@ -463,9 +472,10 @@ def test_bad_video_input_is_refused(name, tmp_path, capsys):
     src = _bad_video(name, tmp_path)
     out = tmp_path / "out.vtk"
     before = _listing(tmp_path)
-    with pytest.raises(VideoError):
+    with pytest.raises(VideoError, match=BAD_VIDEO_MESSAGES.get(name, "")):
         encode_file(src, out, model="vidtok", device="cpu")
-    _cli_fails(capsys, ["encode", src, "-o", out, "--model", "vidtok", "--device", "cpu"])
+    _cli_fails(capsys, ["encode", src, "-o", out, "--model", "vidtok", "--device", "cpu"],
+               BAD_VIDEO_MESSAGES.get(name, ""))
     assert not out.exists()
     assert _listing(tmp_path) == before  # no output, no temp file left behind
 
@@ -617,8 +627,7 @@ def test_corrupt_vtk_is_refused(name, coded, tmp_path, capsys):
     bad = tmp_path / "bad.vtk"
     bad.write_bytes(_corrupt(name, good.read_bytes()))
     before = _listing(tmp_path)
-    err_cls = FormatError if name not in ("truncated_0",) else VtcodecError
-    with pytest.raises(err_cls) as e:
+    with pytest.raises(FormatError) as e:
         decode_frames(bad, device="cpu")
     if name == "future_version":
         assert "version 2" in str(e.value) and "1" in str(e.value)
@@ -687,3 +696,49 @@ def test_edit_cli_with_wrong_model_fails_cleanly(coded, tmp_path, capsys):
     assert not out.exists()
     _cli_fails(capsys, ["edit", coded("reftok")[1], "--reference", tmp_path / "nope.png", "-o", out], "nope.png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ref.png"]
+
+
+# Headers that pass the container's checks (valid CRC, required keys) but lie about the codec's
+# own fields: the decoder must still answer with a FormatError, never a crash.
+HEADER_LIES = [
+    (b'"overlap":16', b'"overlap":64'),  # overlap == tile: no tile layout exists
+    (b'"overlap":16', b'"overlap":99'),
+    (b'"overlap":16', b'"overlap":""'),
+    (b'"overlap":16', b'"overlap":{}'),
+    (b'"tile_batch":8', b'"tile_batch":0'),
+    (b'"width":150', b'"width":999'),
+    (b'"height":70', b'"height":10'),
+    (b'"chunk_frames":8', b'"chunk_frames":9'),
+    (b'"tile":64', b'"tile":32'),
+]
+
+
+def _retag(data: bytes, old: bytes, new: bytes) -> bytes:
+    """Replace a same-length piece of the header JSON and recompute the header CRC."""
+    assert len(old) == len(new)
+    (hlen,) = struct.unpack_from("<I", data, 10)
+    header = data[14:14 + hlen]
+    assert header.count(old) == 1, (old, header)
+    pre = data[:14] + header.replace(old, new)
+    return pre + struct.pack("<I", zlib.crc32(pre)) + data[18 + hlen:]
+
+
+@pytest.mark.parametrize("old,new", HEADER_LIES, ids=[n.decode() for _, n in HEADER_LIES])
+def test_header_with_bad_codec_fields_is_a_format_error(old, new, coded, tmp_path, capsys):
+    _, good, _ = coded("tivtok", 150, 70)
+    bad = tmp_path / "bad.vtk"
+    bad.write_bytes(_retag(good.read_bytes(), old, new))
+    with VtkReader(bad) as r:  # the container itself accepts it
+        r.verify()
+    with pytest.raises(FormatError):
+        decode_frames(bad, device="cpu")
+    out = tmp_path / "out.mkv"
+    _cli_fails(capsys, ["decode", bad, "-o", out, "--device", "cpu"])
+    assert not out.exists()
+
+
+def test_decoding_with_the_wrong_model_is_a_format_error(coded, models_dir):
+    _, vtk, _ = coded("tivtok")
+    other = load_tokenizer(models_dir / "vidtok.safetensors", device="cpu")  # same tile and chunk size
+    with pytest.raises(FormatError, match="streams"):
+        decode_frames(vtk, model=other)

@@ -109,7 +109,7 @@ def encode(
 @app.command()
 def decode(
     src: Annotated[Path, typer.Argument(help="input .vtk file")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="output video: .mp4/.mkv (H.264), .y4m, or dir/ for PNGs")],
+    output: Annotated[str, typer.Option("--output", "-o", help="output video: .mp4/.mkv (H.264), .y4m, or dir/ for PNGs")],
     start: Annotated[int, typer.Option(help="first frame to decode")] = 0,
     stop: Annotated[Optional[int], typer.Option(help="frame to stop before (default: the end)")] = None,
     lossless: Annotated[bool, typer.Option(help="lossless H.264 (RGB) instead of high-quality lossy")] = False,

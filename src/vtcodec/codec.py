@@ -245,7 +245,7 @@ def iter_decode(src: str | Path, *, start: int = 0, stop: int | None = None, dev
             layout = TileLayout(int(h["height"]), int(h["width"]), tok.tile, int(h["overlap"]))
             b = _Batches(layout.count, int(h["tile_batch"]))
             entries = {e.chunk: e for e in r.index}
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:
             raise FormatError(f"{src}: header field missing or malformed ({e})") from None
         if reference is not None:
             if not hasattr(tok, "state_from_reference"):
