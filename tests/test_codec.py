@@ -472,7 +472,7 @@ def test_bad_video_input_is_refused(name, tmp_path, capsys):
     src = _bad_video(name, tmp_path)
     out = tmp_path / "out.vtk"
     before = _listing(tmp_path)
-    with pytest.raises(VideoError, match=BAD_VIDEO_MESSAGES.get(name, "")):
+    with pytest.raises(VideoError, match=BAD_VIDEO_MESSAGES.get(name)):
         encode_file(src, out, model="vidtok", device="cpu")
     _cli_fails(capsys, ["encode", src, "-o", out, "--model", "vidtok", "--device", "cpu"],
                BAD_VIDEO_MESSAGES.get(name, ""))
