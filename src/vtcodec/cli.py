@@ -121,7 +121,7 @@ def decode(
 
     bar, cb = _progress("decode")
     with bar:
-        r = decode_file(src, str(output) + ("/" if str(output).endswith("/") else ""), start=start, stop=stop,
+        r = decode_file(src, output, start=start, stop=stop,
                         device=device, force=force, lossless=lossless, progress=cb)
     typer.echo(f"{r.path}: {r.frames} frames {r.width}x{r.height}, {r.seconds:.1f} s")
 
@@ -130,7 +130,7 @@ def decode(
 def edit(
     src: Annotated[Path, typer.Argument(help="a .vtk made with a reftok model")],
     reference: Annotated[Path, typer.Option(help="edited reference frame (image); resized to the video")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="output video")],
+    output: Annotated[str, typer.Option("--output", "-o", help="output video (dir/ for PNG frames)")],
     device: Device = "auto",
     force: Force = False,
 ) -> None:

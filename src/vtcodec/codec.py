@@ -159,6 +159,8 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
     if segment_chunks < 1:
         raise VtcodecError(f"segment_chunks must be >= 1, got {segment_chunks}")
     tok = model if isinstance(model, Tokenizer) else load_tokenizer(model, device)
+    if not 0 <= overlap < tok.tile // 2:
+        raise VtcodecError(f"overlap must be in [0, {tok.tile // 2}) for tile {tok.tile}, got {overlap}")
     layout = TileLayout(info.height, info.width, tok.tile, overlap)
     cf = tok.chunk_frames
     key_names = _key_streams(tok)
@@ -242,6 +244,8 @@ def iter_decode(src: str | Path, *, start: int = 0, stop: int | None = None, dev
         if not 0 <= start < stop:
             raise VtcodecError(f"frame range [{start}, {stop}) is empty or outside the video's {total} frames")
         try:
+            if not 0 <= int(h["overlap"]) < tok.tile // 2 or int(h["tile_batch"]) < 1:
+                raise ValueError(f"overlap {h['overlap']} / tile_batch {h['tile_batch']} out of range")
             layout = TileLayout(int(h["height"]), int(h["width"]), tok.tile, int(h["overlap"]))
             b = _Batches(layout.count, int(h["tile_batch"]))
             entries = {e.chunk: e for e in r.index}

@@ -151,7 +151,7 @@ def list_models() -> list[CheckpointInfo]:
             if p.stem in found:
                 continue
             model = build_from_metadata(read_metadata(p), p)
-            found[p.stem] = CheckpointInfo(p.stem, p, meta["arch"], model.pixels_per_token, model.params,
+            found[p.stem] = CheckpointInfo(p.stem, p, model.arch, model.pixels_per_token, model.params,
                                            sha256_file(p), p.stat().st_size)
     return list(found.values())
 
