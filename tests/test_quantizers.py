@@ -24,13 +24,7 @@ LEVEL_SETS = [[8, 8, 8, 5, 5, 5], [3], [2, 2], [4, 5], [7, 5, 5, 5, 5]]
 levels_st = st.lists(st.integers(2, 9), min_size=1, max_size=5)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # the machine is shared with training jobs: keep the tests off the other core
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def digits_of(levels, codes):

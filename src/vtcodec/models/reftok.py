@@ -35,11 +35,7 @@ from vtcodec.quantizers import FSQ
 @dataclass(frozen=True)
 class RefTokConfig:
     """RefTok at 1024 px/token: 4x16x16 target tubelets; intra reference at 64 px/token.
-
-    Quantizer: FSQ with `levels` (default 8,8,8,5,5,5 = 64,000 codes, 15.97 bits per token). FSQ
-    rather than VQ because it has no codebook to collapse or tune, which matters in hour-long CPU
-    training runs; `quantizers/vq.py` (VQ with codebook splitting) is kept for experiments.
-    """
+ Quantizer: FSQ `levels` (why FSQ: quantizers/fsq.py)."""
     tile: int = 128
     frames: int = 16
     patch: int = 16

@@ -34,11 +34,7 @@ from vtcodec.quantizers import FSQ
 @dataclass(frozen=True)
 class TivTokConfig:
     """TivTok at 1024 px/token: 16x128x128 tile-chunk = 160 TIV + 16x6 TV tokens.
-
-    Quantizer: FSQ with `levels` (default 8,8,8,5,5,5 = 64,000 codes, 15.97 bits per token). FSQ
-    rather than VQ because it has no codebook to collapse or tune, which matters in hour-long CPU
-    training runs; `quantizers/vq.py` (VQ with codebook splitting) is kept for experiments.
-    """
+ Quantizer: FSQ `levels` (why FSQ: quantizers/fsq.py)."""
     tile: int = 128
     frames: int = 16
     patch: int = 32          # per-frame patches (TV stage and decoder); 32 keeps CPU training affordable

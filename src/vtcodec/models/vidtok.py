@@ -33,11 +33,7 @@ from vtcodec.quantizers import FSQ
 @dataclass(frozen=True)
 class VidTokConfig:
     """The baseline: 4 x spatial_down x spatial_down pixels per token (16: 1024, 8: 256).
-
-    Quantizer: FSQ with `levels` (default 8,8,8,5,5,5 = 64,000 codes, 15.97 bits per token). FSQ
-    rather than VQ because it has no codebook to collapse or tune, which matters in hour-long CPU
-    training runs; `quantizers/vq.py` (VQ with codebook splitting) is kept for experiments.
-    """
+ Quantizer: FSQ `levels` (why FSQ: quantizers/fsq.py)."""
     tile: int = 128
     frames: int = 16
     spatial_down: int = 16   # 16 -> 1024 px/token, 8 -> 256
