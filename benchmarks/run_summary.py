@@ -1,0 +1,38 @@
+"""Summarise a training run folder (log.jsonl + model.safetensors metadata) for a model card.
+
+    python benchmarks/run_summary.py runs/tivtok [runs/reftok ...]
+
+Prints the end points of the training curves, validation figures, wall time and where it went.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+from vtcodec.models.registry import read_metadata
+
+
+def summary(run: Path) -> dict:
+    logs = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
+    val = [r for r in logs if "val_psnr" in r]
+    last = logs[-1]
+    tail = logs[-50:]
+    meta = read_metadata(run / "model.safetensors")
+    return {
+        "run": str(run), "arch": meta["arch"], "config": json.loads(meta["config"]),
+        "steps": last["step"], "clips_seen": last["step"] * json.loads(meta["info"]).get("batch", 0),
+        "wall_s": round(last["elapsed_s"]), "clips_per_s": round(last["clips_per_s"], 2),
+        "data_fraction": round(last["data_frac"], 3),
+        "loss_first50": round(statistics.mean(r["loss"] for r in logs[:50]), 4),
+        "loss_last50": round(statistics.mean(r["loss"] for r in tail), 4),
+        "ssim_last50": round(statistics.mean(r["ssim"] for r in tail), 4),
+        "val_curve": [(r["step"], round(r["val_psnr"], 2), round(r["val_ssim"], 3)) for r in val],
+    }
+
+
+if __name__ == "__main__":
+    for arg in sys.argv[1:]:
+        print(json.dumps(summary(Path(arg))))
