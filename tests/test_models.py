@@ -35,7 +35,7 @@ FEW = settings(max_examples=8, deadline=None,
 TILE, FRAMES = 32, 8
 TINY = {
     "tivtok": dict(tile=TILE, frames=FRAMES, patch=8, tubelet_t=4, dim=32, heads=2, tiv_depth=1, tv_depth=1,
-                   dec_depth=1, n_tiv=8, n_tv=2, head_width=8),
+                   dec_depth=1, n_tiv=16, n_tv=2, head_width=8),
     "reftok": dict(tile=TILE, frames=FRAMES, patch=8, tubelet_t=4, dim=32, heads=2, enc_depth=1, dec_depth=1,
                    head_width=8, intra_patch=8, intra_dim=32, intra_depth=1),
     "vidtok": dict(tile=TILE, frames=FRAMES, channels=(16, 16, 16)),
@@ -326,8 +326,13 @@ def test_vidtok_configs_pixels_per_token(spatial_down, ppt):
 
 
 def test_vidtok_rejects_other_spatial_down():
-    with pytest.raises(ValueError):
+    with pytest.raises(ModelError, match="spatial_down"):
         build("vidtok", {"spatial_down": 4})
+
+
+def test_tivtok_rejects_n_tiv_not_a_multiple_of_patches():
+    with pytest.raises(ModelError, match="n_tiv"):
+        build("tivtok", {"n_tiv": 150})
 
 
 # == All models: ratios, checkpoints, registry ==================================================

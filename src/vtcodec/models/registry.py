@@ -46,7 +46,11 @@ def build(arch: str, overrides: dict | None = None) -> Tokenizer:
     if arch not in ARCHS:
         raise ModelError(f"unknown architecture {arch!r}; known: {', '.join(ARCHS)}")
     cls = ARCHS[arch]
-    return cls(make_config(cls, overrides or {}))
+    config = make_config(cls, overrides or {})
+    try:
+        return cls(config)
+    except ValueError as e:
+        raise ModelError(f"{arch}: invalid config ({e})") from None
 
 
 def make_config(cls: type[Tokenizer], values: dict):

@@ -9,7 +9,13 @@ Our implementation of arXiv 2606.17590's two ideas, shaped for a codec:
   TIV tokens only -- the scope rule, enforced by construction rather than by a mask over one big
   sequence (cheaper on a CPU, and the structure test in tests/test_models.py checks it).
 * Invariant Broadcasting. The decoder embeds the TIV tokens once and broadcasts them to every
-  frame through cross-attention; frames decode in parallel as a batch, cost linear in frames.
+  frame, twice: each patch position's own TIV tokens seed that position's decoder query, and all
+  TIV tokens are a cross-attention context; frames decode in parallel, cost linear in frames.
+
+TIV tokens are 1D (a flat sequence of `n_tiv` codes) but grouped by patch position: stage 1 pools
+each position's features over time and emits `n_tiv / patches` codes per position. A first version
+with free latent queries (TiTok-style, no spatial grouping) collapsed to a constant grey output in
+500 CPU steps; grouping gives the decoder a local path, which trains in the time we have.
 
 Because stage 2 takes *given* quantized TIV tokens, later chunks of a segment can reuse the first
 chunk's TIV tokens and send TV tokens only (cross-chunk reuse); training feeds TIV tokens from
@@ -62,11 +68,13 @@ class TivTok(Tokenizer):
         n_patch = self.grid * self.grid
         self.quant = FSQ(c.levels)
         q = self.quant.dim
-        # Stage 1: tubelets + TIV queries, full attention.
+        if c.n_tiv % n_patch:
+            raise ValueError(f"tivtok: n_tiv ({c.n_tiv}) must be a multiple of the {n_patch} patches per frame")
+        self.tiv_per_patch = c.n_tiv // n_patch
+        # Stage 1: tubelets of the whole clip, full attention, pooled over time per patch position.
         self.tiv_embed = nn.Linear(3 * c.tubelet_t * c.patch * c.patch, d)
-        self.tiv_queries = nn.Parameter(torch.randn(c.n_tiv, d) * 0.02)
         self.tiv_blocks = nn.ModuleList(Block(d, c.heads) for _ in range(c.tiv_depth))
-        self.tiv_out = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, q))
+        self.tiv_out = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, self.tiv_per_patch * q))
         # Stage 2: per frame, patches + TV queries, cross-attending the quantized TIV tokens.
         self.tiv_ctx_enc = nn.Linear(q, d)
         self.patch_embed = nn.Linear(3 * c.patch * c.patch, d)
@@ -75,6 +83,7 @@ class TivTok(Tokenizer):
         self.tv_out = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, q))
         # Decoder: per frame, mask queries + TV tokens, cross-attending broadcast TIV tokens.
         self.tiv_ctx_dec = nn.Sequential(nn.Linear(q, d), Block(d, c.heads))
+        self.tiv_local = nn.Linear(self.tiv_per_patch * q, d)  # a patch's own TIV tokens -> its query
         self.tv_in = nn.Linear(q, d)
         self.dec_queries = nn.Parameter(torch.randn(1, d) * 0.02)
         self.dec_blocks = nn.ModuleList(Block(d, c.heads, cross=True) for _ in range(c.dec_depth))
@@ -107,10 +116,10 @@ class TivTok(Tokenizer):
         c = self.config
         x = self.tiv_embed(patchify(video, c.tubelet_t, c.patch)) + self.pos_tub
         b = x.shape[0]
-        x = torch.cat([x, (self.tiv_queries + self.pos_tiv).expand(b, -1, -1)], dim=1)
         for blk in self.tiv_blocks:
             x = blk(x)
-        return self.tiv_out(x[:, -c.n_tiv:])
+        x = x.view(b, c.frames // c.tubelet_t, self.grid * self.grid, -1).mean(dim=1)  # (B, n_patch, D): pooled over time
+        return self.tiv_out(x).reshape(b, c.n_tiv, -1)  # (B, n_tiv, q), tokens grouped by patch position
 
     def encode_tv(self, video: torch.Tensor, tiv_codes: torch.Tensor) -> torch.Tensor:
         """video (B, 3, T, H, W), quantized TIV codes (B, n_tiv, q) -> TV latents (B, T, n_tv, q)."""
@@ -130,7 +139,8 @@ class TivTok(Tokenizer):
         b, t = tv_codes.shape[:2]
         ctx = self.tiv_ctx_dec[1](self.tiv_ctx_dec[0](tiv_codes) + self.pos_tiv)  # embedded once, broadcast
         n_patch = self.grid * self.grid
-        queries = (self.dec_queries + self.pos_patch).expand(b * t, -1, -1)
+        local = self.tiv_local(tiv_codes.reshape(b, n_patch, -1))  # (B, n_patch, D), broadcast to every frame
+        queries = (local + self.dec_queries + self.pos_patch).repeat_interleave(t, dim=0)
         tv = self.tv_in(tv_codes.reshape(b * t, c.n_tv, -1)) + self.pos_tv
         x = torch.cat([queries, tv], dim=1)  # (B*T, n_patch + n_tv, D)
         for blk in self.dec_blocks:
