@@ -21,7 +21,8 @@ from vtcodec.video import VideoWriter
 NTSC = Fraction(30000, 1001)
 ARCHS = ("tivtok", "reftok", "vidtok")
 TINY = {
-    "tivtok": dict(dim=32, heads=2, tiv_depth=1, tv_depth=1, dec_depth=1, n_tiv=16, n_tv=2, frames=8, tile=64),
+    "tivtok": dict(dim=32, heads=2, tiv_depth=1, tv_depth=1, dec_depth=1, n_tiv=16, n_tv=2, frames=8, tile=64,
+               patch=16, head_width=8),
     "reftok": dict(dim=32, heads=2, enc_depth=1, dec_depth=1, frames=8, tile=64, intra_dim=32, intra_depth=1),
     "vidtok": dict(channels=(8, 8, 8), frames=8, tile=64),
 }
