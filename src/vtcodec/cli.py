@@ -93,6 +93,8 @@ def encode(
     segment: Annotated[int, typer.Option(help="a key chunk (random-access point) at least every N chunks")] = 8,
     refresh_db: Annotated[float, typer.Option(help="start a new segment early when that gains more than this many "
                                                    "dB PSNR over continuing; 'inf' disables (rate-distortion knob)")] = 1.0,
+    overlap: Annotated[int, typer.Option(help="tile overlap in pixels, blended at decode; 0 saves tokens "
+                                              "(a 256x256 frame needs 4 tiles instead of 9) but may show seams")] = 16,
     tile_batch: Annotated[int, typer.Option(help="tiles per model call")] = 8,
 ) -> None:
     """Encode a video into tokens (.vtk)."""
@@ -101,7 +103,7 @@ def encode(
     bar, cb = _progress("encode")
     with bar:
         r = encode_file(src, output, model=model, device=device, force=force, segment_chunks=segment,
-                        refresh_db=refresh_db, tile_batch=tile_batch, progress=cb)
+                        refresh_db=refresh_db, overlap=overlap, tile_batch=tile_batch, progress=cb)
     typer.echo(f"{r.path}: {r.frames} frames {r.width}x{r.height}, {r.chunks} chunks ({r.key_chunks} key), "
                f"{r.tokens} tokens, {r.bytes} bytes, {r.bpp:.5f} bpp, {r.seconds:.1f} s ({r.model})")
 
