@@ -82,13 +82,17 @@ def unwrap(model: torch.nn.Module) -> Tokenizer:
             return model
 
 
-def save_checkpoint(model: torch.nn.Module, path: str | Path, info: dict | None = None) -> str:
-    """Write weights (fp32) + arch + config (+ free-form training info) atomically; returns sha256."""
+def save_checkpoint(model: torch.nn.Module, path: str | Path, info: dict | None = None,
+                    dtype: torch.dtype = torch.float32) -> str:
+    """Write weights + arch + config (+ free-form training info) atomically; returns sha256.
+
+    Shipped checkpoints are stored as float16 (half the size; loading casts back to float32).
+    """
     model = unwrap(model)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"arch": model.arch, "config": json.dumps(model.config_dict()), "info": json.dumps(info or {})}
-    tensors = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}
+    tensors = {k: v.detach().to(dtype).contiguous().cpu() for k, v in model.state_dict().items()}
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=meta)
     os.replace(tmp, path)
@@ -118,7 +122,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Tok
     bad = [k for k in own if own[k].shape != state[k].shape]
     if bad:
         raise ModelError(f"{path}: shape mismatch for {bad[0]}: {tuple(state[bad[0]].shape)} vs {tuple(own[bad[0]].shape)}")
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     return model.to(device).eval()
 
 
