@@ -23,6 +23,7 @@ def main() -> None:
     ap.add_argument("--model", default="tivtok")
     ap.add_argument("--frames", type=int, default=112)
     ap.add_argument("--crop", type=int, default=256, help="center crop (0: full frame)")
+    ap.add_argument("--refresh-db", type=float, nargs="+", default=[1.0], help="RD refresh thresholds to try")
     a = ap.parse_args()
     frames = read_frames(a.video)[: a.frames]
     if a.crop:
@@ -37,8 +38,8 @@ def main() -> None:
         ref = read_frames(src)
         rows = []
         for label, kw in [("independent (every chunk key)", dict(segment_chunks=1, refresh_db=None)),
-                          ("reuse (one segment, refresh off)", dict(segment_chunks=10**6, refresh_db=None)),
-                          ("reuse + RD refresh at 1 dB", dict(segment_chunks=10**6, refresh_db=1.0))]:
+                          ("reuse (one segment, refresh off)", dict(segment_chunks=10**6, refresh_db=None))] + [
+                          (f"reuse + RD refresh at {x:g} dB", dict(segment_chunks=10**6, refresh_db=x)) for x in a.refresh_db]:
             r = vtcodec.encode_file(src, Path(tmp) / "o.vtk", model=tok, force=True, **kw)
             dec = vtcodec.decode_frames(Path(tmp) / "o.vtk", model=tok)
             rows.append((label, r.bpp, psnr_rgb(ref, dec), ssim(ref, dec), r.key_chunks, r.chunks))
