@@ -19,11 +19,9 @@ import json
 
 import pytest
 import torch
-import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
-from torch import nn
 
 from vtcodec.errors import ModelError
 from vtcodec.models.reftok import to_8bit

@@ -2,7 +2,7 @@
 
 Everything is decoded once into RAM as uint8 (about 2 GB for the whole training media) and clips
 are cut on the fly, in-process: on two cores a worker process would only steal the trainer's core.
-`tools/bench_data.py`-style measurement: `python -m vtcodec.train.data DIR` prints clips/s.
+`python -m vtcodec.train.data DIR` measures sampling speed (clips/s on one thread).
 
 Split (disjoint in content): the last 15 % of every video and a fixed set of photographs are
 validation; everything else is training. Grey sources are replicated to RGB.
@@ -168,26 +168,21 @@ class ClipSampler:
         yy, xx = torch.meshgrid(torch.arange(S, dtype=torch.float32), torch.arange(S, dtype=torch.float32), indexing="ij")
         kind = g.integers(4)
         col = torch.tensor(g.uniform(-1, 1, (2, 3)), dtype=torch.float32)
-        frames = []
         vx, vy = g.uniform(-2, 2, 2)
+        freq, ang, per = g.uniform(0.05, 0.6), g.uniform(0, math.pi), int(g.integers(6, 24))
+        glyphs = torch.tensor(g.random((S // 4, S // 2)) < 0.35, dtype=torch.float32)
+        glyphs[1::3] = 0  # blank rows between "text" lines
+        frames = []
         for t in range(T):
             x, y = xx + vx * t, yy + vy * t
             if kind == 0:  # grating
-                f = g.uniform(0.05, 0.6) if t == 0 else f
-                ang = g.uniform(0, math.pi) if t == 0 else ang
-                m = 0.5 + 0.5 * torch.sin(f * (x * math.cos(ang) + y * math.sin(ang)))
+                m = 0.5 + 0.5 * torch.sin(freq * (x * math.cos(ang) + y * math.sin(ang)))
             elif kind == 1:  # thin lines
-                per = int(g.integers(6, 24)) if t == 0 else per
                 m = ((x.floor() % per) < 1).float().maximum(((y.floor() % per) < 1).float())
             elif kind == 2:  # flat gradient
                 m = ((x + y) / (2 * S)).clamp(0, 1)
             else:  # blocky "text-like" glyph rows scrolling
-                if t == 0:
-                    glyphs = torch.tensor(g.random((S // 4, S // 2)) < 0.35, dtype=torch.float32)
-                    glyphs[1::3] = 0
-                rows = (y.long() // 4) % glyphs.shape[0]
-                cols = (x.long() // 2) % glyphs.shape[1]
-                m = glyphs[rows, cols]
+                m = glyphs[(y.long() // 4) % glyphs.shape[0], (x.long() // 2) % glyphs.shape[1]]
             frames.append(col[0][:, None, None] * (1 - m) + col[1][:, None, None] * m)
         return torch.stack(frames, dim=1)
 
