@@ -107,7 +107,8 @@ def psnr_y(ref: np.ndarray, dist: np.ndarray) -> float:
 
 
 @lru_cache(maxsize=4)
-def _gauss(size: int, sigma: float) -> torch.Tensor:
+def gaussian_window(size: int, sigma: float) -> torch.Tensor:
+    """1D Gaussian window (float64, sums to 1): SSIM's, shared with the training loss."""
     x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-(x**2) / (2 * sigma**2))
     return g / g.sum()
@@ -119,7 +120,7 @@ def _blur_valid(x: torch.Tensor) -> torch.Tensor:
     Written as 11 shifted multiply-adds per axis: CPU conv2d with one float64 channel is
     ~20x slower than this.
     """
-    g = _gauss(SSIM_WINDOW, SSIM_SIGMA).tolist()
+    g = gaussian_window(SSIM_WINDOW, SSIM_SIGMA).tolist()
     k = len(g)
     w = x.shape[-1] - k + 1
     acc = x[..., 0:w] * g[0]

@@ -9,17 +9,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-
-def _gauss(size: int = 11, sigma: float = 1.5, device=None) -> torch.Tensor:
-    x = torch.arange(size, dtype=torch.float32, device=device) - size // 2
-    g = torch.exp(-x * x / (2 * sigma * sigma))
-    return g / g.sum()
+from vtcodec.bench.metrics import gaussian_window
 
 
 def ssim_frames(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Mean SSIM over frames and channels of (N, C, H, W) images in [0, 1]; differentiable."""
     c = a.shape[1]
-    g = _gauss(device=a.device)
+    g = gaussian_window(11, 1.5).to(device=a.device, dtype=torch.float32)
     kx = g.view(1, 1, 1, -1).repeat(c, 1, 1, 1)
     ky = g.view(1, 1, -1, 1).repeat(c, 1, 1, 1)
 
