@@ -11,8 +11,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from vtcodec.train.data import VAL_FRACTION, VIDEO_EXT, _decode
-from vtcodec.video import VideoWriter, probe
+from vtcodec.train.data import VAL_FRACTION, VIDEO_EXT
+from vtcodec.video import VideoWriter, probe, read_frames
 
 
 def main(src: str, dst: str) -> None:
@@ -21,7 +21,7 @@ def main(src: str, dst: str) -> None:
     for p in sorted(Path(src).rglob("*")):
         if p.suffix.lower() not in VIDEO_EXT:
             continue
-        frames = _decode(p)
+        frames = read_frames(p)
         val = frames[int(len(frames) * (1 - VAL_FRACTION)):]
         target = out / f"{p.stem}_val.mkv"
         with VideoWriter(target, val.shape[2], val.shape[1], probe(p).fps, lossless=True, force=True) as w:

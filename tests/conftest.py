@@ -29,6 +29,18 @@ TINY = {
 
 
 
+def run_cli(capsys, argv) -> tuple[int, str, str]:
+    """Run `vtcodec ARGV` in-process: (exit code, stdout, stderr); never a traceback."""
+    from vtcodec.cli import main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return e.value.code, out, err
+
+
 def save_tiny(arch: str, path: Path, seed: int = 0) -> str:
     """Save a tiny random-init checkpoint of `arch` at `path` (seeded); returns its sha256."""
     torch.manual_seed(seed)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ARCHS, NTSC
+from conftest import ARCHS, NTSC, run_cli
 from vtcodec.cli import main
 from vtcodec.codec import decode_frames, encode_file
 from vtcodec.container import VtkReader
@@ -27,12 +27,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def run(capsys, *argv) -> str:
     """Run the CLI and expect success; returns stdout."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as e:
-        main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    assert e.value.code == 0, (out, err)
-    assert "Traceback" not in out + err
+    code, out, err = run_cli(capsys, argv)
+    assert code == 0, (out, err)
     return out
 
 

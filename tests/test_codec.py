@@ -20,7 +20,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import ARCHS, NTSC, save_tiny, synth_frames, write_video
+from conftest import ARCHS, NTSC, run_cli, save_tiny, synth_frames, write_video
 from vtcodec import codec
 from vtcodec.cli import main
 from vtcodec.codec import decode_file, decode_frames, encode_file, iter_decode, load_tokenizer
@@ -454,12 +454,8 @@ def _listing(d: Path) -> dict[str, bytes]:
 
 
 def _cli_fails(capsys, argv: list[str], *needles: str) -> str:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as e:
-        main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    assert e.value.code == 1, (out, err)
-    assert "Traceback" not in out + err
+    code, out, err = run_cli(capsys, argv)
+    assert code == 1, (out, err)
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     for n in needles:

@@ -33,7 +33,7 @@ from vtcodec.models.base import Streams, Tokenizer
 from vtcodec.models.registry import find_by_sha, load_checkpoint, resolve_model, sha256_file
 from vtcodec.packing import pack_streams, unpack_streams
 from vtcodec.tiling import TileLayout, frames_to_video, video_to_frames
-from vtcodec.video import VideoWriter, _read_png, check_output_path, probe, read_chunks, read_frames
+from vtcodec.video import VideoWriter, check_output_path, probe, read_chunks, read_image
 
 Progress = Callable[[int, int], None]  # (frames done, frames total)
 
@@ -255,6 +255,7 @@ def iter_decode(src: str | Path, *, start: int = 0, stop: int | None = None, dev
             if not hasattr(tok, "state_from_reference"):
                 raise ModelError(f"model {tok.key} ({tok.arch}) has no reference frame to edit; use a reftok .vtk")
             ref_tiles = layout.split(frames_to_video(reference[None], 1))[:, :, 0]
+        key_names = _key_streams(tok)
         shared: dict = {}
         key = False
         for unit in r.units(start, stop):
@@ -275,7 +276,7 @@ def iter_decode(src: str | Path, *, start: int = 0, stop: int | None = None, dev
                 s: Streams = {k: torch.from_numpy(v[sl]).to(dev) for k, v in streams.items()}
                 state = None if key else b.dec[i]
                 if reference is not None and key:
-                    s = {k: v for k, v in s.items() if k not in _key_streams(tok)}
+                    s = {k: v for k, v in s.items() if k not in key_names}
                     state = tok.state_from_reference(ref_tiles[sl].to(dev))
                 with torch.no_grad(), _autocast(dev):
                     video, b.dec[i] = tok.decode_chunk(s, state)
@@ -325,7 +326,8 @@ def decode_file(src: str | Path, dst: str | Path, *, start: int = 0, stop: int |
 
 
 def _load_reference(path: str | Path, width: int, height: int) -> np.ndarray:
-    img = _read_png(Path(path)) if Path(path).suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".webp") else read_frames(path)[0]
+    # an image file, or the first frame of a video / PNG folder
+    img = read_image(path) if Path(path).is_file() else next(read_chunks(path, 1))[0]
     if img.shape[:2] != (height, width):
         t = torch.from_numpy(img).permute(2, 0, 1)[None].float()
         t = torch.nn.functional.interpolate(t, size=(height, width), mode="bilinear", align_corners=False)

@@ -10,11 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vtcodec.container import INDEX, SEGMENT, SHARED, TOKENS, VtkReader
+from vtcodec.container import SHARED, TOKENS, UNIT_NAMES, VtkReader
 from vtcodec.packing import entropy_bits, unpack_streams
 
-UNIT_NAMES = {SEGMENT: "segment", SHARED: "shared", TOKENS: "tokens", INDEX: "index"}
-UNIT_OVERHEAD = 9  # type + length + CRC around every payload
 
 
 def describe(path: str | Path) -> dict:
@@ -27,7 +25,7 @@ def describe(path: str | Path) -> dict:
         payload_bits_by_kind: dict[str, int] = defaultdict(int)
         tokens_by_kind: dict[str, int] = defaultdict(int)
         for u in r.units():
-            kind = UNIT_NAMES.get(u.type, str(u.type))
+            kind = UNIT_NAMES[u.type].lower()
             units[kind].append(len(u.payload))
             if u.type in (SHARED, TOKENS):
                 streams = unpack_streams(u.payload)

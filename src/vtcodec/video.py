@@ -311,7 +311,7 @@ def _pattern_regex(name: str) -> re.Pattern:
 
 
 def _probe_png(path: str | os.PathLike, files: list[Path], fps: Fraction) -> VideoInfo:
-    first = _read_png(files[0])
+    first = read_image(files[0])
     height, width = first.shape[:2]
     _check_size(width, height, Path(path))
     with av.open(str(files[0])) as c:
@@ -322,14 +322,16 @@ def _probe_png(path: str | os.PathLike, files: list[Path], fps: Fraction) -> Vid
 def _png_frames(files: list[Path], start: int, stop: int) -> Iterator[np.ndarray]:
     shape = None
     for f in files[start:stop]:
-        rgb = _read_png(f)
+        rgb = read_image(f)
         if shape is not None and rgb.shape != shape:
             raise VideoError(f"{str(f)!r} is {rgb.shape[1]}x{rgb.shape[0]}, unlike the frames before it")
         shape = rgb.shape
         yield rgb
 
 
-def _read_png(f: Path) -> np.ndarray:
+def read_image(f: str | os.PathLike) -> np.ndarray:
+    """One still image (PNG, JPEG, ...; or a video's first frame) as uint8 (H, W, 3) RGB."""
+    f = Path(f)
     try:
         with av.open(str(f)) as c:
             frame = next(iter(c.decode(video=0)))

@@ -111,15 +111,10 @@ def select_models(available: Sequence[ModelSpec], ratio: int | None) -> list[Mod
 
 
 def resolve_device(device: str) -> str:
-    import torch
+    """The codec's device rule ("auto" -> cuda when present), as a string for the JSON."""
+    from vtcodec.codec import resolve_device as codec_device  # torch imports lazily
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu" or device == "cuda" or device.startswith("cuda:"):
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise VtcodecError(f"device {device!r} requested but CUDA is not available")
-        return device
-    raise VtcodecError(f"device {device!r} is not one of auto, cpu, cuda")
+    return str(codec_device(device))
 
 
 def expand_data(data: Sequence[str | os.PathLike]) -> list[Path]:

@@ -16,28 +16,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from vtcodec.video import read_frames, read_image
 
 VIDEO_EXT = {".mp4", ".avi", ".mkv", ".mov", ".mpeg", ".mpg", ".webm", ".y4m"}
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 VAL_PHOTOS = {"flower", "fruits", "coffee", "P1070514", "P1070515", "leuvenB"}
 VAL_FRACTION = 0.15
-
-
-def _decode(path: Path, max_frames: int | None = None) -> np.ndarray:
-    """All frames of a video or image file as uint8 (T, H, W, 3)."""
-    frames = []
-    with av.open(str(path)) as c:
-        stream = c.streams.video[0]
-        stream.thread_type = "AUTO"
-        for fr in c.decode(stream):
-            frames.append(fr.to_ndarray(format="rgb24"))
-            if max_frames and len(frames) >= max_frames:
-                break
-    return np.stack(frames)
 
 
 @dataclass
@@ -54,7 +42,7 @@ def load_sources(root: str | Path, split: str, min_side: int = 128) -> Sources:
     for p in files:
         ext = p.suffix.lower()
         if ext in VIDEO_EXT:
-            v = _decode(p)
+            v = read_frames(p)
             if min(v.shape[1:3]) < min_side:
                 continue
             cut = int(len(v) * (1 - VAL_FRACTION)) if len(v) > 8 else len(v)
@@ -64,7 +52,7 @@ def load_sources(root: str | Path, split: str, min_side: int = 128) -> Sources:
         elif ext in IMAGE_EXT:
             is_val = p.stem in VAL_PHOTOS
             if is_val == (split == "val"):
-                im = _decode(p, 1)[0]
+                im = read_image(p)
                 if min(im.shape[:2]) >= min_side:
                     photos.append(im)
     return Sources(videos, photos)

@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
+from vtcodec.codec import resolve_device
 from vtcodec.errors import VtcodecError
 from vtcodec.models.registry import build, load_checkpoint, save_checkpoint
 from vtcodec.train.data import ClipSampler, fixed_set, load_sources
@@ -52,14 +53,6 @@ class TrainOptions:
     save_every: int = 250
     config: dict = field(default_factory=dict)
     init: str | None = None  # start from this checkpoint's weights
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise VtcodecError("--device cuda: no CUDA device is available")
-    return torch.device(name)
 
 
 def _amp_dtype(opt: TrainOptions, device: torch.device):
@@ -137,7 +130,7 @@ def validate(model, step_fn, val: torch.Tensor, device, amp, g, batch: int = 4) 
 def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> Path:
     """Train; returns the path of the EMA checkpoint."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    device = _device(opt.device)
+    device = resolve_device(opt.device)
     if distributed:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         rank, world = dist.get_rank(), dist.get_world_size()
