@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from vtcodec.errors import ModelError
 from vtcodec.models.reftok import to_8bit
-from vtcodec.models.registry import ARCHS, build, load_checkpoint, read_metadata, save_checkpoint
+from vtcodec.models.registry import ARCHS, build, find_by_sha, list_models, load_checkpoint, read_metadata, save_checkpoint
 
 FEW = settings(max_examples=8, deadline=None,
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -492,3 +492,20 @@ def test_checkpoint_with_invalid_config_value_is_model_error(checkpoints, tmp_pa
     save_file(load_file(str(src)), str(p), metadata={**meta, "config": bad_cfg})
     with pytest.raises(ModelError):
         load_checkpoint(p)
+
+
+def test_superseded_checkpoint_is_found_by_hash_but_not_listed(tmp_path, monkeypatch):
+    from conftest import save_tiny
+
+    monkeypatch.setenv("VTCODEC_MODELS", str(tmp_path))
+    d = tmp_path.resolve()
+    old = save_tiny("vidtok", d / "vidtok.safetensors", seed=0)
+    (d / "superseded").mkdir()
+    (d / "vidtok.safetensors").rename(d / "superseded" / "vidtok-r1.safetensors")
+    new = save_tiny("vidtok", d / "vidtok.safetensors", seed=1)
+    assert old != new
+    assert find_by_sha("vidtok", new) == d / "vidtok.safetensors"
+    assert find_by_sha("vidtok", old) == d / "superseded" / "vidtok-r1.safetensors"
+    assert "vidtok-r1" not in [m.key for m in list_models()]
+    with pytest.raises(ModelError, match="not installed"):
+        find_by_sha("vidtok", "0" * 64)

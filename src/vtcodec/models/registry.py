@@ -6,6 +6,9 @@ with strict keys, and the sha256 of the file is what a `.vtk` header names. No p
 
 Installed checkpoints are found in `$VTCODEC_MODELS` (if set), then the repository's `models/`;
 a checkpoint's *key* is its file name without `.safetensors` (e.g. `tivtok`, `vidtok-256`).
+A retrained checkpoint replaces the file under its key; the one it replaces moves to
+`models/superseded/`, which only decoding searches (by sha256), so every .vtk ever written by a
+shipped checkpoint still finds its weights.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from vtcodec.models.vidtok import VidTok
 
 ARCHS: dict[str, type[Tokenizer]] = {m.arch: m for m in (TivTok, RefTok, VidTok)}
 REPO_MODELS = Path(__file__).resolve().parents[3] / "models"
+SUPERSEDED = "superseded"  # models/superseded/: replaced checkpoints, kept so old .vtk files decode
 
 
 def build_from_metadata(meta: dict[str, str], path: str | Path) -> Tokenizer:
@@ -184,8 +188,9 @@ def find_by_sha(key: str, sha256: str) -> Path:
         p = d / f"{key}.safetensors"
         if p.is_file() and sha256_file(p) == sha256:
             return p
-    for m in list_models():
-        if m.sha256 == sha256:
-            return m.path
+    for d in model_dirs():  # renamed, or superseded by a retrained one: hash files, build no models
+        for p in sorted(d.glob("*.safetensors")) + sorted(d.glob(f"{SUPERSEDED}/*.safetensors")):
+            if p != d / f"{key}.safetensors" and sha256_file(p) == sha256:
+                return p
     raise ModelError(f"this .vtk needs model {key!r} with checkpoint sha256 {sha256[:16]}…, which is not installed "
                      f"(put it in models/ or $VTCODEC_MODELS)")

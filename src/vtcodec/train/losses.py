@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from vtcodec.bench.metrics import gaussian_window
+from vtcodec.bench.metrics import gaussian_window, psnr_rgb
+from vtcodec.tiling import video_to_frames
 
 
 def ssim_frames(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -44,8 +45,8 @@ def recon_loss(recon: torch.Tensor, target: torch.Tensor, ssim_weight: float = 0
 
 
 def psnr(recon: torch.Tensor, target: torch.Tensor) -> float:
-    """PSNR in dB of 8-bit-rounded frames, pooled MSE."""
-    a = ((recon.float().clamp(-1, 1) + 1) * 127.5).round()
-    b = ((target.float().clamp(-1, 1) + 1) * 127.5).round()
-    mse = (a - b).pow(2).mean().item()
-    return float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(255.0**2 / mse)).item()
+    """PSNR in dB of 8-bit-rounded (B, 3, T, H, W) videos: the bench's pooled-MSE PSNR."""
+    def frames(v: torch.Tensor):
+        v = v.detach().cpu().transpose(0, 1).flatten(1, 2)  # (3, B*T, H, W)
+        return video_to_frames(v, v.shape[1])
+    return psnr_rgb(frames(target), frames(recon))
