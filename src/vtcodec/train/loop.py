@@ -201,9 +201,10 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
                "elapsed_s": time.perf_counter() - t0}
         last = step + 1 == opt.steps
         if rank == 0 and ((step + 1) % opt.val_every == 0 or last):
+            tv = time.perf_counter()
             v = validate(ema, step_fn, val, device, amp, g)
             preview(out / "preview.png", v.pop("_target"), v.pop("_recon"))
-            rec |= {f"val_{k}": x for k, x in v.items()}
+            rec |= {f"val_{k}": x for k, x in v.items()} | {"val_time_s": time.perf_counter() - tv}
         if rank == 0:
             log.write(json.dumps(rec) + "\n")
             log.flush()
