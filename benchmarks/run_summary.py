@@ -21,11 +21,20 @@ def summary(run: Path) -> dict:
     last = logs[-1]
     tail = logs[-50:]
     meta = read_metadata(run / "model.safetensors")
+    # Where the time went: per-step wall time; validation steps and stalls (checkpoint saves, a busy
+    # machine) show up as steps far above the median step.
+    dt = [(b["step"], b["elapsed_s"] - a["elapsed_s"]) for a, b in zip(logs, logs[1:])]
+    med = statistics.median(d for _, d in dt)
+    val_steps = {r["step"] + 1 for r in val}  # validation runs after its step's record: the next step pays
+    val_s = sum(max(0.0, d - med) for s, d in dt if s in val_steps)
+    stall_s = sum(d - med for s, d in dt if s not in val_steps and d > 2 * med)
+    wall = last["elapsed_s"]
     return {
         "run": str(run), "arch": meta["arch"], "config": json.loads(meta["config"]),
         "steps": last["step"], "clips_seen": last["step"] * json.loads(meta["info"]).get("batch", 0),
         "wall_s": round(last["elapsed_s"]), "clips_per_s": round(last["clips_per_s"], 2),
-        "data_fraction": round(last["data_frac"], 3),
+        "data_fraction": round(last["data_frac"], 3), "val_fraction": round(val_s / wall, 3),
+        "stall_fraction": round(stall_s / wall, 3), "median_step_s": round(med, 2),
         "loss_first50": round(statistics.mean(r["loss"] for r in logs[:50]), 4),
         "loss_last50": round(statistics.mean(r["loss"] for r in tail), 4),
         "ssim_last50": round(statistics.mean(r["ssim"] for r in tail), 4),
