@@ -25,7 +25,8 @@ from safetensors.torch import load_file, save_file
 
 from vtcodec.errors import ModelError
 from vtcodec.models.reftok import to_8bit
-from vtcodec.models.registry import ARCHS, build, find_by_sha, list_models, load_checkpoint, read_metadata, save_checkpoint
+from vtcodec.models.registry import (ARCHS, build, find_by_sha, list_models, load_checkpoint, read_metadata,
+                                     save_checkpoint, warm_start)
 
 FEW = settings(max_examples=8, deadline=None,
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -208,10 +209,9 @@ def test_reftok_decoder_depends_on_target_tokens(reftok):
         changed = {**streams, "target": other_indices(streams["target"], m.quant.codebook_size)}
         out2, _ = m.decode_chunk(changed, None)
         # same through the parts, with a given reference
-        h = m.reference_features(state)
         codes = m.quant.indices_to_codes(streams["target"])
-        d1 = m.decode_targets(codes, h)
-        d2 = m.decode_targets(m.quant.indices_to_codes(changed["target"]), h)
+        d1 = m.decode_targets(codes, state)
+        d2 = m.decode_targets(m.quant.indices_to_codes(changed["target"]), state)
     scale = out.abs().mean()
     assert (out2 - out).abs().mean() > 0.1 * scale, "the decoder must read the target tokens"
     assert (d2 - d1).abs().mean() > 0.1 * d1.abs().mean()
@@ -509,3 +509,51 @@ def test_superseded_checkpoint_is_found_by_hash_but_not_listed(tmp_path, monkeyp
     assert "vidtok-r1" not in [m.key for m in list_models()]
     with pytest.raises(ModelError, match="not installed"):
         find_by_sha("vidtok", "0" * 64)
+
+
+def test_reftok_decoder_reads_the_reference_on_every_path(reftok):
+    """ref_path 2: the reference reaches the output through attention, the per-position skip and
+    the pixel gate; each path alone changes the decoded video when the reference changes."""
+    m = reftok
+    assert m.config.ref_path == 2
+    video = rand_video(seed=12)
+    with torch.no_grad():
+        codes = m.quant(m.encode_targets(video, video[:, :, 0])[0])
+        ref_a, ref_b = video[:, :, 0], rand_video(t=1, seed=13)[:, :, 0]
+        base = max_diff(m.decode_targets(codes, ref_a), m.decode_targets(codes, ref_b))
+        for name in ("ref_skip", "ref_gate"):
+            saved = {k: v.clone() for k, v in m.state_dict().items()}
+            for p in (m.ref_skip.parameters() if name == "ref_skip" else [m.ref_gate]):
+                p.fill_(0.5 if name == "ref_gate" else 0.01)
+            d = max_diff(m.decode_targets(codes, ref_a), m.decode_targets(codes, ref_b))
+            m.load_state_dict(saved)
+            assert d != base, name
+    assert base > 1e-4
+
+
+def test_checkpoint_saved_before_a_config_field_existed_loads_with_its_legacy_value(tmp_path):
+    """A round-1 RefTok checkpoint has no `ref_path` in its stored config: it must load as
+    ref_path 1 (the layout it was trained with), with strict keys, not as the new default."""
+    from conftest import TINY
+
+    m = build("reftok", {**TINY["reftok"], "ref_path": 1})
+    path = tmp_path / "old.safetensors"
+    save_checkpoint(m, path)
+    meta = read_metadata(path)
+    cfg = json.loads(meta["config"])
+    del cfg["ref_path"]
+    save_file(load_file(str(path)), str(path), metadata={**meta, "config": json.dumps(cfg)})
+    assert load_checkpoint(path).config.ref_path == 1
+    assert build("reftok").config.ref_path == 2
+
+
+def test_warm_start_copies_matching_weights_and_names_the_new_ones(tmp_path):
+    from conftest import TINY
+
+    old = build("reftok", {**TINY["reftok"], "ref_path": 1})
+    save_checkpoint(old, tmp_path / "old.safetensors")
+    new, fresh = warm_start(tmp_path / "old.safetensors", {"ref_path": 2})
+    assert new.config.ref_path == 2
+    assert fresh == ["ref_gate", "ref_skip.bias", "ref_skip.weight"]
+    o = old.state_dict()
+    assert all(torch.equal(v, o[k]) for k, v in new.state_dict().items() if k not in fresh)

@@ -35,7 +35,7 @@ def train(
     lr: Annotated[float, typer.Option()] = 6e-4,
     config: Annotated[Optional[str], typer.Option(help='JSON config overrides, e.g. \'{"spatial_down": 8}\'')] = None,
     resume: Annotated[bool, typer.Option(help="continue from the resume state in --out")] = False,
-    init: Annotated[Optional[Path], typer.Option(help="start from this checkpoint's weights")] = None,
+    init: Annotated[Optional[Path], typer.Option(help="start from this checkpoint's weights; with --config, tensors that still fit are copied and new ones start fresh")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     amp: Annotated[str, typer.Option(help="auto | bf16 | fp32 (auto: bf16 on CUDA/AMX CPUs)")] = "auto",
     seed: Annotated[int, typer.Option()] = 0,

@@ -31,6 +31,9 @@ Streams = dict[str, torch.Tensor]
 class Tokenizer(nn.Module):
     arch: ClassVar[str]  # stable registry key, stored in checkpoints and .vtk headers
     Config: ClassVar[type]
+    # Config values for fields a checkpoint's stored config lacks because it was saved before the
+    # field existed: what that checkpoint was trained with (the field's default may differ).
+    LEGACY: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config):
         super().__init__()

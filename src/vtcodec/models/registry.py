@@ -40,7 +40,9 @@ def build_from_metadata(meta: dict[str, str], path: str | Path) -> Tokenizer:
     if "arch" not in meta or "config" not in meta:
         raise ModelError(f"{path}: checkpoint metadata lacks 'arch'/'config' (not a vtcodec checkpoint)")
     try:
-        return build(meta["arch"], json.loads(meta["config"]))
+        stored = json.loads(meta["config"])
+        legacy = ARCHS[meta["arch"]].LEGACY if meta["arch"] in ARCHS else {}
+        return build(meta["arch"], {**legacy, **stored})
     except (json.JSONDecodeError, TypeError, ValueError) as e:
         raise ModelError(f"{path}: bad model config in checkpoint metadata ({e})") from None
 
@@ -128,6 +130,22 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Tok
         raise ModelError(f"{path}: shape mismatch for {bad[0]}: {tuple(state[bad[0]].shape)} vs {tuple(own[bad[0]].shape)}")
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     return model.to(device).eval()
+
+
+def warm_start(path: str | Path, overrides: dict | None = None) -> tuple[Tokenizer, list[str]]:
+    """A model for training from a checkpoint's weights: its config updated by `overrides`.
+
+    Tensors whose name and shape match are copied; the rest (modules an override adds, e.g.
+    RefTok's ref_path 2 skip) keep their fresh initialisation and are returned by name.
+    """
+    meta = read_metadata(path)
+    base = build_from_metadata(meta, path)
+    model = build(base.arch, {**base.config_dict(), **(overrides or {})})
+    state = {k: v.float() for k, v in load_file(str(path)).items()}
+    own = model.state_dict()
+    fresh = sorted(k for k in own if k not in state or state[k].shape != own[k].shape)
+    model.load_state_dict({k: state[k] for k in own if k not in fresh}, strict=False)
+    return model, fresh
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from vtcodec.codec import resolve_device
 from vtcodec.errors import VtcodecError
-from vtcodec.models.registry import build, load_checkpoint, save_checkpoint
+from vtcodec.models.registry import build, save_checkpoint, warm_start
 from vtcodec.train.data import ClipSampler, fixed_set, load_sources
 from vtcodec.train.losses import psnr
 from vtcodec.train.preview import preview
@@ -144,8 +144,9 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
     torch.manual_seed(opt.seed + rank)
     g = torch.Generator().manual_seed(opt.seed + rank)
     arch = opt.model
+    fresh: list[str] = []
     if opt.init:
-        model = load_checkpoint(opt.init).train()
+        model, fresh = warm_start(opt.init, opt.config)
         arch = model.arch
     else:
         model = build(arch, opt.config)
@@ -177,7 +178,7 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
 
     log = open(out / "log.jsonl", "a") if rank == 0 else None
     t0, seen, data_time = time.perf_counter(), 0, 0.0
-    info = {"arch": arch, "steps": opt.steps, "batch": opt.batch, "world": world, "data": str(opt.data),
+    info = {"arch": arch, "init": str(opt.init) if opt.init else None, "fresh_from_init": fresh, "steps": opt.steps, "batch": opt.batch, "world": world, "data": str(opt.data),
             "device": str(device), "amp": str(amp), "seed": opt.seed}
     for step in range(start, opt.steps):
         for group in optim.param_groups:
