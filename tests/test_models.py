@@ -531,20 +531,20 @@ def test_reftok_decoder_reads_the_reference_on_every_path(reftok):
     assert base > 1e-4
 
 
-def test_checkpoint_saved_before_a_config_field_existed_loads_with_its_legacy_value(tmp_path):
-    """A round-1 RefTok checkpoint has no `ref_path` in its stored config: it must load as
-    ref_path 1 (the layout it was trained with), with strict keys, not as the new default."""
+@pytest.mark.parametrize("arch,field", [("reftok", "ref_path"), ("tivtok", "tv_path")])
+def test_checkpoint_saved_before_a_config_field_existed_loads_with_its_legacy_value(arch, field, tmp_path):
+    """A round-1 checkpoint has no `ref_path`/`tv_path` in its stored config: it must load as 1
+    (the layout it was trained with), with strict keys, not as the new default 2."""
     from conftest import TINY
 
-    m = build("reftok", {**TINY["reftok"], "ref_path": 1})
     path = tmp_path / "old.safetensors"
-    save_checkpoint(m, path)
+    save_checkpoint(build(arch, {**TINY[arch], field: 1}), path)
     meta = read_metadata(path)
     cfg = json.loads(meta["config"])
-    del cfg["ref_path"]
+    del cfg[field]
     save_file(load_file(str(path)), str(path), metadata={**meta, "config": json.dumps(cfg)})
-    assert load_checkpoint(path).config.ref_path == 1
-    assert build("reftok").config.ref_path == 2
+    assert getattr(load_checkpoint(path).config, field) == 1
+    assert getattr(build(arch).config, field) == 2
 
 
 def test_warm_start_copies_matching_weights_and_names_the_new_ones(tmp_path):
@@ -557,3 +557,20 @@ def test_warm_start_copies_matching_weights_and_names_the_new_ones(tmp_path):
     assert fresh == ["ref_gate", "ref_skip.bias", "ref_skip.weight"]
     o = old.state_dict()
     assert all(torch.equal(v, o[k]) for k, v in new.state_dict().items() if k not in fresh)
+
+
+def test_tivtok_tv_codes_reach_every_patch_directly(tivtok):
+    """tv_path 2: frame t's TV codes reach its patch queries through tv_local as well as attention."""
+    m = tivtok
+    assert m.config.tv_path == 2
+    video = rand_video(seed=14)
+    with torch.no_grad():
+        tiv = m.quant(m.encode_tiv(video))
+        tv = m.quant(m.encode_tv(video, tiv))
+        tv_other = m.quant(torch.randn_like(tv))
+        base = max_diff(m.decode_codes(tiv, tv), m.decode_codes(tiv, tv_other))
+        saved = {k: v.clone() for k, v in m.state_dict().items()}
+        m.tv_local.weight.fill_(0.01)
+        direct = max_diff(m.decode_codes(tiv, tv), m.decode_codes(tiv, tv_other))
+        m.load_state_dict(saved)
+    assert base > 1e-4 and direct != base
