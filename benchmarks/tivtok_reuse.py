@@ -1,6 +1,7 @@
 """TivTok cross-chunk reuse: bits and PSNR with every chunk coded independently vs TIV reuse.
 
     python benchmarks/tivtok_reuse.py out/val/vtest_val.mkv [--model tivtok] [--frames 112] [--crop 256]
+        [--refresh-db 1.0 ...] [--segment 4 ...]
 
 Static-camera footage is where reuse should pay: the same time-invariant tokens serve every chunk
 of the segment. Both runs go through the real path (.vtk file sizes, decoded frames).
@@ -23,7 +24,8 @@ def main() -> None:
     ap.add_argument("--model", default="tivtok")
     ap.add_argument("--frames", type=int, default=112)
     ap.add_argument("--crop", type=int, default=256, help="center crop (0: full frame)")
-    ap.add_argument("--refresh-db", type=float, nargs="+", default=[1.0], help="RD refresh thresholds to try")
+    ap.add_argument("--refresh-db", type=float, nargs="*", default=[1.0], help="RD refresh thresholds to try")
+    ap.add_argument("--segment", type=int, nargs="*", default=[4], help="fixed segment lengths (chunks) to try, RD refresh off")
     a = ap.parse_args()
     frames = read_frames(a.video)[: a.frames]
     if a.crop:
@@ -39,7 +41,8 @@ def main() -> None:
         rows = []
         for label, kw in [("independent (every chunk key)", dict(segment_chunks=1, refresh_db=None)),
                           ("reuse (one segment, refresh off)", dict(segment_chunks=10**6, refresh_db=None))] + [
-                          (f"reuse + RD refresh at {x:g} dB", dict(segment_chunks=10**6, refresh_db=x)) for x in a.refresh_db]:
+                          (f"reuse + RD refresh at {x:g} dB", dict(segment_chunks=10**6, refresh_db=x)) for x in a.refresh_db] + [
+                          (f"reuse, a key chunk every {n}", dict(segment_chunks=n, refresh_db=None)) for n in a.segment]:
             r = vtcodec.encode_file(src, Path(tmp) / "o.vtk", model=tok, force=True, **kw)
             dec = vtcodec.decode_frames(Path(tmp) / "o.vtk", model=tok)
             rows.append((label, r.bpp, psnr_rgb(ref, dec), ssim(ref, dec), r.key_chunks, r.chunks))
