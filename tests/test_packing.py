@@ -238,3 +238,10 @@ def test_auto_picks_the_smaller_layout():
         assert sizes["auto"] == min(sizes["planes"], sizes["bits"])
         picked.append(pack_streams({"t": (idx, levels)}, level=3)[7])
     assert picked == [LAYOUT_BITS, LAYOUT_PLANES]
+
+
+def test_plain_vq_at_the_2_pow_32_limit_round_trips():
+    """Found by hypothesis: levels [2**32] (K = 2**32, the spec's limit) packed but did not unpack."""
+    idx = np.array([3653403231, 0, (1 << 32) - 1], np.int64)
+    (got, levels), = unpack_streams(pack_streams({"v": (idx, [1 << 32])})).values()
+    assert levels == [1 << 32] and np.array_equal(got, idx)

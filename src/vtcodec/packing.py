@@ -339,7 +339,8 @@ class _Cursor:
     def u8(self, what: str) -> int:
         return self.take(1, what)[0]
 
-    def uvarints(self, n: int, what: str) -> list[int]:
+    def uvarints(self, n: int, what: str, limit: int = 1 << 32) -> list[int]:
+        """n canonical uvarints, each < limit (dims < 2**32; a level may be 2**32 itself)."""
         out = []
         for _ in range(n):
             value = 0
@@ -350,7 +351,7 @@ class _Cursor:
                     break
             else:
                 raise FormatError(f"corrupt packed tokens: {what}: varint longer than 5 bytes")
-            if (i and byte == 0) or value >= 1 << 32:
+            if (i and byte == 0) or value >= limit:
                 raise FormatError(f"corrupt packed tokens: {what}: non-canonical or oversized varint {value}")
             out.append(value)
         return out
@@ -401,7 +402,7 @@ def unpack_streams(payload: bytes, *, max_elements: int = 1 << 26) -> dict[str, 
         n_levels = cur.u8(f"stream {name!r} level count")
         if not 1 <= n_levels <= MAX_LEVELS:
             raise FormatError(f"corrupt packed tokens: stream {name!r} has {n_levels} levels")
-        levels = cur.uvarints(n_levels, f"stream {name!r} levels")
+        levels = cur.uvarints(n_levels, f"stream {name!r} levels", limit=MAX_K + 1)
         if min(levels) < 2 or math.prod(levels) > MAX_K:
             raise FormatError(f"corrupt packed tokens: stream {name!r} has invalid levels {levels}")
         n = math.prod(shape)
