@@ -18,6 +18,12 @@ on exactly one frame. Its bits are counted: they are the `intra` stream.
 Collapse guard (training): the reference is taken at a random gap before the targets (wide gaps
 included) and dropped (replaced by zeros) some of the time, so the decoder must read the target
 tokens; tests/test_models.py checks that the output depends on them.
+
+The opposite failure happened too: round 1's layout (`ref_path 1`: targets with 1D positions,
+reference reachable through attention only) learned to ignore its reference entirely. `ref_path 2`
+gives targets (row, column, time) positions matching the reference's, adds to each target token
+its own patch position's reference features, and adds the reference frame to the output through a
+learned gate (residual coding). benchmarks/pathway_check.py measures what the reference is worth.
 """
 
 from __future__ import annotations

@@ -21,6 +21,10 @@ Because stage 2 takes *given* quantized TIV tokens, later chunks of a segment ca
 chunk's TIV tokens and send TV tokens only (cross-chunk reuse); training feeds TIV tokens from
 another chunk of the same shot half of the time so that this works at inference.
 
+Round 1's decoder (`tv_path 1`) read TV tokens through attention only and learned to ignore them
+(random TV tokens decoded as well as the real ones); `tv_path 2` adds a direct linear path from
+each frame's TV codes to its patch queries. benchmarks/pathway_check.py measures what they are worth.
+
 Default 1024 px/token config: 16x128x128 tile-chunk = 160 TIV + 16x6 TV = 256 tokens; a reused
 chunk costs 96 tokens.
 """
