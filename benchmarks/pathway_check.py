@@ -10,6 +10,9 @@ reference) and prints PSNR with the pathway intact and knocked out:
 * TivTok: its own TV tokens, random TV tokens, frame 0's TV tokens for every frame, and TIV
   tokens from the previous chunk (cross-chunk reuse).
 
+* Any model (vidtok included): "colour", mean |R - G| of the intact reconstruction against the
+  input's (near 0 = grey output; run it on `examples/` for colour footage).
+
 Equal PSNRs mean the model ignores that pathway. "static" is a reference point: every frame
 replaced by the clip's temporal mean (what a perfect TIV-only coder of the chunk could reach).
 """
@@ -24,13 +27,14 @@ import torch
 
 from vtcodec.models.registry import load_checkpoint
 from vtcodec.tiling import frames_to_video
+from vtcodec.train.data import VIDEO_EXT
 from vtcodec.train.losses import psnr
 from vtcodec.video import read_frames
 
 
 def val_clips(folder: Path, size: int = 128, frames: int = 32) -> torch.Tensor:
     clips = []
-    for path in sorted(p for p in folder.iterdir() if p.suffix in {".mkv", ".mp4", ".avi", ".y4m"}):
+    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_EXT):
         fr = read_frames(path)
         if len(fr) < frames or min(fr.shape[1:3]) < size:
             continue
@@ -48,18 +52,25 @@ def check(model, clip: torch.Tensor) -> dict[str, float]:
     out = {"static": psnr(tgt.mean(2, keepdim=True).expand_as(tgt), tgt)}
     if model.arch == "reftok":
         ref = clip[:, :, half - 1]
-        out["intra ref"] = psnr(model(tgt, ref, use_intra_ref=True)["recon"], tgt)
+        recon = model(tgt, ref, use_intra_ref=True)["recon"]
+        out["intra ref"] = psnr(recon, tgt)
         out["true ref"] = psnr(model(tgt, ref)["recon"], tgt)
         out["zeroed ref"] = psnr(model(tgt, ref, drop=torch.ones(len(clip), dtype=torch.bool))["recon"], tgt)
     elif model.arch == "tivtok":
         tiv = model.quant(model.encode_tiv(tgt))
         tv = model.quant(model.encode_tv(tgt, tiv))
         g = torch.Generator().manual_seed(0)
-        out["own TV"] = psnr(model.decode_codes(tiv, tv), tgt)
+        recon = model.decode_codes(tiv, tv)
+        out["own TV"] = psnr(recon, tgt)
         out["random TV"] = psnr(model.decode_codes(tiv, model.quant(3 * torch.randn(tv.shape, generator=g))), tgt)
         out["frame-0 TV"] = psnr(model.decode_codes(tiv, tv[:, :1].expand_as(tv)), tgt)
         tiv_prev = model.quant(model.encode_tiv(clip[:, :, :half]))
         out["TIV of previous chunk"] = psnr(model.decode_codes(tiv_prev, model.quant(model.encode_tv(tgt, tiv_prev))), tgt)
+    else:
+        recon = model(tgt)["recon"]
+        out["intact"] = psnr(recon, tgt)
+    out["colour |R-G| out"] = (recon[:, 0] - recon[:, 1]).abs().mean().item()
+    out["colour |R-G| in"] = (tgt[:, 0] - tgt[:, 1]).abs().mean().item()
     return out
 
 
@@ -70,7 +81,7 @@ def main() -> None:
     for path in sys.argv[2:]:
         model = load_checkpoint(path)
         res = check(model, clip)
-        print(f"{path} ({model.arch}, {len(clip)} clips): " + ", ".join(f"{k} {v:.2f} dB" for k, v in res.items()))
+        print(f"{path} ({model.arch}, {len(clip)} clips): " + ", ".join(f"{k} {v:.3f}" if k.startswith("colour") else f"{k} {v:.2f} dB" for k, v in res.items()))
 
 
 if __name__ == "__main__":

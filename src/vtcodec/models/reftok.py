@@ -178,11 +178,15 @@ class RefTok(Tokenizer):
         x = self.enc_norm(x)
         return self.to_q(x[:, self.n_ref:]), x[:, : self.n_ref]
 
-    def decode_targets(self, codes: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-        """(B, n_tgt, q) codes, reference frame (B, 3, H, W) -> video (B, 3, T, H, W)."""
+    def decode_targets(self, codes: torch.Tensor, ref: torch.Tensor, h_ref: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, n_tgt, q) codes, reference frame (B, 3, H, W) -> video (B, 3, T, H, W).
+
+        `h_ref`: the reference features if already computed (training reuses encode_targets'
+        copy; the codec recomputes them from the reference alone, exactly as a decoder does).
+        """
         c = self.config
         b = codes.shape[0]
-        h_ref = self.reference_features(ref)
+        h_ref = self.reference_features(ref) if h_ref is None else h_ref
         tgt = self.from_q(codes) + self.pos_tgt
         if c.ref_path == 2:  # each target token starts from its own patch position's reference features
             tgt = tgt + self.ref_skip(h_ref).repeat(1, c.frames // c.tubelet_t, 1)
@@ -211,9 +215,9 @@ class RefTok(Tokenizer):
             ref = intra_recon.detach()
         if drop is not None:
             ref = ref * (~drop).view(-1, 1, 1, 1).to(ref.dtype)
-        latents, _ = self.encode_targets(video, ref)
+        latents, h_ref = self.encode_targets(video, ref)  # h_ref equals reference_features(ref): the mask
         codes = self.quant(latents)
-        return {"recon": self.decode_targets(codes, ref), "intra_recon": intra_recon}
+        return {"recon": self.decode_targets(codes, ref, h_ref), "intra_recon": intra_recon}
 
     # -- codec --------------------------------------------------------------------------------
     def encode_chunk(self, video: torch.Tensor, state: torch.Tensor | None) -> tuple[Streams, torch.Tensor]:

@@ -35,14 +35,15 @@ REPO_MODELS = Path(__file__).resolve().parents[3] / "models"
 SUPERSEDED = "superseded"  # models/superseded/: replaced checkpoints, kept so old .vtk files decode
 
 
-def build_from_metadata(meta: dict[str, str], path: str | Path) -> Tokenizer:
-    """The model a checkpoint's metadata describes; any problem with it is a ModelError."""
+def build_from_metadata(meta: dict[str, str], path: str | Path, overrides: dict | None = None) -> Tokenizer:
+    """The model a checkpoint's metadata describes (config fields it predates take the arch's
+    LEGACY values), updated by `overrides`; any problem with it is a ModelError."""
     if "arch" not in meta or "config" not in meta:
         raise ModelError(f"{path}: checkpoint metadata lacks 'arch'/'config' (not a vtcodec checkpoint)")
     try:
         stored = json.loads(meta["config"])
         legacy = ARCHS[meta["arch"]].LEGACY if meta["arch"] in ARCHS else {}
-        return build(meta["arch"], {**legacy, **stored})
+        return build(meta["arch"], {**legacy, **stored, **(overrides or {})})
     except (json.JSONDecodeError, TypeError, ValueError) as e:
         raise ModelError(f"{path}: bad model config in checkpoint metadata ({e})") from None
 
@@ -138,9 +139,7 @@ def warm_start(path: str | Path, overrides: dict | None = None) -> tuple[Tokeniz
     Tensors whose name and shape match are copied; the rest (modules an override adds, e.g.
     RefTok's ref_path 2 skip) keep their fresh initialisation and are returned by name.
     """
-    meta = read_metadata(path)
-    base = build_from_metadata(meta, path)
-    model = build(base.arch, {**base.config_dict(), **(overrides or {})})
+    model = build_from_metadata(read_metadata(path), path, overrides)
     state = {k: v.float() for k, v in load_file(str(path)).items()}
     own = model.state_dict()
     fresh = sorted(k for k in own if k not in state or state[k].shape != own[k].shape)

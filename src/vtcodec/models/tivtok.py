@@ -60,7 +60,7 @@ class TivTokConfig:
     head_width: int = 16
     # 2: every patch query of frame t also gets a direct linear function of frame t's TV codes.
     # 1: round-1 layout (TV tokens reachable through attention only), which learned to ignore
-    # them: random TV tokens decoded to within 0.02 dB of the real ones on the validation split.
+    # them: random TV tokens decoded to within 0.03 dB of the real ones on the validation split.
     # Kept so round-1 checkpoints load unchanged.
     tv_path: int = 2
 
