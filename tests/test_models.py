@@ -574,3 +574,33 @@ def test_tivtok_tv_codes_reach_every_patch_directly(tivtok):
         direct = max_diff(m.decode_codes(tiv, tv), m.decode_codes(tiv, tv_other))
         m.load_state_dict(saved)
     assert base > 1e-4 and direct != base
+
+
+def test_warm_start_grows_an_output_layer_and_starts_as_the_stored_model(tmp_path):
+    """ref_path 2 -> 3 adds a gate channel to the head's last conv: the stored rows are copied into
+    the leading rows, only the new rows are reported fresh, and the new model decodes exactly as
+    the stored one until training moves the new rows off zero."""
+    old = tiny("reftok", ref_path=2)
+    with torch.no_grad():
+        old.ref_gate.fill_(0.3)
+    save_checkpoint(old, tmp_path / "old.safetensors")
+    new, fresh = warm_start(tmp_path / "old.safetensors", {"ref_path": 3})
+    assert fresh == ["head.up2.bias[12:]", "head.up2.weight[12:]"]
+    assert new.head.up2.weight.shape[0] == 16 and torch.equal(new.head.up2.weight[:12], old.head.up2.weight)
+    video, ref = rand_video(seed=15), rand_video(t=1, seed=16)[:, :, 0]
+    with torch.no_grad():
+        assert torch.equal(new.eval()(video, ref)["recon"], old(video, ref)["recon"])
+
+
+def test_reftok_per_pixel_gate_copies_the_reference_where_it_says():
+    """ref_path 3: the fourth head channel scales the reference per pixel; a gate of 1 with zero
+    content reproduces the reference exactly."""
+    m = tiny("reftok", ref_path=3)
+    video, ref = rand_video(seed=17), rand_video(t=1, seed=18)[:, :, 0]
+    with torch.no_grad():
+        codes = m.quant(m.encode_targets(video, ref)[0])
+        m.head.up2.weight.zero_()
+        m.head.up2.bias.zero_()
+        m.head.up2.bias[12:] = 1.0  # g = 1 everywhere, content = 0
+        out = m.decode_targets(codes, ref)
+    assert torch.allclose(out, ref[:, :, None].expand_as(out))

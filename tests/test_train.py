@@ -71,3 +71,20 @@ def test_torchrun_two_cpu_processes(tmp_path):
     logs = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in logs] == [1, 2, 3]  # rank 0 logs once per step
     load_checkpoint(out / "model.safetensors")
+
+
+def test_recipe_knobs_are_checked_and_recorded(tmp_path, capsys):
+    out, data = tmp_path / "run", _data(tmp_path)
+    args = ["train", "--model", "vidtok", "--config", TINY, "--data", str(data), "--out", str(out),
+            "--batch", "1", "--steps", "1", "--val-every", "1"]
+    with pytest.raises(SystemExit) as e:
+        main(args + ["--recipe", '{"reuse_p": 0.9}'])
+    assert e.value.code == 1 and "vidtok has no knob reuse_p" in capsys.readouterr().err
+    tiny_tiv = json.dumps({"dim": 32, "heads": 2, "tiv_depth": 1, "tv_depth": 1, "dec_depth": 1, "n_tiv": 16,
+                           "n_tv": 2, "head_width": 8, "patch": 32})
+    args[2:3], args[4:5] = ["tivtok"], [tiny_tiv]
+    with pytest.raises(SystemExit) as e:
+        main(args + ["--recipe", '{"reuse_p": 1.0}'])
+    assert e.value.code == 0
+    info = json.loads(read_metadata(out / "model.safetensors")["info"])
+    assert info["recipe"] == {"reuse_p": 1.0}

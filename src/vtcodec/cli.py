@@ -42,19 +42,18 @@ def train(
     val_every: Annotated[int, typer.Option()] = 250,
     save_every: Annotated[int, typer.Option()] = 250,
     compile: Annotated[bool, typer.Option(help="torch.compile the model")] = False,
+    recipe: Annotated[Optional[str], typer.Option(help='JSON training-recipe overrides, e.g. \'{"reuse_p": 0.8}\' (knobs: vtcodec.train.steps.RECIPES)')] = None,
 ) -> None:
     """Train a tokenizer on your own footage; the EMA checkpoint lands in OUT/model.safetensors."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from vtcodec.train.loop import TrainOptions, train as run
 
-    try:
-        overrides = json.loads(config) if config else {}
-    except json.JSONDecodeError as e:
-        raise VtcodecError(f"--config is not valid JSON: {e}") from None
+    overrides, recipe_overrides = _json_option("--config", config), _json_option("--recipe", recipe)
     opt = TrainOptions(model=model, data=str(data), out=str(out), steps=steps, batch=batch, lr=lr,
                        config=overrides, resume=resume, init=str(init) if init else None, device=device,
-                       amp=amp, seed=seed, val_every=val_every, save_every=save_every, compile=compile)
+                       amp=amp, seed=seed, val_every=val_every, save_every=save_every, compile=compile,
+                       recipe=recipe_overrides)
     cols = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
             TextColumn("{task.fields[info]}"), TimeRemainingColumn()]
     with Progress(*cols, transient=False) as bar:
@@ -68,6 +67,17 @@ def train(
 
         path = run(opt, progress=report)
     typer.echo(f"checkpoint: {path}")
+
+
+def _json_option(name: str, text: str | None) -> dict:
+    """A JSON-object option, or {} when absent; a user mistake is a one-line error."""
+    try:
+        value = json.loads(text) if text else {}
+    except json.JSONDecodeError as e:
+        raise VtcodecError(f"{name} is not valid JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise VtcodecError(f"{name} must be a JSON object, e.g. '{{\"key\": 1}}'")
+    return value
 
 
 def _progress(label: str):

@@ -86,10 +86,10 @@ class PixelHead(nn.Module):
     A linear un-patchify leaves hard block edges at 1024 px/token (measured on this project's first
     probe); this head un-patchifies to a quarter-resolution feature map and refines it with 3x3
     convolutions at 1/4 and 1/2 resolution, so neighbouring patches blend.
-    Input (B*T, h'*w', D) for one frame per batch row; output (B*T, 3, H, W).
+    Input (B*T, h'*w', D) for one frame per batch row; output (B*T, out_ch, H, W).
     """
 
-    def __init__(self, dim: int, patch: int, width: int = 48):
+    def __init__(self, dim: int, patch: int, width: int = 48, out_ch: int = 3):
         super().__init__()
         if patch % 4:
             raise ValueError(f"PixelHead needs a patch size divisible by 4, got {patch}")
@@ -99,7 +99,7 @@ class PixelHead(nn.Module):
         self.c1 = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.GELU(), nn.Conv2d(width, width, 3, padding=1))
         self.up1 = nn.Conv2d(width, 4 * (width // 2), 3, padding=1)
         self.c2 = nn.Sequential(nn.GELU(), nn.Conv2d(width // 2, width // 2, 3, padding=1), nn.GELU())
-        self.up2 = nn.Conv2d(width // 2, 4 * 3, 3, padding=1)
+        self.up2 = nn.Conv2d(width // 2, 4 * out_ch, 3, padding=1)
 
     def forward(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         n, _, _ = x.shape
@@ -109,7 +109,7 @@ class PixelHead(nn.Module):
         f = f + self.c1(f)
         f = F.pixel_shuffle(self.up1(f), 2)  # (N, width/2, 2*gh*s, 2*gw*s)
         f = f + self.c2(f)
-        return F.pixel_shuffle(self.up2(f), 2)  # (N, 3, H, W)
+        return F.pixel_shuffle(self.up2(f), 2)  # (N, out_ch, H, W)
 
 
 def count_params(module: nn.Module) -> int:

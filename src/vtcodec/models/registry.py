@@ -137,14 +137,28 @@ def warm_start(path: str | Path, overrides: dict | None = None) -> tuple[Tokeniz
     """A model for training from a checkpoint's weights: its config updated by `overrides`.
 
     Tensors whose name and shape match are copied; the rest (modules an override adds, e.g.
-    RefTok's ref_path 2 skip) keep their fresh initialisation and are returned by name.
+    RefTok's ref_path 2 skip) keep their fresh initialisation and are returned by name. A tensor
+    that grew along its first dimension only (an output layer given extra channels, e.g. RefTok's
+    ref_path 3 head) gets the stored rows copied into its leading rows; it is returned as
+    "name[n:]", the rows that start fresh.
     """
     model = build_from_metadata(read_metadata(path), path, overrides)
     state = {k: v.float() for k, v in load_file(str(path)).items()}
     own = model.state_dict()
-    fresh = sorted(k for k in own if k not in state or state[k].shape != own[k].shape)
-    model.load_state_dict({k: state[k] for k in own if k not in fresh}, strict=False)
-    return model, fresh
+    load, fresh = {}, []
+    for k, t in own.items():
+        old = state.get(k)
+        if old is not None and old.shape == t.shape:
+            load[k] = old
+        elif old is not None and old.ndim == t.ndim and old.shape[1:] == t.shape[1:] and old.shape[0] < t.shape[0]:
+            grown = t.clone()
+            grown[: old.shape[0]] = old
+            load[k] = grown
+            fresh.append(f"{k}[{old.shape[0]}:]")
+        else:
+            fresh.append(k)
+    model.load_state_dict(load, strict=False)
+    return model, sorted(fresh)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ Multi-process: run under `torchrun`; gloo on CPU, nccl on CUDA; rank 0 writes fi
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import os
@@ -28,7 +29,7 @@ from vtcodec.models.registry import build, save_checkpoint, warm_start
 from vtcodec.train.data import ClipSampler, fixed_set, load_sources
 from vtcodec.train.losses import psnr
 from vtcodec.train.preview import preview
-from vtcodec.train.steps import CLIP_FRAMES, STEPS
+from vtcodec.train.steps import CLIP_FRAMES, RECIPES, STEPS
 
 
 @dataclass
@@ -53,6 +54,7 @@ class TrainOptions:
     save_every: int = 250
     config: dict = field(default_factory=dict)
     init: str | None = None  # start from this checkpoint's weights
+    recipe: dict = field(default_factory=dict)  # overrides of train.steps.RECIPES[arch]
 
 
 def _amp_dtype(opt: TrainOptions, device: torch.device):
@@ -152,7 +154,11 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
         model = build(arch, opt.config)
     if arch not in STEPS:
         raise VtcodecError(f"no training recipe for {arch!r}")
-    step_fn = STEPS[arch]
+    unknown = sorted(set(opt.recipe) - set(RECIPES[arch]))
+    if unknown:
+        raise VtcodecError(f"--recipe: {arch} has no knob {', '.join(unknown)} (it has: {', '.join(RECIPES[arch]) or 'none'})")
+    recipe = RECIPES[arch] | opt.recipe
+    step_fn = functools.partial(STEPS[arch], **recipe)
     model.to(device).train()
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     amp = _amp_dtype(opt, device)
@@ -179,7 +185,7 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
     log = open(out / "log.jsonl", "a") if rank == 0 else None
     t0, seen, data_time = time.perf_counter(), 0, 0.0
     info = {"arch": arch, "init": str(opt.init) if opt.init else None, "fresh_from_init": fresh, "steps": opt.steps, "batch": opt.batch, "world": world, "data": str(opt.data),
-            "device": str(device), "amp": str(amp), "seed": opt.seed}
+            "device": str(device), "amp": str(amp), "seed": opt.seed, "recipe": recipe}
     for step in range(start, opt.steps):
         for group in optim.param_groups:
             group["lr"] = lr_at(step, opt)
