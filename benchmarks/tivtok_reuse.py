@@ -4,7 +4,9 @@
         [--refresh-db 1.0 ...] [--segment 4 ...]
 
 Static-camera footage is where reuse should pay: the same time-invariant tokens serve every chunk
-of the segment. Both runs go through the real path (.vtk file sizes, decoded frames).
+of the segment. RD refresh restarts the tiles where restarting beats reusing by more than the
+threshold (per tile since .vtk format version 2). Every run goes through the real path (.vtk file
+sizes, decoded frames).
 """
 
 from __future__ import annotations
@@ -45,10 +47,10 @@ def main() -> None:
                           (f"reuse, a key chunk every {n}", dict(segment_chunks=n, refresh_db=None)) for n in a.segment]:
             r = vtcodec.encode_file(src, Path(tmp) / "o.vtk", model=tok, force=True, **kw)
             dec = vtcodec.decode_frames(Path(tmp) / "o.vtk", model=tok)
-            rows.append((label, r.bpp, psnr_rgb(ref, dec), ssim(ref, dec), r.key_chunks, r.chunks))
+            rows.append((label, r.bpp, psnr_rgb(ref, dec), ssim(ref, dec), r.key_chunks, r.chunks, r.tile_refreshes))
     print(f"{a.video}: {len(ref)} frames {ref.shape[2]}x{ref.shape[1]}, model {a.model}")
-    for label, bpp, p, s, k, n in rows:
-        print(f"{label:<36} bpp {bpp:.5f}  PSNR {p:6.2f} dB  SSIM {s:.4f}  key chunks {k}/{n}")
+    for label, bpp, p, s, k, n, t in rows:
+        print(f"{label:<36} bpp {bpp:.5f}  PSNR {p:6.2f} dB  SSIM {s:.4f}  key chunks {k}/{n}  tiles refreshed {t}")
     base = rows[0]
     for label, bpp, p, *_ in rows[1:]:
         print(f"{label}: {base[1] / bpp:.2f}x fewer bits, {p - base[2]:+.2f} dB")

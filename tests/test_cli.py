@@ -38,9 +38,9 @@ def test_encode_decode_info(arch, make_video, tmp_path, capsys):
     vtk, mp4 = tmp_path / "out.vtk", tmp_path / "out.mp4"
 
     out = run(capsys, "encode", src, "-o", vtk, "--model", arch, "--device", "cpu")
-    m = re.search(r"(\d+) frames 97x61, (\d+) chunks \((\d+) key\), (\d+) tokens, (\d+) bytes", out)
+    m = re.search(r"(\d+) frames 97x61, (\d+) chunks \((\d+) key, (\d+) tiles refreshed\), (\d+) tokens, (\d+) bytes", out)
     assert m, out
-    frames, chunks, _, tokens, size = map(int, m.groups())
+    frames, chunks, _, _, tokens, size = map(int, m.groups())
     assert (frames, chunks, size) == (18, 3, vtk.stat().st_size)
     assert f"({arch})" in out
 

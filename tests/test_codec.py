@@ -314,6 +314,75 @@ def test_refresh_db_with_real_models(arch, tmp_path, make_video):
     assert np.array_equal(decode_frames(tmp_path / "always.vtk", start=25, device="cpu"), whole[25:])
 
 
+# --- per-tile refresh (format version 2) ------------------------------------------------------------
+
+
+def _units(vtk: Path) -> list[tuple[int, int, dict]]:
+    from vtcodec.packing import unpack_streams
+
+    with VtkReader(vtk) as r:
+        return [(u.type, u.chunk, {} if u.type == SEGMENT else {k: a for k, (a, _) in unpack_streams(u.payload).items()})
+                for u in r.units()]
+
+
+def test_refresh_restarts_only_the_tiles_that_changed(tmp_path):
+    """A cut in the left tile only: chunk 2 stays a non-key chunk, restarts tile 0 (its key streams
+    in a SHARED unit, `refresh_tiles` = [0]) and tile 1 keeps its segment state."""
+    frames = np.full((32, 48, 128, 3), 40, np.uint8)
+    frames[:, :, 64:] = 120
+    frames[16:, :, :64] = 210  # the cut, left tile only, at the start of chunk 2
+    src = write_video(tmp_path / "halfcut.mkv", frames)
+    tok = MeanColourTok()
+    r = encode_file(src, tmp_path / "a.vtk", model=tok, segment_chunks=8, refresh_db=0.0, overlap=0)
+    assert _keys(tmp_path / "a.vtk") == [True, False, False, False]
+    assert (r.key_chunks, r.tile_refreshes) == (1, 1)
+    shared = [(c, st) for t, c, st in _units(tmp_path / "a.vtk") if t == 2]
+    assert [c for c, _ in shared] == [0, 2]
+    assert shared[1][1]["refresh_tiles"].tolist() == [0] and shared[1][1]["mean"].shape == (1, 3)
+    assert np.array_equal(decode_frames(tmp_path / "a.vtk", model=tok), frames)
+    assert np.array_equal(decode_frames(tmp_path / "a.vtk", model=tok, start=20), frames[20:])
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_partial_refresh_decodes_each_tile_as_its_own_coding(arch, tmp_path, make_video, monkeypatch):
+    """Force a refresh of tile 0 in chunk 1 (of 3): there, tile 0 decodes as in an every-chunk-key
+    file and tile 1 as in a never-refresh file; the rest matches the never-refresh file too."""
+    src, _ = make_video("m.mkv", n=24, width=128, height=64)
+    never = tmp_path / "never.vtk"
+    encode_file(src, never, model=arch, device="cpu", segment_chunks=8, refresh_db=None, overlap=0)
+    always = tmp_path / "always.vtk"
+    encode_file(src, always, model=arch, device="cpu", segment_chunks=1, refresh_db=None, overlap=0)
+    calls = []
+
+    def fake_mse(recon, tiles):  # (continue, key) per chunk: chunk 1 gains 20 dB on tile 0 only
+        calls.append(0)
+        chunk, is_key = (len(calls) + 1) // 2, len(calls) % 2 == 0
+        return np.array([1.0, 1.0]) if is_key or chunk != 1 else np.array([100.0, 1.0])
+
+    monkeypatch.setattr(codec, "_tile_mse", fake_mse)
+    r = encode_file(src, tmp_path / "p.vtk", model=arch, device="cpu", segment_chunks=8, refresh_db=1.0, overlap=0)
+    assert (r.key_chunks, r.tile_refreshes) == (1, 1) and _keys(tmp_path / "p.vtk") == [True, False, False]
+    got = decode_frames(tmp_path / "p.vtk", device="cpu").astype(int)
+    a, n = decode_frames(always, device="cpu").astype(int), decode_frames(never, device="cpu").astype(int)
+    tol = 1  # batches of different sizes may round a float differently
+    assert np.abs(got[8:16, :, :64] - a[8:16, :, :64]).max() <= tol
+    assert np.abs(got[:, :, 64:] - n[:, :, 64:]).max() <= tol and np.abs(got[:8] - n[:8]).max() <= tol
+    assert not np.array_equal(got[8:16, :, :64], n[8:16, :, :64])
+
+
+def test_malformed_partial_refresh_is_a_format_error():
+    tok = MeanColourTok()
+    good = {"refresh_tiles": np.array([0, 2]), "mean": np.zeros((2, 3), np.int64)}
+    mask, streams = codec._partial_refresh(tok, dict(good), 3, {"mean"}, 5)
+    assert mask.tolist() == [True, False, True] and streams["mean"].shape == (2, 3)
+    bad = [{"mean": good["mean"]}, {**good, "refresh_tiles": np.array([2, 0])},
+           {**good, "refresh_tiles": np.array([0, 3])}, {"refresh_tiles": good["refresh_tiles"]},
+           {**good, "mean": np.zeros((1, 3), np.int64)}, {**good, "extra": np.zeros((2, 1), np.int64)}]
+    for payload in bad:
+        with pytest.raises(FormatError, match="chunk 5: partial refresh"):
+            codec._partial_refresh(tok, payload, 3, {"mean"}, 5)
+
+
 def test_segment_chunks_must_be_positive(make_video, tmp_path):
     src, _ = make_video()
     with pytest.raises(VtcodecError):
@@ -573,7 +642,7 @@ def _corrupt(name: str, data: bytes) -> bytes:
         return b"\x89PNG\r\n\x1a\n" + data[8:]
     if name == "future_version":
         b = bytearray(data)
-        struct.pack_into("<H", b, 8, 2)
+        struct.pack_into("<H", b, 8, 3)
         return bytes(b)
     if name.startswith("truncated_"):
         at = {"0": 0, "4": 4, "13": 13, "20": 20, "header": 18 + hlen, "unit": units[1][0] + 3,
@@ -626,7 +695,7 @@ def test_corrupt_vtk_is_refused(name, coded, tmp_path, capsys):
     with pytest.raises(FormatError) as e:
         decode_frames(bad, device="cpu")
     if name == "future_version":
-        assert "version 2" in str(e.value) and "1" in str(e.value)
+        assert "version 3" in str(e.value) and "1, 2" in str(e.value)
     out = tmp_path / "out.mkv"
     with pytest.raises(VtcodecError):
         decode_file(bad, out, device="cpu", lossless=True)

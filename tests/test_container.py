@@ -1,4 +1,4 @@
-"""Tests for the .vtk container (src/vtcodec/container.py, format version 1)."""
+"""Tests for the .vtk container (src/vtcodec/container.py, format version 2; version 1 still read)."""
 
 from __future__ import annotations
 
@@ -217,9 +217,21 @@ def test_bad_magic(small):
 
 
 def test_future_version(small):
-    data = small[:8] + struct.pack("<H", 2) + small[10:]
-    with pytest.raises(FormatError, match=r"version 2 \(this vtcodec reads version 1\)"):
+    data = small[:8] + struct.pack("<H", 3) + small[10:]
+    with pytest.raises(FormatError, match=r"version 3 \(this vtcodec reads versions 1, 2\)"):
         VtkReader(io.BytesIO(data))
+
+
+def test_writer_writes_version_2_and_reader_reports_the_version(tmp_path, small):
+    with VtkReader(io.BytesIO(small)) as r:
+        assert r.version == 1
+    hdr = dict(GOLDEN_HEADER, frame_count=0)
+    with VtkWriter(tmp_path / "v2.vtk", hdr):
+        pass
+    data = (tmp_path / "v2.vtk").read_bytes()
+    assert struct.unpack("<H", data[8:10]) == (FORMAT_VERSION,) == (2,)
+    with VtkReader(tmp_path / "v2.vtk") as r:
+        assert r.version == 2
 
 
 def test_truncation_at_every_offset(small):

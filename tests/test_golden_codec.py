@@ -64,3 +64,20 @@ def test_golden_source_is_what_the_generator_makes():
     from vtcodec.video import read_frames
 
     assert np.array_equal(read_frames(D / "source.mkv"), source_frames())
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_golden_v2_partial_refresh(arch):
+    """Format version 2: chunk 1 restarts tile 0 only (a SHARED unit in a non-key chunk)."""
+    path = D / f"{arch}_v2_refresh.vtk"
+    with VtkReader(path) as r:
+        assert r.version == 2 and [e.key for e in r.index] == [True, False]
+        shared = [unpack_streams(u.payload) for u in r.units() if u.type == 2 and u.chunk == 1]
+    assert len(shared) == 1 and shared[0]["refresh_tiles"][0].tolist() == [0]
+    want = np.load(D / f"{arch}_v2_refresh_decoded.npy")
+    got = decode_frames(path)
+    assert got.shape == want.shape == (12, 40, 72, 3)
+    assert np.abs(got.astype(int) - want.astype(int)).max() <= 2
+    # version-1 goldens stay version 1
+    with VtkReader(D / f"{arch}.vtk") as r:
+        assert r.version == 1

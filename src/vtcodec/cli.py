@@ -114,8 +114,8 @@ def encode(
     with bar:
         r = encode_file(src, output, model=model, device=device, force=force, segment_chunks=segment,
                         refresh_db=refresh_db, overlap=overlap, tile_batch=tile_batch, progress=cb)
-    typer.echo(f"{r.path}: {r.frames} frames {r.width}x{r.height}, {r.chunks} chunks ({r.key_chunks} key), "
-               f"{r.tokens} tokens, {r.bytes} bytes, {r.bpp:.5f} bpp, {r.seconds:.1f} s ({r.model})")
+    typer.echo(f"{r.path}: {r.frames} frames {r.width}x{r.height}, {r.chunks} chunks ({r.key_chunks} key, "
+               f"{r.tile_refreshes} tiles refreshed), {r.tokens} tokens, {r.bytes} bytes, {r.bpp:.5f} bpp, {r.seconds:.1f} s ({r.model})")
 
 
 @app.command()
@@ -175,7 +175,7 @@ def info(
     con.print(f"[bold]{d['path']}[/]  {d['file_bytes']} bytes, {d['bpp']:.5f} bits per pixel")
     con.print(f"model {h['model']} ({h.get('arch')}) sha256 {h['checkpoint_sha256'][:16]}…  "
               f"{h['width']}x{h['height']} {h['frame_count']} frames @ {h['fps']} fps, "
-              f"chunks of {h['chunk_frames']}: {d['chunks']} ({d['key_chunks']} key)")
+              f"chunks of {h['chunk_frames']}: {d['chunks']} ({d['key_chunks']} key, {d['tile_refreshes']} tiles refreshed)")
     t = Table("unit", "count", "payload bytes", "largest")
     for k, u in d["units"].items():
         t.add_row(k, str(u["count"]), str(u["payload_bytes"]), str(u["max"]))

@@ -4,9 +4,13 @@ Encode: stream chunks of `chunk_frames` frames from the video, tile each chunk, 
 through the tokenizer in batches, pack the token streams and write them as units. Each chunk
 either continues the current segment (the model's state carries over: TivTok reuses TIV tokens,
 RefTok references the last decoded frame) or starts a new one (a key chunk, a random-access
-point). A new segment starts every `segment_chunks` chunks, and earlier when refreshing buys
-more than `refresh_db` dB over continuing -- the rate-distortion knob: a refresh costs the key
-streams' bits, so it is worth it only when the quality it buys is large (scene cuts, drift).
+point). A new segment starts every `segment_chunks` chunks. In between, the encoder codes each
+chunk both ways and restarts every *tile* where restarting beats continuing by more than
+`refresh_db` dB on that tile -- the rate-distortion knob: a refresh costs the tile's key-stream
+bits, so it pays only where the quality it buys is large (motion, a cut, drift), and static tiles
+keep reusing. When every tile wants it the chunk becomes a key chunk; otherwise the restarted
+tiles' key streams travel in a SHARED unit of the non-key chunk, with their tile numbers in the
+`refresh_tiles` stream (format version 2, docs/FORMAT.md).
 
 Decode mirrors it; a time range decodes from the last key chunk at or before its start.
 The codec never special-cases a model: everything it needs comes from the Tokenizer surface
@@ -27,7 +31,7 @@ import numpy as np
 import torch
 
 from vtcodec import __version__
-from vtcodec.container import SEGMENT, SHARED, TOKENS, VtkReader, VtkWriter
+from vtcodec.container import REFRESH_TILES, SEGMENT, SHARED, TOKENS, VtkReader, VtkWriter
 from vtcodec.errors import FormatError, ModelError, OutputError, VtcodecError
 from vtcodec.models.base import Streams, Tokenizer
 from vtcodec.models.registry import find_by_sha, load_checkpoint, resolve_model, sha256_file
@@ -87,6 +91,7 @@ class EncodeResult:
     height: int
     chunks: int
     key_chunks: int
+    tile_refreshes: int  # tiles restarted inside non-key chunks (partial refreshes)
     tokens: int
     bytes: int
     bpp: float
@@ -139,8 +144,25 @@ def _code_chunk(model: Tokenizer, tiles: torch.Tensor, b: _Batches, key: bool, d
     return cat, (torch.cat(recons) if decode else None), enc_states, dec_states
 
 
-def _mse(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a.clamp(-1, 1) - b) * 127.5).pow(2).mean().item()
+def _tile_mse(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
+    """Per-tile MSE on the 8-bit scale of tile batches (N, 3, T, H, W): (N,)."""
+    return ((a.clamp(-1, 1) - b) * 127.5).pow(2).flatten(1).mean(1).numpy()
+
+
+def _mix(tok: Tokenizer, b: _Batches, sel: np.ndarray, cont: tuple, key: tuple, key_names: set[str]):
+    """A partial refresh: tiles in `sel` take the key coding, the others continue.
+    Returns (streams: non-key streams for all tiles + key streams for the `sel` tiles only,
+    encoder states, decoder states)."""
+    (s_c, es_c, ds_c), (s_k, es_k, ds_k) = cont, key
+    streams = {k: (s_k[k][sel] if k in key_names else np.where(sel[:, None], s_k[k], s_c[k])) for k in s_k}
+    dev = next(tok.parameters()).device
+    es, ds = list(es_c), list(ds_c)
+    for i, sl in enumerate(b.slices):
+        m = torch.from_numpy(sel[sl]).to(dev)
+        if m.any():
+            es[i] = tok.replace_state_rows(es_c[i], m, tok.state_rows(es_k[i], m))
+            ds[i] = tok.replace_state_rows(ds_c[i], m, tok.state_rows(ds_k[i], m))
+    return streams, es, ds
 
 
 def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok", device: str = "auto",
@@ -149,8 +171,9 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
     """Encode the video `src` into the .vtk file `dst`.
 
     segment_chunks: a key chunk (random-access point) at least every this many chunks.
-    refresh_db: start a new segment early when that beats continuing by more than this many dB
-        of PSNR (None: never decide adaptively, only every `segment_chunks`).
+    refresh_db: restart a tile when that beats continuing by more than this many dB of PSNR on
+        that tile; all tiles at once makes a key chunk (None: never decide adaptively, only
+        every `segment_chunks`).
     The output is written atomically; an existing `dst` is refused unless `force`.
     """
     t0 = time.perf_counter()
@@ -175,7 +198,7 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
     }
     b = _Batches(layout.count, tile_batch)
     adaptive = refresh_db is not None and math.isfinite(refresh_db)
-    tokens = chunks = keys = done = 0
+    tokens = chunks = keys = done = refreshes = 0
     since_key = 0
     with VtkWriter(dst, header, force=force) as w:
         for i, frames in enumerate(read_chunks(src, cf)):
@@ -183,11 +206,16 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
             tiles = layout.split(frames_to_video(frames, cf))
             key = i == 0 or since_key >= segment_chunks
             streams, recon, es, ds = _code_chunk(tok, tiles, b, key, decode=adaptive)
+            partial = None
             if adaptive and not key:
-                k_streams, k_recon, k_es, k_ds = _code_chunk(tok, tiles, b, True, decode=True)
-                gain_db = 10 * math.log10(max(_mse(recon, tiles), 1e-9) / max(_mse(k_recon, tiles), 1e-9))
-                if gain_db > refresh_db:
-                    key, streams, es, ds = True, k_streams, k_es, k_ds
+                k_coded = _code_chunk(tok, tiles, b, True, decode=True)
+                gain_db = 10 * np.log10(np.maximum(_tile_mse(recon, tiles), 1e-9) / np.maximum(_tile_mse(k_coded[1], tiles), 1e-9))
+                sel = gain_db > refresh_db
+                if sel.all():
+                    key, streams, _, es, ds = True, *k_coded
+                elif sel.any():
+                    partial = np.flatnonzero(sel)
+                    streams, es, ds = _mix(tok, b, sel, (streams, es, ds), (k_coded[0], k_coded[2], k_coded[3]), key_names)
             b.enc, b.dec = es, (ds if adaptive else b.dec)
             since_key = 1 if key else since_key + 1
             w.begin_chunk(i, done, n, key)
@@ -196,13 +224,17 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
                 shared = {k: (v, levels[k]) for k, v in streams.items() if k in key_names}
                 if shared:
                     w.write_unit(SHARED, pack_streams(shared))
+            elif partial is not None:
+                w.write_unit(SHARED, pack_streams({REFRESH_TILES: (partial, [layout.count]),
+                                                   **{k: (streams[k], levels[k]) for k in sorted(key_names)}}))
+                refreshes += len(partial)
             w.write_unit(TOKENS, pack_streams({k: (v, levels[k]) for k, v in streams.items() if k not in key_names}))
             tokens += sum(v.size for v in streams.values())
             chunks, keys, done = chunks + 1, keys + key, done + n
             if progress:
                 progress(done, info.frame_count)
     size = Path(dst).stat().st_size
-    return EncodeResult(Path(dst), tok.key, done, info.width, info.height, chunks, keys, tokens, size,
+    return EncodeResult(Path(dst), tok.key, done, info.width, info.height, chunks, keys, refreshes, tokens, size,
                         8 * size / (done * info.width * info.height), time.perf_counter() - t0)
 
 
@@ -255,9 +287,11 @@ def iter_decode(src: str | Path, *, start: int = 0, stop: int | None = None, dev
             if not hasattr(tok, "state_from_reference"):
                 raise ModelError(f"model {tok.key} ({tok.arch}) has no reference frame to edit; use a reftok .vtk")
             ref_tiles = layout.split(frames_to_video(reference[None], 1))[:, :, 0]
+        else:
+            ref_tiles = None
         key_names = _key_streams(tok)
         shared: dict = {}
-        key = False
+        key, refresh = False, None
         for unit in r.units(start, stop):
             if unit.type == SEGMENT:
                 b.reset()
@@ -265,7 +299,10 @@ def iter_decode(src: str | Path, *, start: int = 0, stop: int | None = None, dev
                 continue
             payload = {k: v for k, (v, _) in unpack_streams(unit.payload).items()}
             if unit.type == SHARED:
-                shared = payload
+                if key:
+                    shared = payload
+                else:
+                    refresh = _partial_refresh(tok, payload, layout.count, key_names, unit.chunk)
                 continue
             if unit.type != TOKENS:
                 continue
@@ -275,13 +312,17 @@ def iter_decode(src: str | Path, *, start: int = 0, stop: int | None = None, dev
             for i, sl in enumerate(b.slices):
                 s: Streams = {k: torch.from_numpy(v[sl]).to(dev) for k, v in streams.items()}
                 state = None if key else b.dec[i]
-                if reference is not None and key:
+                refs = None if ref_tiles is None else ref_tiles[sl].to(dev)
+                if refs is not None and key:
                     s = {k: v for k, v in s.items() if k not in key_names}
-                    state = tok.state_from_reference(ref_tiles[sl].to(dev))
+                    state = tok.state_from_reference(refs)
                 with torch.no_grad(), _autocast(dev):
-                    video, b.dec[i] = tok.decode_chunk(s, state)
+                    if refresh is not None and refresh[0][sl].any():
+                        video, b.dec[i] = _decode_partial(tok, s, state, refresh, sl, refs)
+                    else:
+                        video, b.dec[i] = tok.decode_chunk(s, state)
                 outs.append(video.float().cpu())
-            key = False
+            key, refresh = False, None
             e = entries[unit.chunk]
             frames = video_to_frames(layout.merge(torch.cat(outs)), e.n_frames)
             lo, hi = max(start, e.first_frame), min(stop, e.first_frame + e.n_frames)
@@ -289,6 +330,45 @@ def iter_decode(src: str | Path, *, start: int = 0, stop: int | None = None, dev
                 yield frames[lo - e.first_frame: hi - e.first_frame]
                 if progress:
                     progress(hi - start, stop - start)
+
+
+def _partial_refresh(tok: Tokenizer, payload: dict, n_tiles: int, key_names: set[str], chunk: int):
+    """A non-key chunk's SHARED unit -> (bool mask of restarted tiles (n_tiles,), their key streams)."""
+    tiles = payload.pop(REFRESH_TILES, None)
+    if tiles is None or tiles.ndim != 1 or not 0 < len(tiles) <= n_tiles or (np.diff(tiles) <= 0).any() \
+            or tiles[0] < 0 or tiles[-1] >= n_tiles:
+        raise FormatError(f"chunk {chunk}: partial refresh without a valid ascending {REFRESH_TILES!r} stream")
+    want = tok.tokens_per_chunk(True)
+    if set(payload) != key_names or any(payload[k].shape != (len(tiles), want[k]) for k in payload):
+        raise FormatError(f"chunk {chunk}: partial refresh streams {sorted(payload)} do not match "
+                          f"{tok.key}'s key streams {sorted(key_names)} for {len(tiles)} tiles")
+    mask = np.zeros(n_tiles, dtype=bool)
+    mask[tiles] = True
+    return mask, payload
+
+
+def _decode_partial(tok: Tokenizer, s: Streams, state, refresh: tuple, sl: slice, refs: torch.Tensor | None):
+    """Decode one batch of a partially refreshed chunk: restarted tiles from their key streams (or
+    the edit reference), the others from their state; returns (video, the batch's new state)."""
+    mask, key_streams = refresh
+    tiles = np.flatnonzero(mask)
+    dev = next(iter(s.values())).device
+    m = torch.from_numpy(mask[sl]).to(dev)
+    mine = (tiles >= sl.start) & (tiles < sl.stop)
+    s_new = {k: v[m] for k, v in s.items()}
+    if refs is not None:  # zero-shot editing: restarted tiles start from the edited reference too
+        v_new, st_new = tok.decode_chunk(s_new, tok.state_from_reference(refs[m]))
+    else:
+        s_new |= {k: torch.from_numpy(v[mine]).to(dev) for k, v in key_streams.items()}
+        v_new, st_new = tok.decode_chunk(s_new, None)
+    video = torch.empty((len(m), *v_new.shape[1:]), dtype=v_new.dtype, device=v_new.device)
+    video[m] = v_new
+    state = tok.replace_state_rows(state, m, st_new)
+    if not m.all():
+        v_old, st_old = tok.decode_chunk({k: v[~m] for k, v in s.items()}, tok.state_rows(state, ~m))
+        video[~m] = v_old.to(video.dtype)
+        state = tok.replace_state_rows(state, ~m, st_old)
+    return video, state
 
 
 def decode_frames(src: str | Path, *, start: int = 0, stop: int | None = None, device: str = "auto",

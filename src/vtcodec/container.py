@@ -1,8 +1,15 @@
-"""The `.vtk` container, format version 1.
+"""The `.vtk` container, format version 2 (readers also read version 1).
 
 This docstring is the normative specification of the container (docs/FORMAT.md carries the
 same text plus the token payload format). The format version is independent of the vtcodec
-package version; it changes only when a version-1 reader could misread a new file.
+package version; it changes only when an older reader could misread a new file.
+
+Version history:
+  1  the first release.
+  2  the same bytes and rules; a non-key chunk may now start with a SHARED unit (a partial
+     refresh: key streams for some tiles, see docs/FORMAT.md). A version-1 decoder would skip it
+     and decode those tiles against stale state, so version-2 files are refused there by
+     version number instead of misread.
 
 Conventions
 -----------
@@ -18,7 +25,7 @@ Preamble and header
 
     offset  size  field
     0       8     magic b"\\x89VTK\\r\\n\\x1a\\n"
-    8       2     u16 format_version = 1
+    8       2     u16 format_version = 2 (1 in files written before the version-2 rule)
     10      4     u32 header_len, 2 <= header_len <= 1 MiB (1048576)
     14      n     header: UTF-8 JSON text of one object (header_len bytes)
     14+n    4     u32 CRC32 of bytes [0, 14+n): magic, version, length and JSON
@@ -50,7 +57,7 @@ After the header CRC comes a sequence of units, each::
     n     payload
     4     u32 CRC32 of the type byte, the length field and the payload
 
-Unit types in version 1 (any other value is an error):
+Unit types in versions 1 and 2 (any other value is an error):
 
     1 SEGMENT  starts a random-access point (key chunk); small codec-defined payload
     2 SHARED   side data used by the following chunks (a reference, time-invariant tokens)
@@ -88,7 +95,7 @@ something other than a valid trailer in the last 20 bytes.
 
 What a reader must validate
 ---------------------------
-* magic; format_version == 1 (else report the version found and the one supported);
+* magic; format_version in READ_VERSIONS (else report the version found and those supported);
   header_len in range and not past the end of the file; header CRC; header JSON and keys.
 * trailer end magic and CRC; data_start <= index_offset where data_start = 18 + header_len;
   the INDEX unit has type 4, a valid CRC and ends exactly at the trailer.
@@ -133,12 +140,14 @@ from vtcodec.errors import FormatError, OutputError, VtcodecError
 
 __all__ = [
     "FORMAT_VERSION",
+    "READ_VERSIONS",
     "MAGIC",
     "END_MAGIC",
     "SEGMENT",
     "SHARED",
     "TOKENS",
     "INDEX",
+    "REFRESH_TILES",
     "UNIT_NAMES",
     "REQUIRED_HEADER_KEYS",
     "MAX_HEADER_LEN",
@@ -149,10 +158,14 @@ __all__ = [
     "VtkReader",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2          # what the writer writes
+READ_VERSIONS = (1, 2)      # what the reader reads
 MAGIC = b"\x89VTK\r\n\x1a\n"
 END_MAGIC = b"VTKEND\x00\x00"
 SEGMENT, SHARED, TOKENS, INDEX = 1, 2, 3, 4
+# The one stream name the codec layer reserves (docs/FORMAT.md, "Units per chunk"): in a non-key
+# chunk's SHARED unit, the tiles a partial refresh restarts. The container itself never reads it.
+REFRESH_TILES = "refresh_tiles"
 UNIT_NAMES = {SEGMENT: "SEGMENT", SHARED: "SHARED", TOKENS: "TOKENS", INDEX: "INDEX"}
 _DATA_TYPES = (SEGMENT, SHARED, TOKENS)
 REQUIRED_HEADER_KEYS = ("model", "checkpoint_sha256", "width", "height", "fps", "frame_count", "chunk_frames")
@@ -522,10 +535,12 @@ class VtkReader:
                 f"truncated .vtk: reading preamble, expected {_PREAMBLE.size} bytes, got {len(pre)}"
             )
         _, version, header_len = _PREAMBLE.unpack(pre)
-        if version != FORMAT_VERSION:
+        if version not in READ_VERSIONS:
             raise FormatError(
-                f"unsupported .vtk format version {version} (this vtcodec reads version {FORMAT_VERSION})"
+                f"unsupported .vtk format version {version} (this vtcodec reads versions "
+                f"{', '.join(map(str, READ_VERSIONS))})"
             )
+        self.version = version
         room = self.file_size - _PREAMBLE.size - _CRC.size - _MIN_INDEX_UNIT - _TRAILER.size
         if header_len > MAX_HEADER_LEN or header_len < 2:
             raise FormatError(f"corrupt .vtk: header length {header_len} outside [2, {MAX_HEADER_LEN}]")

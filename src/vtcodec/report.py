@@ -10,9 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vtcodec.container import SHARED, TOKENS, UNIT_NAMES, VtkReader
+from vtcodec.container import REFRESH_TILES, SHARED, TOKENS, UNIT_NAMES, VtkReader
 from vtcodec.packing import entropy_bits, unpack_streams
-
 
 
 def describe(path: str | Path) -> dict:
@@ -24,12 +23,16 @@ def describe(path: str | Path) -> dict:
         by_stream: dict[str, list[np.ndarray]] = defaultdict(list)
         payload_bits_by_kind: dict[str, int] = defaultdict(int)
         tokens_by_kind: dict[str, int] = defaultdict(int)
+        refreshed = 0
         for u in r.units():
             kind = UNIT_NAMES[u.type].lower()
             units[kind].append(len(u.payload))
             if u.type in (SHARED, TOKENS):
                 streams = unpack_streams(u.payload)
                 for name, (idx, _) in streams.items():
+                    if name == REFRESH_TILES:  # tile numbers of a partial refresh, not tokens
+                        refreshed += idx.size
+                        continue
                     by_stream[name].append(idx.ravel())
                     tokens_by_kind[kind] += idx.size
                 payload_bits_by_kind[kind] += 8 * len(u.payload)
@@ -44,7 +47,7 @@ def describe(path: str | Path) -> dict:
     payload_bits = sum(payload_bits_by_kind.values())
     return {
         "path": str(path), "file_bytes": size, "header": header,
-        "chunks": len(index), "key_chunks": sum(e.key for e in index),
+        "chunks": len(index), "key_chunks": sum(e.key for e in index), "tile_refreshes": refreshed,
         "units": {k: {"count": len(v), "payload_bytes": sum(v), "max": max(v)} for k, v in units.items()},
         "streams": streams,
         "tokens": total_tokens,

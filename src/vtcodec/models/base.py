@@ -86,5 +86,20 @@ class Tokenizer(nn.Module):
     def decode_chunk(self, streams: Streams, state: Any | None) -> tuple[torch.Tensor, Any]:
         raise NotImplementedError
 
+    # Per-tile refresh: the codec restarts some tiles of a batch while the others continue, so it
+    # needs a state's rows. Every state here is a tensor with the batch first; a model whose state
+    # is not overrides these two.
+    @staticmethod
+    def state_rows(state: Any, rows: torch.Tensor) -> Any:
+        """The state of the batch rows selected by the bool mask `rows`."""
+        return state[rows]
+
+    @staticmethod
+    def replace_state_rows(state: Any, rows: torch.Tensor, new: Any) -> Any:
+        """`state` with the rows selected by the bool mask `rows` replaced by `new` (those rows' state)."""
+        out = state.clone()
+        out[rows] = new.to(out.dtype)
+        return out
+
     def config_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self.config)
