@@ -59,7 +59,7 @@ def coded(tmp_path_factory, models_dir):
             src = write_video(root / f"{arch}_{width}x{height}.mkv", frames)
             vtk = root / f"{arch}_{width}x{height}.vtk"
             encode_file(src, vtk, model=models_dir / f"{arch}.safetensors", device="cpu",
-                        segment_chunks=2, refresh_db=None)
+                        segment_chunks=2, refresh_db=None, overlap=16)  # blended seams exercised
             cache[k] = (src, vtk, frames)
         return cache[k]
 
@@ -112,7 +112,7 @@ def test_round_trip_geometry_and_index(arch, width, height, coded, full, tmp_pat
 def test_encode_and_decode_are_deterministic(arch, width, height, coded, full, tmp_path, models_dir):
     src, vtk, _ = coded(arch, width, height)
     again = tmp_path / "again.vtk"
-    res = encode_file(src, again, model=arch, device="cpu", segment_chunks=2, refresh_db=None)
+    res = encode_file(src, again, model=arch, device="cpu", segment_chunks=2, refresh_db=None, overlap=16)
     assert again.read_bytes() == vtk.read_bytes()
     # the token count is what the model promises per tile: 2 key chunks and 1 following chunk
     tok = load_tokenizer(models_dir / f"{arch}.safetensors", device="cpu")

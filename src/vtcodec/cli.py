@@ -101,10 +101,11 @@ def encode(
     device: Device = "auto",
     force: Force = False,
     segment: Annotated[int, typer.Option(help="a key chunk (random-access point) at least every N chunks")] = 8,
-    refresh_db: Annotated[float, typer.Option(help="start a new segment early when that gains more than this many "
-                                                   "dB PSNR over continuing; 'inf' disables (rate-distortion knob)")] = 1.0,
-    overlap: Annotated[int, typer.Option(help="tile overlap in pixels, blended at decode; 0 saves tokens "
-                                              "(a 256x256 frame needs 4 tiles instead of 9) but may show seams")] = 16,
+    refresh_db: Annotated[float, typer.Option(help="restart a tile when that gains more than this many dB PSNR on "
+                                                   "it over continuing; 'inf' disables (rate-distortion knob)")] = 1.0,
+    overlap: Annotated[int, typer.Option(help="minimum tile overlap in pixels, blended at decode; 0 (default) butts "
+                                              "tiles edge to edge and may show seams, 16 hides them at up to 2.25x "
+                                              "the tokens (a 256x256 frame: 9 tiles instead of 4)")] = 0,
     tile_batch: Annotated[int, typer.Option(help="tiles per model call")] = 8,
 ) -> None:
     """Encode a video into tokens (.vtk)."""

@@ -167,13 +167,16 @@ def _mix(tok: Tokenizer, b: _Batches, sel: np.ndarray, cont: tuple, key: tuple, 
 
 def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok", device: str = "auto",
                 force: bool = False, segment_chunks: int = 8, refresh_db: float | None = 1.0,
-                overlap: int = 16, tile_batch: int = 8, progress: Progress | None = None) -> EncodeResult:
+                overlap: int = 0, tile_batch: int = 8, progress: Progress | None = None) -> EncodeResult:
     """Encode the video `src` into the .vtk file `dst`.
 
     segment_chunks: a key chunk (random-access point) at least every this many chunks.
     refresh_db: restart a tile when that beats continuing by more than this many dB of PSNR on
         that tile; all tiles at once makes a key chunk (None: never decide adaptively, only
         every `segment_chunks`).
+    overlap: minimum overlap of neighbouring tiles in pixels, blended at decode. 0 by default:
+        on the validation split at 256x256, 16 (9 tiles instead of 4) cost the baseline 1.7x the
+        bits for +0.19 dB and TivTok 1.3x for +0.11 dB -- a poor trade -- but hides tile seams.
     The output is written atomically; an existing `dst` is refused unless `force`.
     """
     t0 = time.perf_counter()
