@@ -368,6 +368,68 @@ def test_partial_refresh_decodes_each_tile_as_its_own_coding(arch, tmp_path, mak
     assert np.abs(got[8:16, :, :64] - a[8:16, :, :64]).max() <= tol
     assert np.abs(got[:, :, 64:] - n[:, :, 64:]).max() <= tol and np.abs(got[:8] - n[:8]).max() <= tol
     assert not np.array_equal(got[8:16, :, :64], n[8:16, :, :64])
+    if arch == "reftok":  # editing: a restarted tile starts from the edited reference, like a key chunk
+        edit = np.random.default_rng(0).integers(0, 256, (64, 128, 3), dtype=np.uint8)
+        got_e = np.concatenate(list(iter_decode(tmp_path / "p.vtk", reference=edit, device="cpu"))).astype(int)
+        a_e = np.concatenate(list(iter_decode(always, reference=edit, device="cpu"))).astype(int)
+        assert np.abs(got_e[8:16, :, :64] - a_e[8:16, :, :64]).max() <= tol
+
+
+def test_partial_refresh_across_tile_batches(tmp_path):
+    """Three tiles in batches of two: the first batch restarts entirely, the second continues."""
+    frames = np.full((24, 48, 192, 3), 40, np.uint8)
+    frames[:, :, 128:] = 120
+    frames[8:, :, :128] = 210  # tiles 0 and 1 cut at chunk 1
+    src = write_video(tmp_path / "cut3.mkv", frames)
+    tok = MeanColourTok()
+    r = encode_file(src, tmp_path / "a.vtk", model=tok, segment_chunks=8, refresh_db=0.0, overlap=0, tile_batch=2)
+    assert (r.key_chunks, r.tile_refreshes) == (1, 2)
+    assert np.array_equal(decode_frames(tmp_path / "a.vtk", model=tok), frames)
+
+
+def _rewrite(src: Path, dst: Path, edit, version: int | None = None) -> None:
+    """Copy a .vtk unit by unit, letting `edit(chunk, units) -> units` change each chunk's units."""
+    from vtcodec.container import VtkWriter
+
+    with VtkReader(src) as r:
+        header, index = r.header, list(r.index)
+        chunks: dict = {}
+        for u in r.units():
+            chunks.setdefault(u.chunk, []).append((u.type, u.payload))
+    with VtkWriter(dst, header) as w:
+        for e in index:
+            w.begin_chunk(e.chunk, e.first_frame, e.n_frames, e.key)
+            for t, payload in edit(e.chunk, chunks[e.chunk]):
+                w.write_unit(t, payload)
+    if version is not None:
+        data = bytearray(dst.read_bytes())
+        struct.pack_into("<H", data, 8, version)
+        (hlen,) = struct.unpack_from("<I", data, 10)
+        struct.pack_into("<I", data, 14 + hlen, zlib.crc32(bytes(data[:14 + hlen])))
+        dst.write_bytes(bytes(data))
+
+
+def test_misplaced_partial_refresh_is_a_format_error(tmp_path):
+    frames = np.full((32, 48, 128, 3), 40, np.uint8)
+    frames[16:, :, :64] = 210
+    src = write_video(tmp_path / "halfcut.mkv", frames)
+    tok = MeanColourTok()
+    good = tmp_path / "good.vtk"
+    encode_file(src, good, model=tok, segment_chunks=8, refresh_db=0.0, overlap=0)
+    cases = {
+        "after TOKENS": lambda c, us: us[::-1] if c == 2 else us,
+        "twice": lambda c, us: [us[0], *us] if c == 2 else us,
+        "no TOKENS": lambda c, us: us[:1] if c == 2 else us,
+    }
+    for name, edit in cases.items():
+        bad = tmp_path / f"{name}.vtk"
+        _rewrite(good, bad, edit)
+        with pytest.raises(FormatError, match="not a valid version-2 chunk"):
+            decode_frames(bad, model=tok)
+    _rewrite(good, tmp_path / "v1.vtk", lambda c, us: us, version=1)  # version 1 had no partial refresh
+    with pytest.raises(FormatError, match="chunk 2: units SHARED are not a valid version-1 chunk"):
+        decode_frames(tmp_path / "v1.vtk", model=tok)
+    assert np.array_equal(decode_frames(good, model=tok), frames)
 
 
 def test_malformed_partial_refresh_is_a_format_error():

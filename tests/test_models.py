@@ -604,3 +604,18 @@ def test_reftok_per_pixel_gate_copies_the_reference_where_it_says():
         m.head.up2.bias[12:] = 1.0  # g = 1 everywhere, content = 0
         out = m.decode_targets(codes, ref)
     assert torch.allclose(out, ref[:, :, None].expand_as(out))
+
+
+def test_vidtok_rejects_chunks_shorter_than_its_causal_cache():
+    """A key chunk's state must have the shape of a continuing chunk's: per-tile refresh mixes rows."""
+    with pytest.raises(ModelError, match="cover the causal cache"):
+        build("vidtok", {**TINY["vidtok"], "frames": 4})
+
+
+def test_warm_start_grows_only_tensors_the_model_declares(tmp_path):
+    """A shape change outside GROWABLE (here RefTok's unfold_t when tubelet_t changes) starts fresh
+    instead of inheriting rows whose meaning changed."""
+    old = tiny("reftok", ref_path=2)
+    save_checkpoint(old, tmp_path / "old.safetensors")
+    new, fresh = warm_start(tmp_path / "old.safetensors", {"tubelet_t": 2})
+    assert "unfold_t.weight" in fresh and "unfold_t.weight[" not in " ".join(fresh)

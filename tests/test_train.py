@@ -88,3 +88,32 @@ def test_recipe_knobs_are_checked_and_recorded(tmp_path, capsys):
     assert e.value.code == 0
     info = json.loads(read_metadata(out / "model.safetensors")["info"])
     assert info["recipe"] == {"reuse_p": 1.0}
+
+
+def test_recipe_values_must_be_shares(tmp_path, capsys):
+    tiny_ref = json.dumps({"dim": 32, "heads": 2, "enc_depth": 1, "dec_depth": 1, "intra_dim": 32, "intra_depth": 1})
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--model", "reftok", "--config", tiny_ref, "--data", str(_data(tmp_path)), "--out",
+              str(tmp_path / "r"), "--batch", "1", "--steps", "1", "--recipe", '{"near_p": "0.5"}'])
+    assert e.value.code == 1 and "near_p must be a number in [0, 1]" in capsys.readouterr().err
+
+
+def test_default_recipe_draws_what_rounds_1_and_2_drew():
+    """near_p 0 (the default) must not consume random numbers: a seed replays the earlier runs."""
+    import torch
+
+    from vtcodec.train.steps import reftok_step
+
+    class Probe(torch.nn.Module):
+        def forward(self, target, ref, use_intra_ref, drop):
+            self.seen = (ref.clone(), use_intra_ref, drop.clone())
+            return {"recon": target, "intra_recon": ref}
+
+    clip = torch.rand(2, 3, 32, 16, 16) * 2 - 1
+    p = Probe()
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    reftok_step(p, clip, g1)
+    gap = int(torch.randint(1, 17, (), generator=g2))  # what round 2's step drew, in its order
+    use_intra = torch.rand((), generator=g2).item() < 0.3
+    drop = torch.rand(2, generator=g2) < 0.1
+    assert torch.equal(p.seen[0], clip[:, :, 16 - gap]) and p.seen[1] == use_intra and torch.equal(p.seen[2], drop)

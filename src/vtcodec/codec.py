@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from vtcodec import __version__
-from vtcodec.container import REFRESH_TILES, SEGMENT, SHARED, TOKENS, VtkReader, VtkWriter
+from vtcodec.container import REFRESH_TILES, SEGMENT, SHARED, TOKENS, UNIT_NAMES, VtkReader, VtkWriter
 from vtcodec.errors import FormatError, ModelError, OutputError, VtcodecError
 from vtcodec.models.base import Streams, Tokenizer
 from vtcodec.models.registry import find_by_sha, load_checkpoint, resolve_model, sha256_file
@@ -295,10 +295,16 @@ def iter_decode(src: str | Path, *, start: int = 0, stop: int | None = None, dev
         key_names = _key_streams(tok)
         shared: dict = {}
         key, refresh = False, None
+        cur, kinds = None, []  # the chunk being read and its unit types so far
         for unit in r.units(start, stop):
+            if unit.chunk != cur:
+                _check_unit_order(kinds, cur, r.version, complete=True)
+                cur, kinds = unit.chunk, []
+            kinds.append(unit.type)
+            _check_unit_order(kinds, cur, r.version)
             if unit.type == SEGMENT:
                 b.reset()
-                shared, key = {}, True
+                shared, key, refresh = {}, True, None
                 continue
             payload = {k: v for k, (v, _) in unpack_streams(unit.payload).items()}
             if unit.type == SHARED:
@@ -333,6 +339,24 @@ def iter_decode(src: str | Path, *, start: int = 0, stop: int | None = None, dev
                 yield frames[lo - e.first_frame: hi - e.first_frame]
                 if progress:
                     progress(hi - start, stop - start)
+        _check_unit_order(kinds, cur, r.version, complete=True)
+
+
+# The unit sequences a chunk may hold (docs/FORMAT.md, codec layer): key chunks, then non-key ones.
+_CHUNK_LAYOUTS = {1: [(SEGMENT, SHARED, TOKENS), (SEGMENT, TOKENS), (TOKENS,)]}
+_CHUNK_LAYOUTS[2] = _CHUNK_LAYOUTS[1] + [(SHARED, TOKENS)]  # version 2: partial refresh
+
+
+def _check_unit_order(kinds: list[int], chunk: int | None, version: int, complete: bool = False) -> None:
+    """`kinds` (a chunk's unit types so far, or all of them when `complete`) fits a chunk layout."""
+    if chunk is None:
+        return
+    seq = tuple(kinds)
+    ok = any(seq == lay for lay in _CHUNK_LAYOUTS[version]) if complete else \
+        any(seq == lay[:len(seq)] for lay in _CHUNK_LAYOUTS[version])
+    if not ok:
+        names = "+".join(UNIT_NAMES[k] for k in seq)
+        raise FormatError(f"chunk {chunk}: units {names} are not a valid version-{version} chunk")
 
 
 def _partial_refresh(tok: Tokenizer, payload: dict, n_tiles: int, key_names: set[str], chunk: int):

@@ -684,7 +684,7 @@ class VtkReader:
                 utype, payload, nxt = self._read_unit(pos, end)
                 if utype not in UNIT_NAMES:
                     raise FormatError(
-                        f"corrupt .vtk: unknown unit type {utype} at offset {pos} (version 1 defines 1-4)"
+                        f"corrupt .vtk: unknown unit type {utype} at offset {pos} (versions 1 and 2 define 1-4)"
                     )
                 if utype == INDEX:
                     raise FormatError(

@@ -55,7 +55,7 @@ def main() -> None:
         if not (d / f"{arch}.safetensors").exists():
             save_tiny(arch, d / f"{arch}.safetensors")
         if not (d / f"{arch}.vtk").exists():
-            vtcodec.encode_file(src, d / f"{arch}.vtk", model=arch, segment_chunks=1)
+            vtcodec.encode_file(src, d / f"{arch}.vtk", model=arch, segment_chunks=1, overlap=16)
             np.save(d / f"{arch}_decoded.npy", vtcodec.decode_frames(d / f"{arch}.vtk"))
             wrote.append(f"{arch}.vtk")
         if not (d / f"{arch}_v2_refresh.vtk").exists():
@@ -67,7 +67,8 @@ def main() -> None:
 
             measure, codec._tile_mse = codec._tile_mse, forced
             try:
-                vtcodec.encode_file(src, d / f"{arch}_v2_refresh.vtk", model=arch, segment_chunks=8, refresh_db=1.0)
+                vtcodec.encode_file(src, d / f"{arch}_v2_refresh.vtk", model=arch, segment_chunks=8, refresh_db=1.0,
+                                    overlap=16)
             finally:
                 codec._tile_mse = measure
             np.save(d / f"{arch}_v2_refresh_decoded.npy", vtcodec.decode_frames(d / f"{arch}_v2_refresh.vtk"))

@@ -34,6 +34,9 @@ class Tokenizer(nn.Module):
     # Config values for fields a checkpoint's stored config lacks because it was saved before the
     # field existed: what that checkpoint was trained with (the field's default may differ).
     LEGACY: ClassVar[dict[str, Any]] = {}
+    # Tensors a config change may grow along their first dimension with the old rows keeping their
+    # meaning (an output layer given extra channels): registry.warm_start copies the stored rows.
+    GROWABLE: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config):
         super().__init__()

@@ -112,6 +112,7 @@ class RefTok(Tokenizer):
     arch = "reftok"
     Config = RefTokConfig
     LEGACY = {"ref_path": 1}
+    GROWABLE = ("head.up2.weight", "head.up2.bias")  # ref_path 3 appends the gate channel's rows
 
     def __init__(self, config: RefTokConfig):
         super().__init__(config)

@@ -138,9 +138,9 @@ def warm_start(path: str | Path, overrides: dict | None = None) -> tuple[Tokeniz
 
     Tensors whose name and shape match are copied; the rest (modules an override adds, e.g.
     RefTok's ref_path 2 skip) keep their fresh initialisation and are returned by name. A tensor
-    that grew along its first dimension only (an output layer given extra channels, e.g. RefTok's
-    ref_path 3 head) gets the stored rows copied into its leading rows; it is returned as
-    "name[n:]", the rows that start fresh.
+    the model lists in GROWABLE that grew along its first dimension only (an output layer given
+    extra channels, e.g. RefTok's ref_path 3 head) gets the stored rows copied into its leading
+    rows; it is returned as "name[n:]", the rows that start fresh.
     """
     model = build_from_metadata(read_metadata(path), path, overrides)
     state = {k: v.float() for k, v in load_file(str(path)).items()}
@@ -150,7 +150,8 @@ def warm_start(path: str | Path, overrides: dict | None = None) -> tuple[Tokeniz
         old = state.get(k)
         if old is not None and old.shape == t.shape:
             load[k] = old
-        elif old is not None and old.ndim == t.ndim and old.shape[1:] == t.shape[1:] and old.shape[0] < t.shape[0]:
+        elif (k in type(model).GROWABLE and old is not None and old.ndim == t.ndim
+              and old.shape[1:] == t.shape[1:] and old.shape[0] < t.shape[0]):
             grown = t.clone()
             grown[: old.shape[0]] = old
             load[k] = grown

@@ -124,6 +124,10 @@ class VidTok(Tokenizer):
         c = config
         if c.spatial_down not in (8, 16):
             raise ValueError(f"vidtok spatial_down must be 8 or 16, got {c.spatial_down}")
+        if c.frames % 4 or c.frames < c.context or c.frames // 4 < c.latent_context:
+            # a key chunk's state must have the shape of a continuing chunk's (per-tile refresh mixes rows)
+            raise ValueError(f"vidtok frames ({c.frames}) must be a multiple of 4 and cover the causal cache "
+                             f"({c.context} frames, {c.latent_context} latent frames)")
         c0, c1, c2 = c.channels
         self.quant = FSQ(c.levels)
         q = self.quant.dim

@@ -75,7 +75,8 @@ def lr_at(step: int, opt: TrainOptions) -> float:
     return opt.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
 
 
-def _save_resume(out: Path, model, optim, ema, step: int, g: torch.Generator, sampler: ClipSampler) -> None:
+def _save_resume(out: Path, model, optim, ema, step: int, g: torch.Generator, sampler: ClipSampler,
+                 recipe: dict) -> None:
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tensors |= {f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()}
     sd = optim.state_dict()
@@ -86,15 +87,17 @@ def _save_resume(out: Path, model, optim, ema, step: int, g: torch.Generator, sa
     tensors["rng.gen"] = g.get_state()
     save_file(tensors, str(out / "resume.safetensors.tmp"))
     os.replace(out / "resume.safetensors.tmp", out / "resume.safetensors")
-    meta = {"step": step, "param_groups": sd["param_groups"], "sampler": sampler.g.bit_generator.state}
+    meta = {"step": step, "param_groups": sd["param_groups"], "sampler": sampler.g.bit_generator.state, "recipe": recipe}
     (out / "resume.json").write_text(json.dumps(meta))
 
 
-def _load_resume(out: Path, model, optim, ema, g: torch.Generator, sampler: ClipSampler) -> int:
+def _load_resume(out: Path, model, optim, ema, g: torch.Generator, sampler: ClipSampler, recipe: dict) -> int:
     if not (out / "resume.safetensors").is_file():
         raise VtcodecError(f"--resume: no resume state in {out}")
     t = load_file(str(out / "resume.safetensors"))
     meta = json.loads((out / "resume.json").read_text())
+    if meta.get("recipe", recipe) != recipe:  # state saved before recipes were recorded: no check
+        raise VtcodecError(f"--resume: the run used recipe {meta['recipe']}, not {recipe}; pass the same --recipe")
     model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")}, strict=True)
     ema.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("ema.")}, strict=True)
     state: dict = {}
@@ -157,6 +160,9 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
     unknown = sorted(set(opt.recipe) - set(RECIPES[arch]))
     if unknown:
         raise VtcodecError(f"--recipe: {arch} has no knob {', '.join(unknown)} (it has: {', '.join(RECIPES[arch]) or 'none'})")
+    bad = [k for k, v in opt.recipe.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1]
+    if bad:
+        raise VtcodecError(f"--recipe: {', '.join(bad)} must be a number in [0, 1]")
     recipe = RECIPES[arch] | opt.recipe
     step_fn = functools.partial(STEPS[arch], **recipe)
     model.to(device).train()
@@ -177,7 +183,7 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
         (no_decay if p.ndim < 2 else decay).append(p)
     optim = torch.optim.AdamW([{"params": decay, "weight_decay": opt.weight_decay},
                                {"params": no_decay, "weight_decay": 0.0}], lr=opt.lr, betas=(0.9, 0.95))
-    start = _load_resume(out, model, optim, ema, g, sampler) if opt.resume else 0
+    start = _load_resume(out, model, optim, ema, g, sampler, recipe) if opt.resume else 0
     net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
     if opt.compile:
         net = torch.compile(net)
@@ -221,7 +227,7 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
                 info_now = info | {"step": step + 1, "wall_s": round(time.perf_counter() - t0, 1),
                                    **{k: rec[k] for k in rec if k.startswith("val_")}}
                 save_checkpoint(ema, out / "model.safetensors", info_now)
-                _save_resume(out, model, optim, ema, step + 1, g, sampler)
+                _save_resume(out, model, optim, ema, step + 1, g, sampler, recipe)
     if distributed:
         dist.barrier()
         dist.destroy_process_group()

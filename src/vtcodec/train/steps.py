@@ -47,7 +47,7 @@ def reftok_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = False
         ref, use_intra, drop = clip[:, :, half], True, None
     else:
         gap = int(torch.randint(1, half + 1, (), generator=g))  # wide gaps fight posterior collapse
-        if torch.rand((), generator=g).item() < near_p:
+        if near_p > 0 and torch.rand((), generator=g).item() < near_p:  # no draw at 0: rounds 1-2 replay
             gap = 1
         ref = clip[:, :, half - gap]
         use_intra = torch.rand((), generator=g).item() < intra_p
