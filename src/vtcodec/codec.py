@@ -176,7 +176,8 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
         every `segment_chunks`).
     overlap: minimum overlap of neighbouring tiles in pixels, blended at decode. 0 by default:
         on the validation split at 256x256, 16 (9 tiles instead of 4) cost the baseline 1.7x the
-        bits for +0.19 dB and TivTok 1.3x for +0.11 dB -- a poor trade -- but hides tile seams.
+        bits for +0.19 dB and TivTok (round 3) 1.3x for +0.09 dB -- a poor trade -- but hides
+        tile seams (`benchmarks/overlap_rd.py out/val <model> 16 0`).
     The output is written atomically; an existing `dst` is refused unless `force`.
     """
     t0 = time.perf_counter()
