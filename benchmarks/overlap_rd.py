@@ -1,6 +1,6 @@
 """What the tile overlap costs and buys: bits, PSNR and SSIM per overlap on a folder of clips.
 
-    python benchmarks/overlap_rd.py out/val vidtok 16 0 [--frames 32] [--size 256]
+    python benchmarks/overlap_rd.py out/val vidtok 16 0 [--frames 32] [--size 256] [--refresh-db 1.0]
 
 Each clip is cut to its first `--frames` frames and centre-cropped/resized to size x size as
 `vtcodec bench --size` does, then coded through the real path (.vtk sizes, decoded frames) once
@@ -29,6 +29,7 @@ def main() -> None:
     ap.add_argument("overlaps", type=int, nargs="+")
     ap.add_argument("--frames", type=int, default=32)
     ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--refresh-db", type=float, default=1.0, help="the codec's per-tile refresh threshold (inf: never)")
     a = ap.parse_args()
     tok = vtcodec.load_tokenizer(a.model)
     clips = sorted(p for p in Path(a.folder).iterdir() if p.suffix.lower() in VIDEO_EXT)
@@ -42,11 +43,13 @@ def main() -> None:
         for overlap in a.overlaps:
             rows = []
             for path, ref in sources:
-                r = vtcodec.encode_file(path, Path(tmp) / "o.vtk", model=tok, overlap=overlap, force=True)
+                r = vtcodec.encode_file(path, Path(tmp) / "o.vtk", model=tok, overlap=overlap, force=True,
+                                        refresh_db=a.refresh_db)
                 dec = vtcodec.decode_frames(Path(tmp) / "o.vtk", model=tok)
                 rows.append((r.bpp, psnr_rgb(ref, dec), ssim(ref, dec)))
             bpp, p, s = np.mean(rows, axis=0)
-            print(f"{a.model} overlap {overlap}: {len(rows)} clips, bpp {bpp:.5f}  PSNR {p:.2f} dB  SSIM {s:.4f}")
+            print(f"{a.model} overlap {overlap} refresh_db {a.refresh_db:g}: {len(rows)} clips, bpp {bpp:.5f}  "
+                  f"PSNR {p:.2f} dB  SSIM {s:.4f}")
 
 
 if __name__ == "__main__":
