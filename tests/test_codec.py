@@ -435,8 +435,9 @@ def test_misplaced_partial_refresh_is_a_format_error(tmp_path):
 def test_malformed_partial_refresh_is_a_format_error():
     tok = MeanColourTok()
     good = {"refresh_tiles": np.array([0, 2]), "mean": np.zeros((2, 3), np.int64)}
-    mask, streams = codec._partial_refresh(tok, dict(good), 3, {"mean"}, 5)
-    assert mask.tolist() == [True, False, True] and streams["mean"].shape == (2, 3)
+    mask, streams = codec._partial_refresh(tok, {**good, "mean": np.array([[1, 2, 3], [4, 5, 6]])}, 3, {"mean"}, 5)
+    assert mask.tolist() == [True, False, True]
+    assert streams["mean"][mask].tolist() == [[1, 2, 3], [4, 5, 6]]  # the listed tiles' rows, in tile order
     bad = [{"mean": good["mean"]}, {**good, "refresh_tiles": np.array([2, 0])},
            {**good, "refresh_tiles": np.array([0, 3])}, {"refresh_tiles": good["refresh_tiles"]},
            {**good, "mean": np.zeros((1, 3), np.int64)}, {**good, "extra": np.zeros((2, 1), np.int64)}]

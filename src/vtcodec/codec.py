@@ -311,28 +311,27 @@ def iter_decode(src: str | Path, *, start: int = 0, stop: int | None = None, dev
             if unit.type == SHARED:
                 if key:
                     shared = payload
-                else:
-                    refresh = _partial_refresh(tok, payload, layout.count, key_names, unit.chunk)
+                else:  # a partial refresh: key streams scattered to full rows, with the rows' mask
+                    refresh, shared = _partial_refresh(tok, payload, layout.count, key_names, unit.chunk)
                 continue
             if unit.type != TOKENS:
                 continue
-            streams = {**shared, **payload} if key else payload
-            _check_streams(tok, streams, layout.count, key, unit.chunk)
+            _check_streams(tok, {**shared, **payload} if key else payload, layout.count, key, unit.chunk)
+            streams = {**shared, **payload}
             outs = []
             for i, sl in enumerate(b.slices):
                 s: Streams = {k: torch.from_numpy(v[sl]).to(dev) for k, v in streams.items()}
-                state = None if key else b.dec[i]
                 refs = None if ref_tiles is None else ref_tiles[sl].to(dev)
-                if refs is not None and key:
-                    s = {k: v for k, v in s.items() if k not in key_names}
-                    state = tok.state_from_reference(refs)
                 with torch.no_grad(), _autocast(dev):
-                    if refresh is not None and refresh[0][sl].any():
-                        video, b.dec[i] = _decode_partial(tok, s, state, refresh, sl, refs)
-                    else:
-                        video, b.dec[i] = tok.decode_chunk(s, state)
+                    if key:
+                        video, b.dec[i] = tok.decode_chunk(*_restart(tok, s, refs, key_names))
+                    elif refresh is not None and refresh[sl].any():
+                        video, b.dec[i] = _decode_partial(tok, s, b.dec[i], torch.from_numpy(refresh[sl]).to(dev),
+                                                          refs, key_names)
+                    else:  # continuing tiles never see key streams (a partial refresh's zero rows)
+                        video, b.dec[i] = tok.decode_chunk({k: v for k, v in s.items() if k not in key_names}, b.dec[i])
                 outs.append(video.float().cpu())
-            key, refresh = False, None
+            key, refresh, shared = False, None, {}
             e = entries[unit.chunk]
             frames = video_to_frames(layout.merge(torch.cat(outs)), e.n_frames)
             lo, hi = max(start, e.first_frame), min(stop, e.first_frame + e.n_frames)
@@ -361,7 +360,8 @@ def _check_unit_order(kinds: list[int], chunk: int | None, version: int, complet
 
 
 def _partial_refresh(tok: Tokenizer, payload: dict, n_tiles: int, key_names: set[str], chunk: int):
-    """A non-key chunk's SHARED unit -> (bool mask of restarted tiles (n_tiles,), their key streams)."""
+    """A non-key chunk's SHARED unit -> (bool mask of the restarted tiles (n_tiles,), their key
+    streams scattered to n_tiles rows (rows of tiles that continue are zero and unused))."""
     tiles = payload.pop(REFRESH_TILES, None)
     if tiles is None or tiles.ndim != 1 or not 0 < len(tiles) <= n_tiles or (np.diff(tiles) <= 0).any() \
             or tiles[0] < 0 or tiles[-1] >= n_tiles:
@@ -372,28 +372,33 @@ def _partial_refresh(tok: Tokenizer, payload: dict, n_tiles: int, key_names: set
                           f"{tok.key}'s key streams {sorted(key_names)} for {len(tiles)} tiles")
     mask = np.zeros(n_tiles, dtype=bool)
     mask[tiles] = True
-    return mask, payload
+    full = {k: np.zeros((n_tiles, want[k]), dtype=v.dtype) for k, v in payload.items()}
+    for k, v in payload.items():
+        full[k][tiles] = v
+    return mask, full
 
 
-def _decode_partial(tok: Tokenizer, s: Streams, state, refresh: tuple, sl: slice, refs: torch.Tensor | None):
-    """Decode one batch of a partially refreshed chunk: restarted tiles from their key streams (or
-    the edit reference), the others from their state; returns (video, the batch's new state)."""
-    mask, key_streams = refresh
-    tiles = np.flatnonzero(mask)
-    dev = next(iter(s.values())).device
-    m = torch.from_numpy(mask[sl]).to(dev)
-    mine = (tiles >= sl.start) & (tiles < sl.stop)
-    s_new = {k: v[m] for k, v in s.items()}
-    if refs is not None:  # zero-shot editing: restarted tiles start from the edited reference too
-        v_new, st_new = tok.decode_chunk(s_new, tok.state_from_reference(refs[m]))
-    else:
-        s_new |= {k: torch.from_numpy(v[mine]).to(dev) for k, v in key_streams.items()}
-        v_new, st_new = tok.decode_chunk(s_new, None)
+def _restart(tok: Tokenizer, s: Streams, refs: torch.Tensor | None, key_names: set[str]) -> tuple[Streams, Any]:
+    """(streams, state) for tiles that start a segment: no state, or with `refs` (zero-shot
+    editing) the edited reference as state and the coded key streams dropped."""
+    if refs is None:
+        return s, None
+    return {k: v for k, v in s.items() if k not in key_names}, tok.state_from_reference(refs)
+
+
+def _decode_partial(tok: Tokenizer, s: Streams, state, m: torch.Tensor, refs: torch.Tensor | None,
+                    key_names: set[str]):
+    """Decode one batch of a partially refreshed chunk: tiles in the bool mask `m` restart from
+    their key streams (or the edit reference), the others continue from `state`; returns (video,
+    the batch's new state)."""
+    v_new, st_new = tok.decode_chunk(*_restart(tok, {k: v[m] for k, v in s.items()},
+                                                None if refs is None else refs[m], key_names))
     video = torch.empty((len(m), *v_new.shape[1:]), dtype=v_new.dtype, device=v_new.device)
     video[m] = v_new
     state = tok.replace_state_rows(state, m, st_new)
     if not m.all():
-        v_old, st_old = tok.decode_chunk({k: v[~m] for k, v in s.items()}, tok.state_rows(state, ~m))
+        cont = {k: v[~m] for k, v in s.items() if k not in key_names}
+        v_old, st_old = tok.decode_chunk(cont, tok.state_rows(state, ~m))
         video[~m] = v_old.to(video.dtype)
         state = tok.replace_state_rows(state, ~m, st_old)
     return video, state

@@ -101,6 +101,13 @@ class PixelHead(nn.Module):
         self.c2 = nn.Sequential(nn.GELU(), nn.Conv2d(width // 2, width // 2, 3, padding=1), nn.GELU())
         self.up2 = nn.Conv2d(width // 2, 4 * out_ch, 3, padding=1)
 
+    def zero_channels(self, first: int) -> None:
+        """Make output channels `first`.. start at exactly zero (the last conv's rows for them:
+        pixel_shuffle reads output channel c from rows 4c..4c+3)."""
+        with torch.no_grad():
+            self.up2.weight[4 * first:].zero_()
+            self.up2.bias[4 * first:].zero_()
+
     def forward(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         n, _, _ = x.shape
         gh, gw = grid
@@ -110,6 +117,15 @@ class PixelHead(nn.Module):
         f = F.pixel_shuffle(self.up1(f), 2)  # (N, width/2, 2*gh*s, 2*gw*s)
         f = f + self.c2(f)
         return F.pixel_shuffle(self.up2(f), 2)  # (N, out_ch, H, W)
+
+
+def zero_linear(d_in: int, d_out: int) -> nn.Linear:
+    """A Linear whose output starts at exactly zero: a path added to a trained model changes
+    nothing until training moves it (a warm start begins as the model it extends)."""
+    layer = nn.Linear(d_in, d_out)
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
 
 
 def count_params(module: nn.Module) -> int:

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from vtcodec.models.base import Streams, Tokenizer
-from vtcodec.models.layers import Block, PixelHead, patchify, sincos_2d, sincos_table
+from vtcodec.models.layers import Block, PixelHead, patchify, sincos_2d, sincos_table, zero_linear
 from vtcodec.quantizers import FSQ
 
 
@@ -139,13 +139,10 @@ class RefTok(Tokenizer):
         if c.ref_path not in (1, 2, 3):
             raise ValueError(f"reftok ref_path must be 1, 2 or 3, got {c.ref_path}")
         self.head = PixelHead(d, c.patch, c.head_width, out_ch=4 if c.ref_path == 3 else 3)
-        if c.ref_path == 3:  # the gate channel's rows of the last conv start at zero: g = 0
-            nn.init.zeros_(self.head.up2.weight[12:])
-            nn.init.zeros_(self.head.up2.bias[12:])
+        if c.ref_path == 3:
+            self.head.zero_channels(3)  # the gate correction g starts at zero
         if c.ref_path >= 2:
-            self.ref_skip = nn.Linear(d, d)  # zero-initialised: a warm start begins as the model it extends
-            nn.init.zeros_(self.ref_skip.weight)
-            nn.init.zeros_(self.ref_skip.bias)
+            self.ref_skip = zero_linear(d, d)
             self.ref_gate = nn.Parameter(torch.zeros(()))
             pos_tgt = sincos_2d(self.grid, self.grid, d).repeat(tt, 1) + sincos_table(tt, d).repeat_interleave(self.n_ref, 0)
         else:

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from vtcodec.models.base import Streams, Tokenizer
-from vtcodec.models.layers import Block, PixelHead, patchify, sincos_2d, sincos_table
+from vtcodec.models.layers import Block, PixelHead, patchify, sincos_2d, sincos_table, zero_linear
 from vtcodec.quantizers import FSQ
 
 
@@ -101,10 +101,8 @@ class TivTok(Tokenizer):
         self.head = PixelHead(d, c.patch, c.head_width)
         if c.tv_path not in (1, 2):
             raise ValueError(f"tivtok tv_path must be 1 or 2, got {c.tv_path}")
-        if c.tv_path == 2:  # zero-initialised: a warm start begins as the model it extends
-            self.tv_local = nn.Linear(c.n_tv * q, n_patch * d)
-            nn.init.zeros_(self.tv_local.weight)
-            nn.init.zeros_(self.tv_local.bias)
+        if c.tv_path == 2:
+            self.tv_local = zero_linear(c.n_tv * q, n_patch * d)
         n_tub = (c.frames // c.tubelet_t) * n_patch
         self.register_buffer("pos_tub", sincos_table(n_tub, d), persistent=False)
         self.register_buffer("pos_patch", sincos_2d(self.grid, self.grid, d), persistent=False)

@@ -11,6 +11,8 @@ records the values used.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 from vtcodec.train.losses import recon_loss
@@ -18,18 +20,8 @@ from vtcodec.train.losses import recon_loss
 CLIP_FRAMES = 32
 
 
-RECIPES: dict[str, dict[str, float]] = {
-    # reuse_p: share of steps whose TIV tokens come from the clip's other chunk (cross-chunk reuse)
-    "tivtok": {"reuse_p": 0.5},
-    # near_p: share of steps whose reference is the frame right before the targets (what every
-    # following chunk sees in the codec); otherwise the gap is uniform in 1..16. intra_p: share of
-    # steps conditioned on the intra-coded reference; drop_p: share of samples with a zeroed one.
-    "reftok": {"near_p": 0.0, "intra_p": 0.3, "drop_p": 0.1},
-    "vidtok": {},
-}
-
-
-def tivtok_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = False, reuse_p: float = 0.5):
+def tivtok_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = False, *, reuse_p: float = 0.5):
+    """reuse_p: share of steps whose TIV tokens come from the clip's other chunk (cross-chunk reuse)."""
     half = clip.shape[2] // 2
     target = clip[:, :, half:]
     reuse = (not val) and torch.rand((), generator=g).item() < reuse_p
@@ -38,8 +30,11 @@ def tivtok_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = False
     return loss, out["recon"], target, logs
 
 
-def reftok_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = False,
+def reftok_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = False, *,
                 near_p: float = 0.0, intra_p: float = 0.3, drop_p: float = 0.1):
+    """near_p: share of steps whose reference is the frame right before the targets (what every
+    following chunk sees in the codec), otherwise the gap is uniform in 1..16; intra_p: share of
+    steps conditioned on the intra-coded reference; drop_p: share of samples with a zeroed one."""
     half = clip.shape[2] // 2
     target = clip[:, :, half:]
     b = clip.shape[0]
@@ -67,3 +62,7 @@ def vidtok_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = False
 
 
 STEPS = {"tivtok": tivtok_step, "reftok": reftok_step, "vidtok": vidtok_step}
+# Each architecture's training knobs and their defaults: the step functions' keyword-only arguments.
+RECIPES: dict[str, dict[str, float]] = {
+    arch: {p.name: p.default for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY}
+    for arch, fn in STEPS.items()}
