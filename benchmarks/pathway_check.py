@@ -6,7 +6,8 @@ Runs the model's forward pass on the first 32 frames of every clip in a folder (
 crops; frames 16-31 are reconstructed, frames 0-15 supply TivTok's other chunk and RefTok's
 reference) and prints PSNR with the pathway intact and knocked out:
 
-* RefTok: the intra-coded reference (what a segment start sees), the true frame 15, a zeroed one.
+* RefTok: the intra-coded reference (what a segment start sees), the true frame 15, a zeroed one;
+  the true frame copied to every target frame (per clip too) and the learned reference gate.
 * TivTok: its own TV tokens, random TV tokens, frame 0's TV tokens for every frame, and TIV
   tokens from the previous chunk (cross-chunk reuse).
 
@@ -56,6 +57,13 @@ def check(model, clip: torch.Tensor) -> dict[str, float]:
         out["intra ref"] = psnr(recon, tgt)
         out["true ref"] = psnr(model(tgt, ref)["recon"], tgt)
         out["zeroed ref"] = psnr(model(tgt, ref, drop=torch.ones(len(clip), dtype=torch.bool))["recon"], tgt)
+        copy = ref[:, :, None].expand_as(tgt)
+        out["copy of true ref"] = psnr(copy, tgt)
+        true = model(tgt, ref)["recon"]  # per clip: where copying the reference beats the model
+        out["per clip, true ref / copy"] = " ".join(
+            f"{psnr(true[i:i + 1], tgt[i:i + 1]):.2f}/{psnr(copy[i:i + 1], tgt[i:i + 1]):.2f}" for i in range(len(clip)))
+        if model.config.ref_path >= 2:
+            out["ref_gate"] = float(model.ref_gate.detach())
     elif model.arch == "tivtok":
         tiv = model.quant(model.encode_tiv(tgt))
         tv = model.quant(model.encode_tv(tgt, tiv))
@@ -81,7 +89,13 @@ def main() -> None:
     for path in sys.argv[2:]:
         model = load_checkpoint(path)
         res = check(model, clip)
-        print(f"{path} ({model.arch}, {len(clip)} clips): " + ", ".join(f"{k} {v:.3f}" if k.startswith("colour") else f"{k} {v:.2f} dB" for k, v in res.items()))
+        print(f"{path} ({model.arch}, {len(clip)} clips): " + ", ".join(_fmt(k, v) for k, v in res.items()))
+
+
+def _fmt(name: str, value) -> str:
+    if isinstance(value, str):
+        return f"{name} {value} dB"
+    return f"{name} {value:.3f}" if name.startswith("colour") or name == "ref_gate" else f"{name} {value:.2f} dB"
 
 
 if __name__ == "__main__":

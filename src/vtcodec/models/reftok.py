@@ -25,7 +25,7 @@ gives targets (row, column, time) positions matching the reference's, adds to ea
 its own patch position's reference features, and adds the reference frame to the output through a
 learned gate (residual coding). benchmarks/pathway_check.py measures what the reference is worth.
 Round 2's gate is one scalar (it learned 0.20): on a near-static validation clip, copying the
-reference scored 22.9 dB and the model 19.8. `ref_path 3` lets the head decide per pixel: it
+reference scored 22.9 dB and the model 19.8 (`pathway_check.py out/val <r2 checkpoint>`, per clip). `ref_path 3` lets the head decide per pixel: it
 emits a fourth channel g and the output is content + (gate + g) * reference, so static regions
 can copy the reference and moving ones ignore it. g's rows start at zero, so a warm start from a
 ref_path 2 checkpoint begins as exactly that model.
