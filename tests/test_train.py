@@ -2,6 +2,7 @@
 resume state round-trips, and a 2-process torchrun (gloo) run works."""
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from vtcodec.cli import main
 from vtcodec.codec import decode_frames, encode_file
@@ -17,6 +20,7 @@ from vtcodec.models.registry import load_checkpoint, read_metadata
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "pan_astronaut.mp4"
 TINY = json.dumps({"channels": [8, 8, 8]})
+TINY_REF = json.dumps({"dim": 32, "heads": 2, "enc_depth": 1, "dec_depth": 1, "intra_dim": 32, "intra_depth": 1})
 
 
 def _data(tmp_path: Path) -> Path:
@@ -91,9 +95,8 @@ def test_recipe_knobs_are_checked_and_recorded(tmp_path, capsys):
 
 
 def test_recipe_values_must_be_shares(tmp_path, capsys):
-    tiny_ref = json.dumps({"dim": 32, "heads": 2, "enc_depth": 1, "dec_depth": 1, "intra_dim": 32, "intra_depth": 1})
     with pytest.raises(SystemExit) as e:
-        main(["train", "--model", "reftok", "--config", tiny_ref, "--data", str(_data(tmp_path)), "--out",
+        main(["train", "--model", "reftok", "--config", TINY_REF, "--data", str(_data(tmp_path)), "--out",
               str(tmp_path / "r"), "--batch", "1", "--steps", "1", "--recipe", '{"near_p": "0.5"}'])
     assert e.value.code == 1 and "near_p must be a number in [0, 1]" in capsys.readouterr().err
 
@@ -117,3 +120,65 @@ def test_default_recipe_draws_what_rounds_1_and_2_drew():
     use_intra = torch.rand((), generator=g2).item() < 0.3
     drop = torch.rand(2, generator=g2) < 0.1
     assert torch.equal(p.seen[0], clip[:, :, 16 - gap]) and p.seen[1] == use_intra and torch.equal(p.seen[2], drop)
+
+
+
+def test_part_training_changes_only_that_part(tmp_path, capsys):
+    data = _data(tmp_path)
+    base = ["train", "--model", "reftok", "--data", str(data), "--batch", "1", "--val-every", "2", "--save-every", "2"]
+    with pytest.raises(SystemExit) as e:
+        main(base + ["--config", TINY_REF, "--out", str(tmp_path / "full"), "--steps", "1"])
+    assert e.value.code == 0
+    init = tmp_path / "full" / "model.safetensors"
+    with pytest.raises(SystemExit) as e:
+        main(base + ["--init", str(init), "--part", "intra", "--out", str(tmp_path / "part"), "--steps", "2", "--lr", "1e-2"])
+    assert e.value.code == 0
+    before, after = load_file(init), load_file(tmp_path / "part" / "model.safetensors")
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("intra.") for k in changed)
+    info = json.loads(read_metadata(tmp_path / "part" / "model.safetensors")["info"])
+    assert info["recipe"] == {"part": "intra"}
+    log = [json.loads(line) for line in (tmp_path / "part" / "log.jsonl").read_text().splitlines()]
+    # validation reports the intra stream's raw bits over one frame: 256 tokens x log2(64000) / 128^2
+    assert log[-1]["val_bpp_raw_tokens"] == pytest.approx(256 * math.log2(64000) / 128**2)
+    capsys.readouterr()
+    for extra, msg in ((["--init", str(init), "--part", "head"], "reftok has no separately trainable part"),
+                       (["--config", TINY_REF, "--part", "intra"], "give that model with --init")):
+        with pytest.raises(SystemExit) as e:
+            main(base + extra + ["--out", str(tmp_path / "bad"), "--steps", "1"])
+        assert e.value.code == 1 and msg in capsys.readouterr().err
+
+
+def test_non_finite_steps_are_skipped_and_a_diverged_run_stops(tmp_path, monkeypatch):
+    from vtcodec.errors import VtcodecError
+    from vtcodec.train import loop, steps
+    from vtcodec.train.loop import TrainOptions, train
+
+    def poisoned(bad_steps):
+        calls = iter(range(10**6))
+
+        def step(model, clip, g, val=False):
+            loss, recon, target, logs = steps.vidtok_step(model, clip, g, val)
+            return (loss * float("nan") if not val and next(calls) in bad_steps else loss), recon, target, logs
+        return step
+
+    opt = dict(model="vidtok", data=str(_data(tmp_path)), batch=1, val_every=100, save_every=100, config=json.loads(TINY))
+    monkeypatch.setitem(loop.STEPS, "vidtok", poisoned({1}))
+    train(TrainOptions(out=str(tmp_path / "a"), steps=3, **opt))
+    log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert [r["skipped"] for r in log] == [0, 1, 1]
+    assert all(torch.isfinite(t).all() for t in load_file(tmp_path / "a" / "model.safetensors").values())
+    monkeypatch.setitem(loop.STEPS, "vidtok", poisoned(set(range(100))))
+    with pytest.raises(VtcodecError, match="training diverged: 20 steps in a row"):
+        train(TrainOptions(out=str(tmp_path / "b"), steps=30, **opt))
+
+
+def test_ssim_loss_stays_finite_and_float32_under_bf16_autocast():
+    from vtcodec.train.losses import ssim_frames
+    g = torch.Generator().manual_seed(0)
+    a = 0.5 + 0.01 * torch.rand(2, 3, 32, 32, generator=g)  # flat images: variances near zero cancel in bf16
+    b = a + 0.002 * torch.randn(2, 3, 32, 32, generator=g)
+    ref = ssim_frames(a, b)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        s = ssim_frames(a, b)
+    assert s.dtype == torch.float32 and torch.isfinite(s) and s.item() == pytest.approx(ref.item(), abs=1e-6)

@@ -43,6 +43,7 @@ def train(
     save_every: Annotated[int, typer.Option()] = 250,
     compile: Annotated[bool, typer.Option(help="torch.compile the model")] = False,
     recipe: Annotated[Optional[str], typer.Option(help='JSON training-recipe overrides, e.g. \'{"reuse_p": 0.8}\' (knobs: vtcodec.train.steps.RECIPES)')] = None,
+    part: Annotated[Optional[str], typer.Option(help="train only this part, the rest frozen (reftok: intra); use with --init")] = None,
 ) -> None:
     """Train a tokenizer on your own footage; the EMA checkpoint lands in OUT/model.safetensors."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -53,7 +54,7 @@ def train(
     opt = TrainOptions(model=model, data=str(data), out=str(out), steps=steps, batch=batch, lr=lr,
                        config=overrides, resume=resume, init=str(init) if init else None, device=device,
                        amp=amp, seed=seed, val_every=val_every, save_every=save_every, compile=compile,
-                       recipe=recipe_overrides)
+                       recipe=recipe_overrides, part=part)
     cols = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
             TextColumn("{task.fields[info]}"), TimeRemainingColumn()]
     with Progress(*cols, transient=False) as bar:

@@ -29,7 +29,10 @@ from vtcodec.models.registry import build, save_checkpoint, warm_start
 from vtcodec.train.data import ClipSampler, fixed_set, load_sources
 from vtcodec.train.losses import psnr
 from vtcodec.train.preview import preview
-from vtcodec.train.steps import CLIP_FRAMES, RECIPES, STEPS
+from vtcodec.train.steps import CLIP_FRAMES, PARTS, STEPS, knobs
+
+
+MAX_BAD_STEPS = 20  # consecutive steps with non-finite gradients before training stops
 
 
 @dataclass
@@ -55,6 +58,7 @@ class TrainOptions:
     config: dict = field(default_factory=dict)
     init: str | None = None  # start from this checkpoint's weights
     recipe: dict = field(default_factory=dict)  # overrides of train.steps.RECIPES[arch]
+    part: str | None = None  # train only this submodule (train.steps.PARTS), the rest frozen
 
 
 def _amp_dtype(opt: TrainOptions, device: torch.device):
@@ -113,7 +117,7 @@ def _load_resume(out: Path, model, optim, ema, g: torch.Generator, sampler: Clip
 
 
 @torch.no_grad()
-def validate(model, step_fn, val: torch.Tensor, device, amp, g, batch: int = 4) -> dict:
+def validate(model, step_fn, val: torch.Tensor, device, amp, g, batch: int = 4, part: str | None = None) -> dict:
     model.eval()
     recons, targets, ssims = [], [], []
     for i in range(0, len(val), batch):
@@ -125,8 +129,9 @@ def validate(model, step_fn, val: torch.Tensor, device, amp, g, batch: int = 4) 
         ssims.append(logs["ssim"])
     model.train()
     recon, target = torch.cat(recons), torch.cat(targets)
-    tokens = sum(model.tokens_per_chunk(key=True).values())
-    bits = tokens * math.log2(math.prod(model.config.levels))
+    streams = model.tokens_per_chunk(key=True)
+    levels = model.stream_levels
+    bits = sum(n * math.log2(math.prod(levels[s])) for s, n in streams.items() if part in (None, s))
     px = target.shape[2] * target.shape[3] * target.shape[4]
     return {"psnr": psnr(recon, target), "ssim": float(np.mean(ssims)), "bpp_raw_tokens": bits / px,
             "_recon": recon, "_target": target}
@@ -155,16 +160,28 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
         arch = model.arch
     else:
         model = build(arch, opt.config)
-    if arch not in STEPS:
-        raise VtcodecError(f"no training recipe for {arch!r}")
-    unknown = sorted(set(opt.recipe) - set(RECIPES[arch]))
+    if opt.part is None:
+        if arch not in STEPS:
+            raise VtcodecError(f"no training recipe for {arch!r}")
+        base_fn = STEPS[arch]
+    else:
+        if (arch, opt.part) not in PARTS:
+            have = ", ".join(f"{p} ({a})" for a, p in PARTS) or "none"
+            raise VtcodecError(f"--part {opt.part}: {arch} has no separately trainable part of that name (parts: {have})")
+        if distributed:
+            raise VtcodecError("--part trains in one process; run it without torchrun")
+        if not opt.init:
+            raise VtcodecError("--part trains one part of a trained model: give that model with --init")
+        base_fn = PARTS[arch, opt.part]
+    defaults = knobs(base_fn)
+    unknown = sorted(set(opt.recipe) - set(defaults))
     if unknown:
-        raise VtcodecError(f"--recipe: {arch} has no knob {', '.join(unknown)} (it has: {', '.join(RECIPES[arch]) or 'none'})")
+        raise VtcodecError(f"--recipe: {arch} has no knob {', '.join(unknown)} (it has: {', '.join(defaults) or 'none'})")
     bad = [k for k, v in opt.recipe.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1]
     if bad:
         raise VtcodecError(f"--recipe: {', '.join(bad)} must be a number in [0, 1]")
-    recipe = RECIPES[arch] | opt.recipe
-    step_fn = functools.partial(STEPS[arch], **recipe)
+    step_fn = functools.partial(base_fn, **defaults | opt.recipe)
+    recipe = defaults | opt.recipe | ({"part": opt.part} if opt.part else {})  # recorded, and checked on --resume
     model.to(device).train()
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     amp = _amp_dtype(opt, device)
@@ -180,6 +197,9 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
 
     decay, no_decay = [], []
     for n, p in model.named_parameters():
+        if opt.part is not None and not n.startswith(opt.part + "."):
+            p.requires_grad_(False)  # frozen: stays bit-identical in the EMA checkpoint
+            continue
         (no_decay if p.ndim < 2 else decay).append(p)
     optim = torch.optim.AdamW([{"params": decay, "weight_decay": opt.weight_decay},
                                {"params": no_decay, "weight_decay": 0.0}], lr=opt.lr, betas=(0.9, 0.95))
@@ -189,7 +209,7 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
         net = torch.compile(net)
 
     log = open(out / "log.jsonl", "a") if rank == 0 else None
-    t0, seen, data_time = time.perf_counter(), 0, 0.0
+    t0, seen, data_time, skipped, bad_run = time.perf_counter(), 0, 0.0, 0, 0
     info = {"arch": arch, "init": str(opt.init) if opt.init else None, "fresh_from_init": fresh, "steps": opt.steps, "batch": opt.batch, "world": world, "data": str(opt.data),
             "device": str(device), "amp": str(amp), "seed": opt.seed, "recipe": recipe}
     for step in range(start, opt.steps):
@@ -202,20 +222,27 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
             loss, _, _, logs = step_fn(net, clip, g)
         optim.zero_grad(set_to_none=True)
         loss.backward()
-        gn = torch.nn.utils.clip_grad_norm_(model.parameters(), opt.clip_grad)
-        optim.step()
-        d = min(opt.ema, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.lerp_(pm, 1 - d)
+        gn = torch.nn.utils.clip_grad_norm_(decay + no_decay, opt.clip_grad)
+        if torch.isfinite(gn):  # (under DDP every rank sees the same reduced gradients)
+            bad_run = 0
+            optim.step()
+            d = min(opt.ema, (1 + step) / (10 + step))
+            with torch.no_grad():
+                for pe, pm in zip(ema.parameters(), model.parameters()):
+                    pe.lerp_(pm, 1 - d)
+        else:  # one bad batch must not poison the weights: skip it, and stop if it keeps happening
+            skipped, bad_run = skipped + 1, bad_run + 1
+            if bad_run >= MAX_BAD_STEPS:
+                raise VtcodecError(f"training diverged: {bad_run} steps in a row with non-finite gradients "
+                                   f"(step {step + 1}); lower --lr or use --amp fp32")
         seen += opt.batch * world
-        rec = {"step": step + 1, "loss": loss.item(), "lr": lr_at(step, opt), "grad_norm": gn.item(), **logs,
+        rec = {"step": step + 1, "loss": loss.item(), "lr": lr_at(step, opt), "grad_norm": gn.item(), "skipped": skipped, **logs,
                "clips_per_s": seen / (time.perf_counter() - t0), "data_frac": data_time / (time.perf_counter() - t0),
                "elapsed_s": time.perf_counter() - t0}
         last = step + 1 == opt.steps
         if rank == 0 and ((step + 1) % opt.val_every == 0 or last):
             tv = time.perf_counter()
-            v = validate(ema, step_fn, val, device, amp, g)
+            v = validate(ema, step_fn, val, device, amp, g, part=opt.part)
             preview(out / "preview.png", v.pop("_target"), v.pop("_recon"))
             rec |= {f"val_{k}": x for k, x in v.items()} | {"val_time_s": time.perf_counter() - tv}
         if rank == 0:

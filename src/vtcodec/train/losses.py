@@ -14,7 +14,16 @@ from vtcodec.tiling import video_to_frames
 
 
 def ssim_frames(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Mean SSIM over frames and channels of (N, C, H, W) images in [0, 1]; differentiable."""
+    """Mean SSIM over frames and channels of (N, C, H, W) images in [0, 1]; differentiable.
+
+    Always float32, autocast or not: the variances are differences of blurred squares, and in bf16
+    they cancel to zero or below, so SSIM turned infinite and the first bf16 run (AMX CPU) went to
+    NaN at step 13."""
+    with torch.autocast(a.device.type, enabled=False):
+        return _ssim(a.float(), b.float())
+
+
+def _ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     c = a.shape[1]
     g = gaussian_window(11, 1.5).to(device=a.device, dtype=torch.float32)
     kx = g.view(1, 1, 1, -1).repeat(c, 1, 1, 1)

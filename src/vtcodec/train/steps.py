@@ -7,6 +7,12 @@ reuse, a reference frame at a random gap for RefTok).
 `RECIPES` holds each architecture's training knobs and their defaults (round 1 and 2 used the
 defaults); `vtcodec train --recipe '{"reuse_p": 0.8}'` overrides them and the run metadata
 records the values used.
+
+`PARTS` trains one submodule alone (`vtcodec train --part intra`): the rest of the model is frozen
+and the step function exercises only that part, so a part much cheaper than the whole model sees
+many more samples in the same time. RefTok's intra tokenizer codes one frame per segment and
+its reconstruction is the reference every following chunk builds on; as part of the full step
+it saw one frame per clip.
 """
 
 from __future__ import annotations
@@ -54,6 +60,19 @@ def reftok_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = False
     return loss + 0.5 * intra_loss, out["recon"], target, logs
 
 
+def reftok_intra_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = False):
+    """The intra (reference-frame) tokenizer alone, on 8 frames of each clip (every 4th frame from a
+    random offset); validation codes the frame a codec would intra-code (as `reftok_step` does)."""
+    if val:
+        frames = clip[:, :, clip.shape[2] // 2]
+    else:
+        first = int(torch.randint(0, 4, (), generator=g))
+        frames = clip[:, :, first::4].transpose(1, 2).flatten(0, 1)  # (B*8, 3, H, W)
+    recon = model.intra(frames)
+    loss, logs = recon_loss(recon[:, :, None], frames[:, :, None])
+    return loss, recon[:, :, None], frames[:, :, None], logs
+
+
 def vidtok_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = False):
     target = clip[:, :, clip.shape[2] // 2:]
     out = model(target)
@@ -62,7 +81,14 @@ def vidtok_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = False
 
 
 STEPS = {"tivtok": tivtok_step, "reftok": reftok_step, "vidtok": vidtok_step}
-# Each architecture's training knobs and their defaults: the step functions' keyword-only arguments.
-RECIPES: dict[str, dict[str, float]] = {
-    arch: {p.name: p.default for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY}
-    for arch, fn in STEPS.items()}
+# (arch, part) -> step function training only the submodule named `part`, whose token stream has
+# the same name (validation reports that stream's bits)
+PARTS = {("reftok", "intra"): reftok_intra_step}
+
+
+def knobs(fn) -> dict[str, float]:
+    """A step function's training knobs and their defaults: its keyword-only arguments."""
+    return {p.name: p.default for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY}
+
+
+RECIPES: dict[str, dict[str, float]] = {arch: knobs(fn) for arch, fn in STEPS.items()}
