@@ -1,16 +1,34 @@
 """Export a training run's EMA checkpoint for shipping: float16 weights, same arch/config/info.
 
     python scripts/export_checkpoint.py runs/tivtok/model.safetensors models/tivtok.safetensors
+    # a part trained on its own (`vtcodec train --part intra`) replaces that part's weights:
+    python scripts/export_checkpoint.py runs/reftok6/model.safetensors models/reftok.safetensors \
+        --part intra=runs/intra1/model.safetensors
+
+Both runs' training records go into the exported `info` (the part's under `parts`).
 """
 
+import argparse
 import json
-import sys
 
 import torch
 
 from vtcodec.models.registry import load_checkpoint, read_metadata, save_checkpoint
 
-src, dst = sys.argv[1:3]
-info = json.loads(read_metadata(src).get("info", "{}"))
-print(save_checkpoint(load_checkpoint(src), dst, info | {"exported_from": src, "stored_dtype": "float16"},
-                      dtype=torch.float16))
+ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+ap.add_argument("src")
+ap.add_argument("dst")
+ap.add_argument("--part", action="append", default=[], metavar="NAME=CHECKPOINT",
+                help="take the submodule NAME's weights from CHECKPOINT (same arch and config)")
+args = ap.parse_args()
+
+model = load_checkpoint(args.src)
+info = json.loads(read_metadata(args.src).get("info", "{}")) | {"exported_from": args.src, "stored_dtype": "float16"}
+for spec in args.part:
+    name, _, path = spec.partition("=")
+    donor = load_checkpoint(path)
+    if donor.arch != model.arch or donor.config_dict() != model.config_dict():
+        raise SystemExit(f"--part {spec}: {path} is not the same architecture and config as {args.src}")
+    getattr(model, name).load_state_dict(getattr(donor, name).state_dict())
+    info.setdefault("parts", {})[name] = {"from": path, **json.loads(read_metadata(path).get("info", "{}"))}
+print(save_checkpoint(model, args.dst, info, dtype=torch.float16))

@@ -433,17 +433,29 @@ def test_misplaced_partial_refresh_is_a_format_error(tmp_path):
 
 
 def test_malformed_partial_refresh_is_a_format_error():
-    tok = MeanColourTok()
-    good = {"refresh_tiles": np.array([0, 2]), "mean": np.zeros((2, 3), np.int64)}
-    mask, streams = codec._partial_refresh(tok, {**good, "mean": np.array([[1, 2, 3], [4, 5, 6]])}, 3, {"mean"}, 5)
+    from types import SimpleNamespace
+
+    from vtcodec.tokens import _chunk
+    tok, entry = MeanColourTok(), SimpleNamespace(chunk=5, first_frame=80, n_frames=16)
+    tiles, mean, lv = np.array([0, 2]), np.array([[1, 2, 3], [4, 5, 6]]), [256, 256, 256]
+
+    def chunk(shared, tokens=None):  # a non-key chunk's SHARED + TOKENS units, as unpack_streams gives them
+        return _chunk(entry, False, [{k: (v, [3] if k == "refresh_tiles" else lv) for k, v in shared.items()},
+                                     {k: (v, lv) for k, v in (tokens or {}).items()}])
+    c = chunk({"refresh_tiles": tiles, "mean": mean})
+    assert c.refreshed.tolist() == [0, 2] and "refresh_tiles" not in c.streams
+    mask, streams = codec._partial_refresh(tok, c, 3, {"mean"})
     assert mask.tolist() == [True, False, True]
-    assert streams["mean"][mask].tolist() == [[1, 2, 3], [4, 5, 6]]  # the listed tiles' rows, in tile order
-    bad = [{"mean": good["mean"]}, {**good, "refresh_tiles": np.array([2, 0])},
-           {**good, "refresh_tiles": np.array([0, 3])}, {"refresh_tiles": good["refresh_tiles"]},
-           {**good, "mean": np.zeros((1, 3), np.int64)}, {**good, "extra": np.zeros((2, 1), np.int64)}]
-    for payload in bad:
+    assert streams["mean"][mask].tolist() == mean.tolist()  # the listed tiles' rows, in tile order
+    for shared, tokens in [({"mean": mean}, None), ({"refresh_tiles": tiles[::-1], "mean": mean}, None),
+                           ({"refresh_tiles": tiles, "mean": mean[:1]}, None),
+                           ({"refresh_tiles": tiles, "mean": mean}, {"mean": np.zeros((3, 3), np.int64)})]:
+        with pytest.raises(FormatError, match="chunk 5: "):
+            chunk(shared, tokens)
+    for shared in [{"refresh_tiles": np.array([0, 3]), "mean": mean},  # tile 3 of 3
+                   {"refresh_tiles": tiles}, {"refresh_tiles": tiles, "extra": mean}]:  # not the key streams
         with pytest.raises(FormatError, match="chunk 5: partial refresh"):
-            codec._partial_refresh(tok, payload, 3, {"mean"}, 5)
+            codec._partial_refresh(tok, chunk(shared), 3, {"mean"})
 
 
 def test_segment_chunks_must_be_positive(make_video, tmp_path):

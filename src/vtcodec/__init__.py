@@ -5,6 +5,7 @@ Library surface (imports torch lazily, so `import vtcodec` is cheap):
     vtcodec.encode_file(src, dst, model="tivtok")   video file -> .vtk
     vtcodec.decode_file(src, dst)                   .vtk -> video file
     vtcodec.decode_frames(src)                      .vtk -> uint8 (T, H, W, 3)
+    vtcodec.read_tokens(src)                        .vtk -> each chunk's token arrays (no model, no torch)
     vtcodec.load_tokenizer("tivtok")                a checkpoint as a model
     vtcodec.list_models()                           installed checkpoints
 """
@@ -17,6 +18,7 @@ _LAZY = {
     "decode_frames": "vtcodec.codec",
     "iter_decode": "vtcodec.codec",
     "load_tokenizer": "vtcodec.codec",
+    "read_tokens": "vtcodec.tokens",
     "list_models": "vtcodec.models.registry",
 }
 __all__ = [*_LAZY, "__version__"]

@@ -193,6 +193,19 @@ def info(
 
 
 @app.command()
+def tokens(
+    src: Annotated[Path, typer.Argument(help="input .vtk file")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="output .npz: every chunk's token streams")],
+    force: Force = False,
+) -> None:
+    """Export a .vtk file's tokens as integer arrays (.npz) for training on them; no model needed."""
+    from vtcodec.tokens import export_npz
+
+    r = export_npz(src, output, force=force)
+    typer.echo(f"{r['path']}: {r['chunks']} chunks, {r['tokens']} tokens, streams {', '.join(r['streams'])}")
+
+
+@app.command()
 def models() -> None:
     """List installed checkpoints (models/ and $VTCODEC_MODELS)."""
     from rich.console import Console

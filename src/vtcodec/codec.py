@@ -31,13 +31,14 @@ import numpy as np
 import torch
 
 from vtcodec import __version__
-from vtcodec.container import REFRESH_TILES, SEGMENT, SHARED, TOKENS, UNIT_NAMES, VtkReader, VtkWriter
+from vtcodec.container import REFRESH_TILES, SEGMENT, SHARED, TOKENS, VtkReader, VtkWriter
 from vtcodec.errors import FormatError, ModelError, OutputError, VtcodecError
 from vtcodec.models.base import Streams, Tokenizer
 from vtcodec.models.registry import find_by_sha, load_checkpoint, resolve_model, sha256_file
-from vtcodec.packing import pack_streams, unpack_streams
+from vtcodec.packing import pack_streams
 from vtcodec.tiling import TileLayout, frames_to_video, video_to_frames
-from vtcodec.video import VideoWriter, check_output_path, probe, read_chunks, read_image
+from vtcodec.tokens import TokenChunk, chunks_of
+from vtcodec.video import VideoWriter, check_file_output, check_output_path, probe, read_chunks, read_image
 
 Progress = Callable[[int, int], None]  # (frames done, frames total)
 
@@ -182,7 +183,7 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
     """
     t0 = time.perf_counter()
     info = probe(src)
-    _check_vtk_output(src, dst, force)
+    check_file_output(src, dst, force, "a .vtk file")
     if segment_chunks < 1:
         raise VtcodecError(f"segment_chunks must be >= 1, got {segment_chunks}")
     tok = model if isinstance(model, Tokenizer) else load_tokenizer(model, device)
@@ -242,16 +243,6 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
                         8 * size / (done * info.width * info.height), time.perf_counter() - t0)
 
 
-def _check_vtk_output(src: str | Path, dst: str | Path, force: bool) -> None:
-    s, d = Path(src), Path(dst)
-    if d.exists() and (d.resolve() == s.resolve() or d.samefile(s)):
-        raise OutputError(f"output {str(dst)!r} is the input file; choose another path")
-    if d.is_dir():
-        raise OutputError(f"output {str(dst)!r} is a directory; give a .vtk file path")
-    if d.exists() and not force:
-        raise OutputError(f"output {str(dst)!r} already exists (use --force to overwrite)")
-
-
 def _model_for(header: dict, device: str, model: Tokenizer | None) -> Tokenizer:
     if model is None:
         path = find_by_sha(str(header["model"]), str(header["checkpoint_sha256"]))
@@ -284,7 +275,6 @@ def iter_decode(src: str | Path, *, start: int = 0, stop: int | None = None, dev
                 raise ValueError(f"overlap {h['overlap']} / tile_batch {h['tile_batch']} out of range")
             layout = TileLayout(int(h["height"]), int(h["width"]), tok.tile, int(h["overlap"]))
             b = _Batches(layout.count, int(h["tile_batch"]))
-            entries = {e.chunk: e for e in r.index}
         except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:
             raise FormatError(f"{src}: header field missing or malformed ({e})") from None
         if reference is not None:
@@ -294,36 +284,24 @@ def iter_decode(src: str | Path, *, start: int = 0, stop: int | None = None, dev
         else:
             ref_tiles = None
         key_names = _key_streams(tok)
-        shared: dict = {}
-        key, refresh = False, None
-        cur, kinds = None, []  # the chunk being read and its unit types so far
-        for unit in r.units(start, stop):
-            if unit.chunk != cur:
-                _check_unit_order(kinds, cur, r.version, complete=True)
-                cur, kinds = unit.chunk, []
-            kinds.append(unit.type)
-            _check_unit_order(kinds, cur, r.version)
-            if unit.type == SEGMENT:
+        for c in chunks_of(r, start, stop):
+            refresh = None
+            if c.key:
                 b.reset()
-                shared, key, refresh = {}, True, None
-                continue
-            payload = {k: v for k, (v, _) in unpack_streams(unit.payload).items()}
-            if unit.type == SHARED:
-                if key:
-                    shared = payload
-                else:  # a partial refresh: key streams scattered to full rows, with the rows' mask
-                    refresh, shared = _partial_refresh(tok, payload, layout.count, key_names, unit.chunk)
-                continue
-            if unit.type != TOKENS:
-                continue
-            _check_streams(tok, {**shared, **payload} if key else payload, layout.count, key, unit.chunk)
-            streams = {**shared, **payload}
+                streams = c.streams
+                _check_streams(tok, streams, layout.count, True, c.chunk)
+            else:  # continuing streams for every tile (+ in a partial refresh, key streams for some)
+                streams = {k: v for k, v in c.streams.items() if c.refreshed is None or k not in key_names}
+                _check_streams(tok, streams, layout.count, False, c.chunk)
+                if c.refreshed is not None:  # key streams scattered to full rows, with the rows' mask
+                    refresh, full = _partial_refresh(tok, c, layout.count, key_names)
+                    streams = {**full, **streams}
             outs = []
             for i, sl in enumerate(b.slices):
                 s: Streams = {k: torch.from_numpy(v[sl]).to(dev) for k, v in streams.items()}
                 refs = None if ref_tiles is None else ref_tiles[sl].to(dev)
                 with torch.no_grad(), _autocast(dev):
-                    if key:
+                    if c.key:
                         video, b.dec[i] = tok.decode_chunk(*_restart(tok, s, refs, key_names))
                     elif refresh is not None and refresh[sl].any():
                         video, b.dec[i] = _decode_partial(tok, s, b.dec[i], torch.from_numpy(refresh[sl]).to(dev),
@@ -331,49 +309,29 @@ def iter_decode(src: str | Path, *, start: int = 0, stop: int | None = None, dev
                     else:  # continuing tiles never see key streams (a partial refresh's zero rows)
                         video, b.dec[i] = tok.decode_chunk({k: v for k, v in s.items() if k not in key_names}, b.dec[i])
                 outs.append(video.float().cpu())
-            key, refresh, shared = False, None, {}
-            e = entries[unit.chunk]
-            frames = video_to_frames(layout.merge(torch.cat(outs)), e.n_frames)
-            lo, hi = max(start, e.first_frame), min(stop, e.first_frame + e.n_frames)
+            frames = video_to_frames(layout.merge(torch.cat(outs)), c.n_frames)
+            lo, hi = max(start, c.first_frame), min(stop, c.first_frame + c.n_frames)
             if lo < hi:
-                yield frames[lo - e.first_frame: hi - e.first_frame]
+                yield frames[lo - c.first_frame: hi - c.first_frame]
                 if progress:
                     progress(hi - start, stop - start)
-        _check_unit_order(kinds, cur, r.version, complete=True)
 
 
-# The unit sequences a chunk may hold (docs/FORMAT.md, codec layer): key chunks, then non-key ones.
-_CHUNK_LAYOUTS = {1: [(SEGMENT, SHARED, TOKENS), (SEGMENT, TOKENS), (TOKENS,)]}
-_CHUNK_LAYOUTS[2] = _CHUNK_LAYOUTS[1] + [(SHARED, TOKENS)]  # version 2: partial refresh
-
-
-def _check_unit_order(kinds: list[int], chunk: int | None, version: int, complete: bool = False) -> None:
-    """`kinds` (a chunk's unit types so far, or all of them when `complete`) fits a chunk layout."""
-    if chunk is None:
-        return
-    seq = tuple(kinds)
-    ok = any(seq == lay for lay in _CHUNK_LAYOUTS[version]) if complete else \
-        any(seq == lay[:len(seq)] for lay in _CHUNK_LAYOUTS[version])
-    if not ok:
-        names = "+".join(UNIT_NAMES[k] for k in seq)
-        raise FormatError(f"chunk {chunk}: units {names} are not a valid version-{version} chunk")
-
-
-def _partial_refresh(tok: Tokenizer, payload: dict, n_tiles: int, key_names: set[str], chunk: int):
-    """A non-key chunk's SHARED unit -> (bool mask of the restarted tiles (n_tiles,), their key
+def _partial_refresh(tok: Tokenizer, c: TokenChunk, n_tiles: int, key_names: set[str]):
+    """A partially refreshed chunk -> (bool mask of the restarted tiles (n_tiles,), their key
     streams scattered to n_tiles rows (rows of tiles that continue are zero and unused))."""
-    tiles = payload.pop(REFRESH_TILES, None)
-    if tiles is None or tiles.ndim != 1 or not 0 < len(tiles) <= n_tiles or (np.diff(tiles) <= 0).any() \
-            or tiles[0] < 0 or tiles[-1] >= n_tiles:
-        raise FormatError(f"chunk {chunk}: partial refresh without a valid ascending {REFRESH_TILES!r} stream")
+    tiles = c.refreshed
+    if tiles[-1] >= n_tiles:
+        raise FormatError(f"chunk {c.chunk}: partial refresh names tile {tiles[-1]} of {n_tiles}")
     want = tok.tokens_per_chunk(True)
-    if set(payload) != key_names or any(payload[k].shape != (len(tiles), want[k]) for k in payload):
-        raise FormatError(f"chunk {chunk}: partial refresh streams {sorted(payload)} do not match "
+    keyed = {k: v for k, v in c.streams.items() if k in key_names}
+    if set(keyed) != key_names or any(v.shape != (len(tiles), want[k]) for k, v in keyed.items()):
+        raise FormatError(f"chunk {c.chunk}: partial refresh streams {sorted(keyed)} do not match "
                           f"{tok.key}'s key streams {sorted(key_names)} for {len(tiles)} tiles")
     mask = np.zeros(n_tiles, dtype=bool)
     mask[tiles] = True
-    full = {k: np.zeros((n_tiles, want[k]), dtype=v.dtype) for k, v in payload.items()}
-    for k, v in payload.items():
+    full = {k: np.zeros((n_tiles, want[k]), dtype=v.dtype) for k, v in keyed.items()}
+    for k, v in keyed.items():
         full[k][tiles] = v
     return mask, full
 

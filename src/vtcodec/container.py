@@ -492,6 +492,23 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+# The unit sequences a chunk may hold (docs/FORMAT.md, codec layer): key chunks, then non-key ones.
+_CHUNK_LAYOUTS = {1: [(SEGMENT, SHARED, TOKENS), (SEGMENT, TOKENS), (TOKENS,)]}
+_CHUNK_LAYOUTS[2] = _CHUNK_LAYOUTS[1] + [(SHARED, TOKENS)]  # version 2: partial refresh
+
+
+def check_chunk_units(kinds: list[int], chunk: int | None, version: int, complete: bool = False) -> None:
+    """`kinds` (a chunk's unit types so far, or all of them when `complete`) fits a chunk layout."""
+    if chunk is None:
+        return
+    seq = tuple(kinds)
+    ok = any(seq == lay for lay in _CHUNK_LAYOUTS[version]) if complete else \
+        any(seq == lay[:len(seq)] for lay in _CHUNK_LAYOUTS[version])
+    if not ok:
+        names = "+".join(UNIT_NAMES[k] for k in seq)
+        raise FormatError(f"chunk {chunk}: units {names} are not a valid version-{version} chunk")
+
+
 class VtkReader:
     """Opens a `.vtk` file (a path, or a seekable binary file object, left open on close).
 

@@ -358,6 +358,17 @@ def check_output_path(src: str | os.PathLike, dst: str | os.PathLike, force: boo
         raise OutputError(f"output {os.fspath(dst)!r} already exists (use --force to overwrite)")
 
 
+def check_file_output(src: str | os.PathLike, dst: str | os.PathLike, force: bool, what: str) -> None:
+    """As check_output_path, for a single-file output that is not a video (`what`: 'a .vtk file')."""
+    s, d = Path(os.fspath(src)), Path(os.fspath(dst))
+    if d.exists() and (d.resolve() == s.resolve() or (s.exists() and d.samefile(s))):
+        raise OutputError(f"output {os.fspath(dst)!r} is the input file; choose another path")
+    if d.is_dir():
+        raise OutputError(f"output {os.fspath(dst)!r} is a directory; give {what} path")
+    if d.exists() and not force:
+        raise OutputError(f"output {os.fspath(dst)!r} already exists (use --force to overwrite)")
+
+
 def _target(path: str | os.PathLike) -> tuple[str, Path, str | None]:
     """(kind, file-or-folder, PNG name pattern) for an output path; kind is 'h264', 'y4m' or 'png'."""
     text = os.fspath(path)

@@ -1,0 +1,119 @@
+"""The tokens of a `.vtk` file as integer arrays, without the model: for training on them.
+
+People training video generation models want the discrete tokens, not pixels: `read_tokens`
+walks a file's chunks and yields each one's token streams (name -> int64 array, one row per
+tile) with the FSQ levels that give them meaning; `export_npz` writes them all to one `.npz`.
+Neither loads a checkpoint or imports torch. `vtcodec.codec.iter_decode` reads chunks through
+`read_tokens` too, so what a user reads is exactly what the decoder decodes.
+
+What a chunk holds (docs/FORMAT.md): a key chunk restarts every tile and carries the model's key
+streams (RefTok `intra`, TivTok `tiv`) for all of them; a following chunk carries only the
+continuing streams, except in a partial refresh, where `refreshed` lists the restarted tiles and
+the key streams hold one row per listed tile, in that order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vtcodec.container import REFRESH_TILES, SEGMENT, SHARED, TOKENS, VtkReader, check_chunk_units
+from vtcodec.errors import FormatError
+from vtcodec.packing import unpack_streams
+
+
+@dataclass(frozen=True)
+class TokenChunk:
+    chunk: int
+    first_frame: int
+    n_frames: int
+    key: bool                        # starts a segment: every tile restarts
+    streams: dict[str, np.ndarray]   # stream -> int64 (rows, tokens); rows = tiles (see `refreshed`)
+    levels: dict[str, list[int]]     # stream -> FSQ levels: an index's digits, fastest-varying first
+    refreshed: np.ndarray | None     # non-key chunk: tiles restarted here (rows of the key streams)
+
+
+def read_tokens(src: str | os.PathLike, *, start: int = 0, stop: int | None = None) -> Iterator[TokenChunk]:
+    """Yield the chunks needed for frames [start, stop): from the key chunk at or before `start`."""
+    with VtkReader(src) as r:
+        yield from chunks_of(r, start, stop)
+
+
+def chunks_of(r: VtkReader, start: int, stop: int | None) -> Iterator[TokenChunk]:
+    entries = {e.chunk: e for e in r.index}
+    cur, kinds, parts = None, [], []
+    for unit in r.units(start, stop):
+        if unit.chunk != cur:
+            check_chunk_units(kinds, cur, r.version, complete=True)
+            cur, kinds, parts = unit.chunk, [], []
+        kinds.append(unit.type)
+        check_chunk_units(kinds, cur, r.version)
+        if unit.type in (SHARED, TOKENS):
+            parts.append(unpack_streams(unit.payload))
+        if unit.type == TOKENS:
+            yield _chunk(entries[cur], kinds[0] == SEGMENT, parts)
+    check_chunk_units(kinds, cur, r.version, complete=True)
+
+
+def _chunk(entry, key: bool, parts: list[dict]) -> TokenChunk:
+    if len(parts) == 2 and set(parts[0]) & set(parts[1]):
+        raise FormatError(f"chunk {entry.chunk}: streams {sorted(set(parts[0]) & set(parts[1]))} appear twice")
+    streams = {k: v for part in parts for k, (v, _) in part.items()}
+    levels = {k: lv for part in parts for k, (_, lv) in part.items()}
+    refreshed = None
+    if not key and len(parts) == 2:  # SHARED + TOKENS in a following chunk: a partial refresh
+        refreshed = streams.pop(REFRESH_TILES, None)
+        levels.pop(REFRESH_TILES, None)
+        rows = {len(arr) for k, (arr, _) in parts[0].items() if k != REFRESH_TILES}
+        if refreshed is None or refreshed.ndim != 1 or not len(refreshed) or (np.diff(refreshed) <= 0).any() \
+                or refreshed[0] < 0 or not rows <= {len(refreshed)}:
+            raise FormatError(f"chunk {entry.chunk}: partial refresh without a valid ascending {REFRESH_TILES!r} "
+                              "stream matching its key streams' rows")
+    return TokenChunk(entry.chunk, entry.first_frame, entry.n_frames, key, streams, levels, refreshed)
+
+
+def export_npz(src: str | os.PathLike, dst: str | os.PathLike, *, force: bool = False) -> dict:
+    """Write every chunk's token streams to `dst` (.npz), atomically; returns a summary.
+
+    Arrays: `c{chunk:05d}/{stream}` int (rows, tokens) in the smallest unsigned dtype that holds
+    the stream's codebook, `c{chunk:05d}/refreshed` for partial refreshes, `chunks` (n, 4) int64
+    rows (chunk, first_frame, n_frames, key), and `header` (the .vtk header and each stream's
+    levels, JSON).
+    """
+    from vtcodec.video import check_file_output
+
+    dst = Path(dst)
+    if dst.suffix != ".npz":
+        raise FormatError(f"output {os.fspath(dst)!r}: token export writes a .npz file")
+    check_file_output(src, dst, force, "a .npz file")
+    arrays: dict[str, np.ndarray] = {}
+    rows, levels, tokens = [], {}, 0
+    with VtkReader(src) as r:
+        header = dict(r.header)
+        for c in chunks_of(r, 0, None):
+            rows.append((c.chunk, c.first_frame, c.n_frames, int(c.key)))
+            for name, v in c.streams.items():
+                arrays[f"c{c.chunk:05d}/{name}"] = v.astype(_index_dtype(c.levels[name]))
+                tokens += v.size
+            if c.refreshed is not None:
+                arrays[f"c{c.chunk:05d}/refreshed"] = c.refreshed
+            levels |= c.levels
+    arrays["chunks"] = np.asarray(rows, dtype=np.int64).reshape(-1, 4)
+    arrays["header"] = np.asarray(json.dumps({"vtk": header, "levels": levels}))
+    tmp = dst.with_name(f".{dst.name}.tmp.npz")
+    try:
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"path": str(dst), "chunks": len(rows), "tokens": tokens, "streams": sorted(levels)}
+
+
+def _index_dtype(levels: list[int]):
+    n = int(np.prod(levels, dtype=np.int64))
+    return next(dt for dt in (np.uint8, np.uint16, np.uint32, np.int64) if n <= np.iinfo(dt).max + 1)

@@ -1,0 +1,79 @@
+"""Token export: `read_tokens` / `vtcodec tokens` give the streams the decoder decodes, without a model."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vtcodec.cli import main
+from vtcodec.codec import _key_streams
+from vtcodec.models.registry import load_checkpoint
+from vtcodec.tokens import read_tokens
+
+GOLDEN = Path(__file__).parent / "golden" / "codec"
+
+
+@pytest.mark.parametrize("arch", ["tivtok", "reftok", "vidtok"])
+def test_read_tokens_matches_the_model_streams(arch):
+    tok = load_checkpoint(GOLDEN / f"{arch}.safetensors")
+    chunks = list(read_tokens(GOLDEN / f"{arch}_v2_refresh.vtk"))
+    assert [c.chunk for c in chunks] == list(range(len(chunks))) and chunks[0].key
+    assert sum(c.n_frames for c in chunks) == chunks[-1].first_frame + chunks[-1].n_frames
+    key_names = _key_streams(tok)
+    for c in chunks:
+        rows = {len(v) for k, v in c.streams.items() if not (c.refreshed is not None and k in key_names)}
+        assert len(rows) == 1  # every continuing stream has one row per tile
+        want = tok.tokens_per_chunk(c.key)
+        assert set(c.streams) == set(want) | (key_names if c.refreshed is not None else set())
+        for k, v in c.streams.items():
+            assert v.shape[1] == tok.tokens_per_chunk(True)[k] and c.levels[k] == tok.stream_levels[k]
+            assert 0 <= v.min() and v.max() < np.prod(c.levels[k])
+        if c.refreshed is not None:
+            assert all(len(c.streams[k]) == len(c.refreshed) for k in key_names)
+    # the golden files were written with refreshes: at least one non-key chunk restarts tiles
+    assert any(c.refreshed is not None or (c.key and c.chunk) for c in chunks)
+
+
+def test_read_tokens_frame_range_starts_at_a_key_chunk():
+    all_chunks = list(read_tokens(GOLDEN / "vidtok.vtk"))
+    last = all_chunks[-1]
+    part = list(read_tokens(GOLDEN / "vidtok.vtk", start=last.first_frame))
+    key = max(c.chunk for c in all_chunks if c.key and c.first_frame <= last.first_frame)
+    assert [c.chunk for c in part] == list(range(key, last.chunk + 1))
+
+
+def test_reading_tokens_needs_no_torch():
+    code = ("import sys, vtcodec; list(vtcodec.read_tokens(sys.argv[1])); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code, str(GOLDEN / "reftok_v2_refresh.vtk")], check=True)
+
+
+def test_tokens_cli_exports_npz_atomically_and_refuses_overwrite(tmp_path, capsys):
+    src = GOLDEN / "reftok_v2_refresh.vtk"
+    out = tmp_path / "t.npz"
+    with pytest.raises(SystemExit) as e:
+        main(["tokens", str(src), "-o", str(out)])
+    assert e.value.code == 0
+    with np.load(out) as z:
+        header = json.loads(str(z["header"]))
+        assert header["vtk"]["model"] == "reftok" and header["levels"]["target"] == [8, 8, 8, 5, 5, 5]
+        chunks = list(read_tokens(src))
+        assert z["chunks"].tolist() == [[c.chunk, c.first_frame, c.n_frames, int(c.key)] for c in chunks]
+        for c in chunks:
+            for k, v in c.streams.items():
+                assert z[f"c{c.chunk:05d}/{k}"].dtype == np.uint16 and np.array_equal(z[f"c{c.chunk:05d}/{k}"], v)
+            if c.refreshed is not None:
+                assert np.array_equal(z[f"c{c.chunk:05d}/refreshed"], c.refreshed)
+    before = out.read_bytes()
+    capsys.readouterr()
+    for args, msg in (([str(src), "-o", str(out)], "already exists"),
+                      ([str(src), "-o", str(tmp_path / "t.txt")], "writes a .npz"),
+                      ([str(tmp_path / "missing.vtk"), "-o", str(tmp_path / "m.npz")], "cannot open")):
+        with pytest.raises(SystemExit) as e:
+            main(["tokens", *args])
+        err = capsys.readouterr().err
+        assert e.value.code == 1 and msg in err and len(err.strip().splitlines()) == 1
+    assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["t.npz"]
