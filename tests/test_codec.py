@@ -432,6 +432,25 @@ def test_misplaced_partial_refresh_is_a_format_error(tmp_path):
     assert np.array_equal(decode_frames(good, model=tok), frames)
 
 
+def test_stream_levels_must_match_the_model(tmp_path):
+    """Indices packed under other levels would decode to other codes: a FormatError, not noise."""
+    from vtcodec.packing import pack_streams, unpack_streams
+    frames = np.full((32, 48, 128, 3), 40, np.uint8)
+    src = write_video(tmp_path / "flat.mkv", frames)
+    tok = MeanColourTok()
+    good = tmp_path / "good.vtk"
+    encode_file(src, good, model=tok, overlap=0)
+
+    def relevel(c, units):
+        if c != 1:
+            return units
+        return [(t, pack_streams({k: (a, [4]) for k, (a, _) in unpack_streams(pl).items()}))
+                if t == TOKENS else (t, pl) for t, pl in units]
+    _rewrite(good, tmp_path / "bad.vtk", relevel)
+    with pytest.raises(FormatError, match=r"chunk 1: stream 'pad' has levels \[4\], model meancolour uses \[2\]"):
+        decode_frames(tmp_path / "bad.vtk", model=tok)
+
+
 def test_malformed_partial_refresh_is_a_format_error():
     from types import SimpleNamespace
 

@@ -284,8 +284,13 @@ def iter_decode(src: str | Path, *, start: int = 0, stop: int | None = None, dev
         else:
             ref_tiles = None
         key_names = _key_streams(tok)
+        want_levels = tok.stream_levels
         for c in chunks_of(r, start, stop):
             refresh = None
+            bad = sorted(k for k, lv in c.levels.items() if want_levels.get(k, lv) != lv)
+            if bad:  # the same indices under other levels would decode to other codes, silently
+                raise FormatError(f"chunk {c.chunk}: stream {bad[0]!r} has levels {c.levels[bad[0]]}, "
+                                  f"model {tok.key} uses {want_levels[bad[0]]}")
             if c.key:
                 b.reset()
                 streams = c.streams
