@@ -1,0 +1,118 @@
+"""What a static entropy model would save over today's zstd packing: a planning measurement.
+
+    python benchmarks/entropy_prior.py media out/val reftok vidtok tivtok [--windows 3] [--frames 32] [--size 256]
+
+For each model: code `--windows` 32-frame windows of every training video (the train split of
+`vtcodec.train.data`, centre-cropped/resized to size x size) and count each stream's token
+indices: that is the prior, known to encoder and decoder alike if it shipped with the checkpoint.
+Then code the validation clips (first `--frames` frames, as `vtcodec bench --size` prepares them)
+and compare, per stream, the bits the packed payloads take now (SHARED + TOKENS unit payloads,
+per-stream sizes split by a zstd run on each stream alone) with the ideal code length under the
+prior: the joint index with 1 % of the mass spread uniformly over the codebook (`joint`), and a
+per-FSQ-digit product of add-one-smoothed marginals (`digits`); and, needing no prior, an
+adaptive model that learns as it codes each payload (`adaptive`: the index's digits, most
+significant first, each coded with counts kept per prefix of the digits before it, so a joint
+model whose unseen symbols cost about log2 of the codebook). No arithmetic coder is built; an
+ideal code length is what one would approach.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+import vtcodec
+from vtcodec.bench.prepare import fit_size, load_clip, write_lossless
+from vtcodec.packing import pack_streams
+from vtcodec.train.data import VIDEO_EXT, load_sources
+
+
+def digits(idx: np.ndarray, levels: list[int]) -> list[np.ndarray]:
+    out, div = [], 1
+    for lv in levels:
+        out.append((idx // div) % lv)
+        div *= lv
+    return out
+
+
+def adaptive_bits(idx: np.ndarray, levels: list[int], inc: float = 4.0, init: float = 0.5) -> float:
+    """Ideal code length of `idx` under the adaptive digit-tree model (counts start at `init`)."""
+    counts: dict[tuple, list[float]] = {}
+    bits = 0.0
+    for v in idx.ravel().tolist():
+        prefix: tuple = ()
+        for lv, d in zip(levels[::-1], [int(x[0]) for x in digits(np.array([v]), levels)][::-1]):
+            c = counts.setdefault(prefix, [init] * lv)
+            bits -= math.log2(c[d] / sum(c))
+            c[d] += inc
+            prefix += (d,)
+    return bits
+
+
+def code(tok, frames: np.ndarray, fps, tmp: Path):
+    src, vtk = tmp / "in.mkv", tmp / "o.vtk"
+    write_lossless(frames, src, fps)
+    r = vtcodec.encode_file(src, vtk, model=tok, force=True)
+    return list(vtcodec.read_tokens(vtk)), 8 * r.bytes
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("media")
+    ap.add_argument("val")
+    ap.add_argument("models", nargs="+")
+    ap.add_argument("--windows", type=int, default=3)
+    ap.add_argument("--frames", type=int, default=32)
+    ap.add_argument("--size", type=int, default=256)
+    a = ap.parse_args()
+    train_videos = load_sources(a.media, "train").videos
+    val_clips = sorted(p for p in Path(a.val).iterdir() if p.suffix.lower() in VIDEO_EXT)
+    with tempfile.TemporaryDirectory() as t:
+        tmp = Path(t)
+        for name in a.models:
+            tok = vtcodec.load_tokenizer(name, device="cpu")
+            counts: dict[str, np.ndarray] = {}
+            levels = tok.stream_levels
+            for v in train_videos:
+                starts = np.linspace(0, max(0, len(v) - a.frames), a.windows).astype(int)
+                for s in starts:
+                    for c in code(tok, fit_size(v[s:s + a.frames], a.size, a.size), 25, tmp)[0]:
+                        for k, arr in c.streams.items():
+                            n = math.prod(levels[k])
+                            counts.setdefault(k, np.zeros(n, np.int64))
+                            counts[k] += np.bincount(arr.ravel(), minlength=n)
+            now, joint, dig, ntok = defaultdict(float), defaultdict(float), defaultdict(float), defaultdict(int)
+            adapt = defaultdict(float)
+            file_bits = 0
+            for clip in val_clips:
+                frames, info = load_clip(clip, a.frames)
+                chunks, bits = code(tok, fit_size(frames, a.size, a.size), info.fps, tmp)
+                file_bits += bits
+                for c in chunks:
+                    for k, arr in c.streams.items():
+                        cnt, lv = counts[k], levels[k]
+                        p = 0.99 * cnt / cnt.sum() + 0.01 / len(cnt)
+                        joint[k] += float(-np.log2(p[arr.ravel()]).sum())
+                        all_idx = np.arange(len(cnt))
+                        for d, (dv, lvl) in enumerate(zip(digits(arr.ravel(), lv), lv)):
+                            marg = np.bincount(digits(all_idx, lv)[d], weights=cnt, minlength=lvl) + 1
+                            dig[k] += float(-np.log2(marg[dv] / marg.sum()).sum())
+                        now[k] += 8 * len(pack_streams({k: (arr, lv)}))
+                        adapt[k] += adaptive_bits(arr, lv)
+                        ntok[k] += arr.size
+            for k in sorted(ntok):
+                n = ntok[k]
+                print(f"{name:8s} {k:7s} {n:7d} val tokens  packed alone {now[k] / n:5.2f} bits/token  "
+                      f"prior joint {joint[k] / n:5.2f}  digits {dig[k] / n:5.2f}  adaptive {adapt[k] / n:5.2f}")
+            prior = sum(joint.values())
+            print(f"{name:8s} all     .vtk files {file_bits / 1e3:.1f} kbit (streams packed alone {sum(now.values()) / 1e3:.1f}), "
+                  f"tokens under the joint prior {prior / 1e3:.1f} kbit: {100 * (1 - prior / file_bits):.0f} % below the files")
+
+
+if __name__ == "__main__":
+    main()
