@@ -14,6 +14,7 @@ import json
 import torch
 
 from vtcodec.models.registry import load_checkpoint, read_metadata, save_checkpoint
+from vtcodec.train.steps import PARTS
 
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("src")
@@ -26,9 +27,14 @@ model = load_checkpoint(args.src)
 info = json.loads(read_metadata(args.src).get("info", "{}")) | {"exported_from": args.src, "stored_dtype": "float16"}
 for spec in args.part:
     name, _, path = spec.partition("=")
+    if (model.arch, name) not in PARTS or not path:
+        raise SystemExit(f"--part {spec}: expected NAME=CHECKPOINT with NAME one of "
+                         f"{[p for a, p in PARTS if a == model.arch]} for {model.arch}")
     donor = load_checkpoint(path)
     if donor.arch != model.arch or donor.config_dict() != model.config_dict():
         raise SystemExit(f"--part {spec}: {path} is not the same architecture and config as {args.src}")
+    if json.loads(read_metadata(path).get("info", "{}")).get("recipe", {}).get("part") != name:
+        raise SystemExit(f"--part {spec}: {path} was not trained with --part {name}")
     getattr(model, name).load_state_dict(getattr(donor, name).state_dict())
     info.setdefault("parts", {})[name] = {"from": path, **json.loads(read_metadata(path).get("info", "{}"))}
 print(save_checkpoint(model, args.dst, info, dtype=torch.float16))

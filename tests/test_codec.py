@@ -468,13 +468,15 @@ def test_malformed_partial_refresh_is_a_format_error():
     assert streams["mean"][mask].tolist() == mean.tolist()  # the listed tiles' rows, in tile order
     for shared, tokens in [({"mean": mean}, None), ({"refresh_tiles": tiles[::-1], "mean": mean}, None),
                            ({"refresh_tiles": tiles, "mean": mean[:1]}, None),
-                           ({"refresh_tiles": tiles, "mean": mean}, {"mean": np.zeros((3, 3), np.int64)})]:
+                           ({"refresh_tiles": tiles, "mean": mean}, {"mean": np.zeros((3, 3), np.int64)}),
+                           ({"mean": mean}, {"refresh_tiles": tiles})]:  # the tile list must be SHARED's
         with pytest.raises(FormatError, match="chunk 5: "):
             chunk(shared, tokens)
-    for shared in [{"refresh_tiles": np.array([0, 3]), "mean": mean},  # tile 3 of 3
-                   {"refresh_tiles": tiles}, {"refresh_tiles": tiles, "extra": mean}]:  # not the key streams
+    for shared, tokens in [({"refresh_tiles": np.array([0, 3]), "mean": mean}, None),  # tile 3 of 3
+                           ({"refresh_tiles": tiles}, None), ({"refresh_tiles": tiles, "extra": mean}, None),
+                           ({"refresh_tiles": tiles}, {"mean": mean})]:  # key streams belong in SHARED
         with pytest.raises(FormatError, match="chunk 5: partial refresh"):
-            codec._partial_refresh(tok, chunk(shared), 3, {"mean"})
+            codec._partial_refresh(tok, chunk(shared, tokens), 3, {"mean"})
 
 
 def test_segment_chunks_must_be_positive(make_video, tmp_path):

@@ -64,13 +64,15 @@ def test_tokens_cli_exports_npz_atomically_and_refuses_overwrite(tmp_path, capsy
         assert z["chunks"].tolist() == [[c.chunk, c.first_frame, c.n_frames, int(c.key)] for c in chunks]
         for c in chunks:
             for k, v in c.streams.items():
-                assert z[f"c{c.chunk:05d}/{k}"].dtype == np.uint16 and np.array_equal(z[f"c{c.chunk:05d}/{k}"], v)
+                a = z[f"c{c.chunk:05d}/tokens/{k}"]
+                assert a.dtype == np.uint16 and np.array_equal(a, v)
             if c.refreshed is not None:
                 assert np.array_equal(z[f"c{c.chunk:05d}/refreshed"], c.refreshed)
     before = out.read_bytes()
     capsys.readouterr()
     for args, msg in (([str(src), "-o", str(out)], "already exists"),
                       ([str(src), "-o", str(tmp_path / "t.txt")], "writes a .npz"),
+                      ([str(src), "-o", str(tmp_path / "no" / "t.npz")], "does not exist"),
                       ([str(tmp_path / "missing.vtk"), "-o", str(tmp_path / "m.npz")], "cannot open")):
         with pytest.raises(SystemExit) as e:
             main(["tokens", *args])

@@ -143,10 +143,36 @@ def test_part_training_changes_only_that_part(tmp_path, capsys):
     assert log[-1]["val_bpp_raw_tokens"] == pytest.approx(256 * math.log2(64000) / 128**2)
     capsys.readouterr()
     for extra, msg in ((["--init", str(init), "--part", "head"], "reftok has no separately trainable part"),
-                       (["--config", TINY_REF, "--part", "intra"], "give that model with --init")):
+                       (["--config", TINY_REF, "--part", "intra"], "give that model with --init"),
+                       (["--init", str(init), "--part", "intra", "--compile"], "drop one of them"),
+                       (["--init", str(init), "--part", "intra", "--config", '{"ref_path": 3}'], "fresh outside the part"),
+                       (["--init", str(init), "--part", "intra", "--recipe", '{"near_p": 0.5}'], "reftok --part intra has no knob")):
         with pytest.raises(SystemExit) as e:
             main(base + extra + ["--out", str(tmp_path / "bad"), "--steps", "1"])
         assert e.value.code == 1 and msg in capsys.readouterr().err
+        assert not (tmp_path / "bad").exists()  # a refused run leaves no folder behind
+
+
+def test_export_checkpoint_takes_a_part_from_a_part_run(tmp_path):
+    data, script = _data(tmp_path), Path(__file__).resolve().parents[1] / "scripts" / "export_checkpoint.py"
+    base = ["train", "--model", "reftok", "--data", str(data), "--batch", "1", "--val-every", "2", "--save-every", "2"]
+    with pytest.raises(SystemExit):
+        main(base + ["--config", TINY_REF, "--out", str(tmp_path / "full"), "--steps", "1"])
+    full = tmp_path / "full" / "model.safetensors"
+    with pytest.raises(SystemExit):
+        main(base + ["--init", str(full), "--part", "intra", "--out", str(tmp_path / "part"), "--steps", "2", "--lr", "1e-2"])
+    part = tmp_path / "part" / "model.safetensors"
+
+    def export(*args):
+        return subprocess.run([sys.executable, str(script), str(full), str(tmp_path / "x.safetensors"), *args],
+                              capture_output=True, text=True, env=os.environ | {"OMP_NUM_THREADS": "1"})
+    assert export("--part", f"intra={part}").returncode == 0
+    out, a, b = load_file(tmp_path / "x.safetensors"), load_file(full), load_file(part)
+    assert all(torch.equal(out[k], (b if k.startswith("intra.") else a)[k].half()) for k in out)
+    assert json.loads(read_metadata(tmp_path / "x.safetensors")["info"])["parts"]["intra"]["recipe"] == {"part": "intra"}
+    for bad, msg in ((f"intra={full}", "was not trained with --part intra"), (f"head={part}", "NAME one of ['intra']")):
+        r = export("--part", bad)
+        assert r.returncode == 1 and msg in r.stderr and "Traceback" not in r.stderr
 
 
 def test_non_finite_steps_are_skipped_and_a_diverged_run_stops(tmp_path, monkeypatch):

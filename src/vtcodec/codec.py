@@ -296,7 +296,7 @@ def iter_decode(src: str | Path, *, start: int = 0, stop: int | None = None, dev
                 streams = c.streams
                 _check_streams(tok, streams, layout.count, True, c.chunk)
             else:  # continuing streams for every tile (+ in a partial refresh, key streams for some)
-                streams = {k: v for k, v in c.streams.items() if c.refreshed is None or k not in key_names}
+                streams = {k: v for k, v in c.streams.items() if k not in c.shared}
                 _check_streams(tok, streams, layout.count, False, c.chunk)
                 if c.refreshed is not None:  # key streams scattered to full rows, with the rows' mask
                     refresh, full = _partial_refresh(tok, c, layout.count, key_names)
@@ -329,7 +329,7 @@ def _partial_refresh(tok: Tokenizer, c: TokenChunk, n_tiles: int, key_names: set
     if tiles[-1] >= n_tiles:
         raise FormatError(f"chunk {c.chunk}: partial refresh names tile {tiles[-1]} of {n_tiles}")
     want = tok.tokens_per_chunk(True)
-    keyed = {k: v for k, v in c.streams.items() if k in key_names}
+    keyed = {k: v for k, v in c.streams.items() if k in c.shared}
     if set(keyed) != key_names or any(v.shape != (len(tiles), want[k]) for k, v in keyed.items()):
         raise FormatError(f"chunk {c.chunk}: partial refresh streams {sorted(keyed)} do not match "
                           f"{tok.key}'s key streams {sorted(key_names)} for {len(tiles)} tiles")

@@ -4,7 +4,7 @@ People training video generation models want the discrete tokens, not pixels: `r
 walks a file's chunks and yields each one's token streams (name -> int64 array, one row per
 tile) with the FSQ levels that give them meaning; `export_npz` writes them all to one `.npz`.
 Neither loads a checkpoint or imports torch. `vtcodec.codec.iter_decode` reads chunks through
-`read_tokens` too, so what a user reads is exactly what the decoder decodes.
+the same `chunks_of`, so what a user reads is exactly what the decoder decodes.
 
 What a chunk holds (docs/FORMAT.md): a key chunk restarts every tile and carries the model's key
 streams (RefTok `intra`, TivTok `tiv`) for all of them; a following chunk carries only the
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from vtcodec.container import REFRESH_TILES, SEGMENT, SHARED, TOKENS, VtkReader, check_chunk_units
-from vtcodec.errors import FormatError
+from vtcodec.errors import FormatError, OutputError
 from vtcodec.packing import unpack_streams
 
 
@@ -36,6 +37,7 @@ class TokenChunk:
     streams: dict[str, np.ndarray]   # stream -> int64 (rows, tokens); rows = tiles (see `refreshed`)
     levels: dict[str, list[int]]     # stream -> FSQ levels: an index's digits, fastest-varying first
     refreshed: np.ndarray | None     # non-key chunk: tiles restarted here (rows of the key streams)
+    shared: frozenset[str] = frozenset()  # streams that came in the chunk's SHARED unit
 
 
 def read_tokens(src: str | os.PathLike, *, start: int = 0, stop: int | None = None) -> Iterator[TokenChunk]:
@@ -61,26 +63,31 @@ def chunks_of(r: VtkReader, start: int, stop: int | None) -> Iterator[TokenChunk
 
 
 def _chunk(entry, key: bool, parts: list[dict]) -> TokenChunk:
-    if len(parts) == 2 and set(parts[0]) & set(parts[1]):
-        raise FormatError(f"chunk {entry.chunk}: streams {sorted(set(parts[0]) & set(parts[1]))} appear twice")
+    """`parts`: the unpacked payloads of the chunk's SHARED unit (if any) and TOKENS unit."""
+    shared, tokens = (parts[0], parts[1]) if len(parts) == 2 else ({}, parts[0])
+    if set(shared) & set(tokens):
+        raise FormatError(f"chunk {entry.chunk}: streams {sorted(set(shared) & set(tokens))} appear twice")
+    if REFRESH_TILES in tokens or (key and REFRESH_TILES in shared):
+        raise FormatError(f"chunk {entry.chunk}: {REFRESH_TILES!r} outside a partial refresh's SHARED unit")
     streams = {k: v for part in parts for k, (v, _) in part.items()}
     levels = {k: lv for part in parts for k, (_, lv) in part.items()}
     refreshed = None
-    if not key and len(parts) == 2:  # SHARED + TOKENS in a following chunk: a partial refresh
+    if not key and shared:  # SHARED + TOKENS in a following chunk: a partial refresh
         refreshed = streams.pop(REFRESH_TILES, None)
         levels.pop(REFRESH_TILES, None)
-        rows = {len(arr) for k, (arr, _) in parts[0].items() if k != REFRESH_TILES}
+        rows = {len(arr) for k, (arr, _) in shared.items() if k != REFRESH_TILES}
         if refreshed is None or refreshed.ndim != 1 or not len(refreshed) or (np.diff(refreshed) <= 0).any() \
                 or refreshed[0] < 0 or not rows <= {len(refreshed)}:
             raise FormatError(f"chunk {entry.chunk}: partial refresh without a valid ascending {REFRESH_TILES!r} "
                               "stream matching its key streams' rows")
-    return TokenChunk(entry.chunk, entry.first_frame, entry.n_frames, key, streams, levels, refreshed)
+    return TokenChunk(entry.chunk, entry.first_frame, entry.n_frames, key, streams, levels, refreshed,
+                      frozenset(shared) - {REFRESH_TILES})
 
 
 def export_npz(src: str | os.PathLike, dst: str | os.PathLike, *, force: bool = False) -> dict:
     """Write every chunk's token streams to `dst` (.npz), atomically; returns a summary.
 
-    Arrays: `c{chunk:05d}/{stream}` int (rows, tokens) in the smallest unsigned dtype that holds
+    Arrays: `c{chunk:05d}/tokens/{stream}` int (rows, tokens) in the smallest unsigned dtype that holds
     the stream's codebook, `c{chunk:05d}/refreshed` for partial refreshes, `chunks` (n, 4) int64
     rows (chunk, first_frame, n_frames, key), and `header` (the .vtk header and each stream's
     levels, JSON).
@@ -89,8 +96,10 @@ def export_npz(src: str | os.PathLike, dst: str | os.PathLike, *, force: bool = 
 
     dst = Path(dst)
     if dst.suffix != ".npz":
-        raise FormatError(f"output {os.fspath(dst)!r}: token export writes a .npz file")
+        raise OutputError(f"output {os.fspath(dst)!r}: token export writes a .npz file")
     check_file_output(src, dst, force, "a .npz file")
+    if not dst.parent.is_dir():
+        raise OutputError(f"output folder {os.fspath(dst.parent)!r} does not exist")
     arrays: dict[str, np.ndarray] = {}
     rows, levels, tokens = [], {}, 0
     with VtkReader(src) as r:
@@ -98,19 +107,22 @@ def export_npz(src: str | os.PathLike, dst: str | os.PathLike, *, force: bool = 
         for c in chunks_of(r, 0, None):
             rows.append((c.chunk, c.first_frame, c.n_frames, int(c.key)))
             for name, v in c.streams.items():
-                arrays[f"c{c.chunk:05d}/{name}"] = v.astype(_index_dtype(c.levels[name]))
+                arrays[f"c{c.chunk:05d}/tokens/{name}"] = v.astype(_index_dtype(c.levels[name]))
                 tokens += v.size
             if c.refreshed is not None:
                 arrays[f"c{c.chunk:05d}/refreshed"] = c.refreshed
             levels |= c.levels
     arrays["chunks"] = np.asarray(rows, dtype=np.int64).reshape(-1, 4)
     arrays["header"] = np.asarray(json.dumps({"vtk": header, "levels": levels}))
-    tmp = dst.with_name(f".{dst.name}.tmp.npz")
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
     try:
-        np.savez_compressed(tmp, **arrays)
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(f, **arrays)
         os.replace(tmp, dst)
+    except OSError as e:
+        raise OutputError(f"cannot write {os.fspath(dst)!r}: {e.strerror or e}") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)
     return {"path": str(dst), "chunks": len(rows), "tokens": tokens, "streams": sorted(levels)}
 
 

@@ -57,7 +57,7 @@ class TrainOptions:
     save_every: int = 250
     config: dict = field(default_factory=dict)
     init: str | None = None  # start from this checkpoint's weights
-    recipe: dict = field(default_factory=dict)  # overrides of train.steps.RECIPES[arch]
+    recipe: dict = field(default_factory=dict)  # overrides of the step function's knobs (train.steps.RECIPES)
     part: str | None = None  # train only this submodule (train.steps.PARTS), the rest frozen
 
 
@@ -149,8 +149,6 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
     else:
         rank, world = 0, 1
     out = Path(opt.out)
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(opt.seed + rank)
     g = torch.Generator().manual_seed(opt.seed + rank)
     arch = opt.model
@@ -172,11 +170,18 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
             raise VtcodecError("--part trains in one process; run it without torchrun")
         if not opt.init:
             raise VtcodecError("--part trains one part of a trained model: give that model with --init")
+        if opt.compile:
+            raise VtcodecError("--part calls the part directly, which --compile would not compile; drop one of them")
+        outside = [n for n in fresh if not n.startswith(opt.part + ".")]
+        if outside:  # they would stay frozen at their random start
+            raise VtcodecError(f"--part {opt.part}: --config starts {', '.join(outside[:3])} fresh outside the part; "
+                               "train the whole model for that")
         base_fn = PARTS[arch, opt.part]
     defaults = knobs(base_fn)
     unknown = sorted(set(opt.recipe) - set(defaults))
     if unknown:
-        raise VtcodecError(f"--recipe: {arch} has no knob {', '.join(unknown)} (it has: {', '.join(defaults) or 'none'})")
+        who = f"{arch} --part {opt.part}" if opt.part else arch
+        raise VtcodecError(f"--recipe: {who} has no knob {', '.join(unknown)} (it has: {', '.join(defaults) or 'none'})")
     bad = [k for k, v in opt.recipe.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1]
     if bad:
         raise VtcodecError(f"--recipe: {', '.join(bad)} must be a number in [0, 1]")
@@ -208,6 +213,8 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
     if opt.compile:
         net = torch.compile(net)
 
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
     log = open(out / "log.jsonl", "a") if rank == 0 else None
     t0, seen, data_time, skipped, bad_run = time.perf_counter(), 0, 0.0, 0, 0
     info = {"arch": arch, "init": str(opt.init) if opt.init else None, "fresh_from_init": fresh, "steps": opt.steps, "batch": opt.batch, "world": world, "data": str(opt.data),
