@@ -619,3 +619,29 @@ def test_warm_start_grows_only_tensors_the_model_declares(tmp_path):
     save_checkpoint(old, tmp_path / "old.safetensors")
     new, fresh = warm_start(tmp_path / "old.safetensors", {"tubelet_t": 2})
     assert "unfold_t.weight" in fresh and "unfold_t.weight[" not in " ".join(fresh)
+
+
+@pytest.mark.parametrize("arch", ["tivtok", "reftok"])
+def test_warm_start_widened_pixel_head_starts_as_the_stored_model(arch, tmp_path):
+    """head_width 8 -> 16: old units ignore the new channels, so the output is unchanged, and the new
+    channels' outgoing weights (zero) get gradients, so training can bring them in."""
+    old = tiny(arch)
+    save_checkpoint(old, tmp_path / "old.safetensors")
+    new, fresh = warm_start(tmp_path / "old.safetensors", {"head_width": 16})
+    new.eval()
+    assert "head.c1.0.weight[8:]" in fresh and "head.c1.0.weight[:, 8:]" in fresh and "head.up2.weight" not in fresh
+    assert "head.up2.weight[:, 4:]" in fresh  # width // 2 inputs: 4 -> 8
+    video = rand_video()
+    with torch.no_grad():
+        if arch == "reftok":
+            ref = video[:, :, 0]
+            a, b = old(video, ref)["recon"], new(video, ref)["recon"]
+            assert torch.allclose(old.intra(ref), new.intra(ref), atol=1e-5)  # its head widened too
+        else:
+            a, b = old(video)["recon"], new(video)["recon"]
+    assert torch.allclose(a, b, atol=1e-5)
+    new.train()
+    out = new(video, video[:, :, 0])["recon"] if arch == "reftok" else new(video)["recon"]
+    out.square().mean().backward()
+    assert new.head.up2.weight.grad[:, 4:].abs().sum() > 0
+    assert new.head.c1[0].weight.grad[:, 8:].abs().sum() > 0

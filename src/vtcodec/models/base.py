@@ -34,8 +34,10 @@ class Tokenizer(nn.Module):
     # Config values for fields a checkpoint's stored config lacks because it was saved before the
     # field existed: what that checkpoint was trained with (the field's default may differ).
     LEGACY: ClassVar[dict[str, Any]] = {}
-    # Tensors a config change may grow along their first dimension with the old rows keeping their
-    # meaning (an output layer given extra channels): registry.warm_start copies the stored rows.
+    # Name patterns (fnmatch) of tensors a config change may grow along their first two dimensions
+    # (output and input units) with the old units keeping their meaning: registry.warm_start
+    # copies them and zeroes the new inputs of old units, so a widened layer stack starts as
+    # exactly the stored model (an output layer given extra channels, a wider pixel head).
     GROWABLE: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config):

@@ -112,7 +112,8 @@ class RefTok(Tokenizer):
     arch = "reftok"
     Config = RefTokConfig
     LEGACY = {"ref_path": 1}
-    GROWABLE = ("head.up2.weight", "head.up2.bias")  # ref_path 3 appends the gate channel's rows
+    # ref_path 3 appends the gate channel's rows to head.up2; head_width widens both pixel heads
+    GROWABLE = ("head.*", "intra.head.*")
 
     def __init__(self, config: RefTokConfig):
         super().__init__(config)

@@ -14,6 +14,7 @@ shipped checkpoint still finds its weights.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import hashlib
 import json
 import os
@@ -137,25 +138,37 @@ def warm_start(path: str | Path, overrides: dict | None = None) -> tuple[Tokeniz
     """A model for training from a checkpoint's weights: its config updated by `overrides`.
 
     Tensors whose name and shape match are copied; the rest (modules an override adds, e.g.
-    RefTok's ref_path 2 skip) keep their fresh initialisation and are returned by name. A tensor
-    the model lists in GROWABLE that grew along its first dimension only (an output layer given
-    extra channels, e.g. RefTok's ref_path 3 head) gets the stored rows copied into its leading
-    rows; it is returned as "name[n:]", the rows that start fresh.
+    RefTok's ref_path 2 skip) keep their fresh initialisation and are returned by name.
+
+    A tensor matching one of the model's GROWABLE patterns may have grown along its first two
+    dimensions (output and input units; the rest, e.g. kernel sizes, equal): the stored block is
+    copied into its leading corner, the columns of new inputs in the old rows are zeroed, and new
+    rows keep their fresh initialisation. Old units then never see new ones, so a layer stack
+    widened this way (a pixel head given more channels) computes exactly what it computed before
+    and the new channels start to matter as training moves their outgoing weights off zero. Grown
+    tensors are reported as "name[o:]" / "name[:, i:]", the parts that start fresh.
     """
     model = build_from_metadata(read_metadata(path), path, overrides)
     state = {k: v.float() for k, v in load_file(str(path)).items()}
     own = model.state_dict()
+    growable = type(model).GROWABLE
     load, fresh = {}, []
     for k, t in own.items():
         old = state.get(k)
         if old is not None and old.shape == t.shape:
             load[k] = old
-        elif (k in type(model).GROWABLE and old is not None and old.ndim == t.ndim
-              and old.shape[1:] == t.shape[1:] and old.shape[0] < t.shape[0]):
+        elif (old is not None and any(fnmatch.fnmatchcase(k, pat) for pat in growable) and old.ndim == t.ndim
+              and old.shape[2:] == t.shape[2:] and all(a <= b for a, b in zip(old.shape[:2], t.shape[:2]))):
             grown = t.clone()
-            grown[: old.shape[0]] = old
+            o = old.shape[0]
+            if old.ndim > 1:
+                grown[:o] = 0  # old units ignore new inputs
+            grown[tuple(slice(0, n) for n in old.shape)] = old
             load[k] = grown
-            fresh.append(f"{k}[{old.shape[0]}:]")
+            if o < t.shape[0]:
+                fresh.append(f"{k}[{o}:]")
+            if old.ndim > 1 and old.shape[1] < t.shape[1]:
+                fresh.append(f"{k}[:, {old.shape[1]}:]")
         else:
             fresh.append(k)
     model.load_state_dict(load, strict=False)

@@ -69,6 +69,7 @@ class TivTok(Tokenizer):
     arch = "tivtok"
     Config = TivTokConfig
     LEGACY = {"tv_path": 1}
+    GROWABLE = ("head.*",)  # head_width widens the pixel head (registry.warm_start)
 
     def __init__(self, config: TivTokConfig):
         super().__init__(config)
