@@ -6,14 +6,16 @@ For each model: code `--windows` 32-frame windows of every training video (the t
 `vtcodec.train.data`, centre-cropped/resized to size x size) and count each stream's token
 indices: that is the prior, known to encoder and decoder alike if it shipped with the checkpoint.
 Then code the validation clips (first `--frames` frames, as `vtcodec bench --size` prepares them)
-and compare, per stream, the bits the packed payloads take now (SHARED + TOKENS unit payloads,
-per-stream sizes split by a zstd run on each stream alone) with the ideal code length under the
+and compare, per stream, the bits the packed payloads take now (each chunk's stream packed on its
+own, as a zstd payload) with the ideal code length under the
 prior: the joint index with 1 % of the mass spread uniformly over the codebook (`joint`), and a
 per-FSQ-digit product of add-one-smoothed marginals (`digits`); and, needing no prior, an
 adaptive model that learns as it codes each payload (`adaptive`: the index's digits, most
 significant first, each coded with counts kept per prefix of the digits before it, so a joint
 model whose unseen symbols cost about log2 of the codebook). No arithmetic coder is built; an
-ideal code length is what one would approach.
+ideal code length is what one would approach. Also printed: how many distinct codes each stream
+uses per clip, and how much of the files lies outside the unit payloads (the container's header,
+unit framing and index).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 
 import vtcodec
 from vtcodec.bench.prepare import fit_size, load_clip, write_lossless
+from vtcodec.container import VtkReader
 from vtcodec.packing import pack_streams
 from vtcodec.train.data import VIDEO_EXT, load_sources
 
@@ -44,9 +47,10 @@ def adaptive_bits(idx: np.ndarray, levels: list[int], inc: float = 4.0, init: fl
     """Ideal code length of `idx` under the adaptive digit-tree model (counts start at `init`)."""
     counts: dict[tuple, list[float]] = {}
     bits = 0.0
-    for v in idx.ravel().tolist():
+    rows = np.stack(digits(idx.ravel(), levels)[::-1], axis=1).tolist()  # most significant digit first
+    for row in rows:
         prefix: tuple = ()
-        for lv, d in zip(levels[::-1], [int(x[0]) for x in digits(np.array([v]), levels)][::-1]):
+        for lv, d in zip(levels[::-1], row):
             c = counts.setdefault(prefix, [init] * lv)
             bits -= math.log2(c[d] / sum(c))
             c[d] += inc
@@ -55,10 +59,13 @@ def adaptive_bits(idx: np.ndarray, levels: list[int], inc: float = 4.0, init: fl
 
 
 def code(tok, frames: np.ndarray, fps, tmp: Path):
+    """-> (chunks, file bits, bits outside the unit payloads: preamble, header, framing, index)."""
     src, vtk = tmp / "in.mkv", tmp / "o.vtk"
     write_lossless(frames, src, fps)
     r = vtcodec.encode_file(src, vtk, model=tok, force=True)
-    return list(vtcodec.read_tokens(vtk)), 8 * r.bytes
+    with VtkReader(vtk) as rd:
+        payload = sum(len(u.payload) for u in rd.units())
+    return list(vtcodec.read_tokens(vtk)), 8 * r.bytes, 8 * (r.bytes - payload)
 
 
 def main() -> None:
@@ -86,33 +93,40 @@ def main() -> None:
                             n = math.prod(levels[k])
                             counts.setdefault(k, np.zeros(n, np.int64))
                             counts[k] += np.bincount(arr.ravel(), minlength=n)
-            now, joint, dig, ntok = defaultdict(float), defaultdict(float), defaultdict(float), defaultdict(int)
-            adapt = defaultdict(float)
-            file_bits = 0
+            prior = {}  # stream -> (joint probabilities, per-digit probabilities)
+            for k, cnt in counts.items():
+                marg = [np.bincount(dv, weights=cnt, minlength=lv) + 1
+                        for dv, lv in zip(digits(np.arange(len(cnt)), levels[k]), levels[k])]
+                prior[k] = (0.99 * cnt / cnt.sum() + 0.01 / len(cnt), [m / m.sum() for m in marg])
+            now, joint, dig, adapt = defaultdict(float), defaultdict(float), defaultdict(float), defaultdict(float)
+            ntok, distinct = defaultdict(int), defaultdict(list)
+            file_bits = outside = 0
             for clip in val_clips:
                 frames, info = load_clip(clip, a.frames)
-                chunks, bits = code(tok, fit_size(frames, a.size, a.size), info.fps, tmp)
-                file_bits += bits
+                chunks, bits, extra = code(tok, fit_size(frames, a.size, a.size), info.fps, tmp)
+                file_bits, outside = file_bits + bits, outside + extra
+                seen = defaultdict(set)
                 for c in chunks:
                     for k, arr in c.streams.items():
-                        cnt, lv = counts[k], levels[k]
-                        p = 0.99 * cnt / cnt.sum() + 0.01 / len(cnt)
-                        joint[k] += float(-np.log2(p[arr.ravel()]).sum())
-                        all_idx = np.arange(len(cnt))
-                        for d, (dv, lvl) in enumerate(zip(digits(arr.ravel(), lv), lv)):
-                            marg = np.bincount(digits(all_idx, lv)[d], weights=cnt, minlength=lvl) + 1
-                            dig[k] += float(-np.log2(marg[dv] / marg.sum()).sum())
+                        flat, lv = arr.ravel(), levels[k]
+                        p_joint, p_digits = prior[k]
+                        joint[k] += float(-np.log2(p_joint[flat]).sum())
+                        dig[k] += float(sum(-np.log2(pd[dv]).sum() for pd, dv in zip(p_digits, digits(flat, lv))))
                         now[k] += 8 * len(pack_streams({k: (arr, lv)}))
                         adapt[k] += adaptive_bits(arr, lv)
                         ntok[k] += arr.size
+                        seen[k].update(flat.tolist())
+                for k, codes in seen.items():
+                    distinct[k].append(len(codes))
             for k in sorted(ntok):
                 n = ntok[k]
                 print(f"{name:8s} {k:7s} {n:7d} val tokens  packed alone {now[k] / n:5.2f} bits/token  "
-                      f"prior joint {joint[k] / n:5.2f}  digits {dig[k] / n:5.2f}  adaptive {adapt[k] / n:5.2f}")
-            prior = sum(joint.values())
-            print(f"{name:8s} all     .vtk files {file_bits / 1e3:.1f} kbit (streams packed alone {sum(now.values()) / 1e3:.1f}), "
-                  f"tokens under the joint prior {prior / 1e3:.1f} kbit: {100 * (1 - prior / file_bits):.0f} % below the files")
-
+                      f"prior joint {joint[k] / n:5.2f}  digits {dig[k] / n:5.2f}  adaptive {adapt[k] / n:5.2f}  "
+                      f"distinct codes per clip {min(distinct[k])}-{max(distinct[k])}")
+            total = sum(joint.values())
+            print(f"{name:8s} all     .vtk files {file_bits / 1e3:.1f} kbit, of which outside the unit payloads "
+                  f"{outside / 1e3:.1f} ({100 * outside / file_bits:.0f} %; {outside / 8 / len(val_clips):.0f} bytes a file); "
+                  f"streams packed alone {sum(now.values()) / 1e3:.1f}, under the joint prior {total / 1e3:.1f}")
 
 if __name__ == "__main__":
     main()

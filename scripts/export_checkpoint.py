@@ -30,11 +30,11 @@ for spec in args.part:
     if (model.arch, name) not in PARTS or not path:
         raise SystemExit(f"--part {spec}: expected NAME=CHECKPOINT with NAME one of "
                          f"{[p for a, p in PARTS if a == model.arch]} for {model.arch}")
-    donor = load_checkpoint(path)
+    donor, donor_info = load_checkpoint(path), json.loads(read_metadata(path).get("info", "{}"))
     if donor.arch != model.arch or donor.config_dict() != model.config_dict():
         raise SystemExit(f"--part {spec}: {path} is not the same architecture and config as {args.src}")
-    if json.loads(read_metadata(path).get("info", "{}")).get("recipe", {}).get("part") != name:
+    if donor_info.get("recipe", {}).get("part") != name:
         raise SystemExit(f"--part {spec}: {path} was not trained with --part {name}")
     getattr(model, name).load_state_dict(getattr(donor, name).state_dict())
-    info.setdefault("parts", {})[name] = {"from": path, **json.loads(read_metadata(path).get("info", "{}"))}
+    info.setdefault("parts", {})[name] = {"from": path, **donor_info}
 print(save_checkpoint(model, args.dst, info, dtype=torch.float16))

@@ -1,6 +1,7 @@
 """Token export: `read_tokens` / `vtcodec tokens` give the streams the decoder decodes, without a model."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +58,9 @@ def test_tokens_cli_exports_npz_atomically_and_refuses_overwrite(tmp_path, capsy
     with pytest.raises(SystemExit) as e:
         main(["tokens", str(src), "-o", str(out)])
     assert e.value.code == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # a plain new file, not mkstemp's private one
     with np.load(out) as z:
         header = json.loads(str(z["header"]))
         assert header["vtk"]["model"] == "reftok" and header["levels"]["target"] == [8, 8, 8, 5, 5, 5]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +46,9 @@ def read_tokens(src: str | os.PathLike, *, start: int = 0, stop: int | None = No
 
 
 def chunks_of(r: VtkReader, start: int, stop: int | None) -> Iterator[TokenChunk]:
+    """`read_tokens` on a reader that stays open while this is consumed (the decoder's way in).
+    Each chunk's unit sequence is checked as its units are read; the last chunk's is checked as
+    complete when the generator is exhausted."""
     entries = {e.chunk: e for e in r.index}
     cur, kinds, parts = None, [], []
     for unit in r.units(start, stop):
@@ -92,7 +94,7 @@ def export_npz(src: str | os.PathLike, dst: str | os.PathLike, *, force: bool = 
     rows (chunk, first_frame, n_frames, key), and `header` (the .vtk header and each stream's
     levels, JSON).
     """
-    from vtcodec.video import check_file_output
+    from vtcodec.video import check_file_output, temp_beside  # PyAV: only the export needs it
 
     dst = Path(dst)
     if dst.suffix != ".npz":
@@ -114,15 +116,17 @@ def export_npz(src: str | os.PathLike, dst: str | os.PathLike, *, force: bool = 
             levels |= c.levels
     arrays["chunks"] = np.asarray(rows, dtype=np.int64).reshape(-1, 4)
     arrays["header"] = np.asarray(json.dumps({"vtk": header, "levels": levels}))
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    tmp = None
     try:
-        with os.fdopen(fd, "wb") as f:
+        tmp = temp_beside(dst)
+        with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
         os.replace(tmp, dst)
     except OSError as e:
         raise OutputError(f"cannot write {os.fspath(dst)!r}: {e.strerror or e}") from None
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
     return {"path": str(dst), "chunks": len(rows), "tokens": tokens, "streams": sorted(levels)}
 
 

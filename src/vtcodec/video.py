@@ -397,6 +397,15 @@ def _target_exists(path: str | os.PathLike) -> bool:
     return any(regex.fullmatch(e.name) for e in where.iterdir())
 
 
+def temp_beside(path: Path) -> Path:
+    """A new empty temporary file next to `path` (same folder, so os.replace is atomic), named
+    `.NAME.XXXX.tmpSUFFIX`, with the permissions a plain new file would get (mkstemp's are private)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())
+    return Path(tmp)
+
+
 def _umask() -> int:
     mask = os.umask(0)  # the only way to read it is to set it
     os.umask(mask)
@@ -475,10 +484,8 @@ class VideoWriter:
 
     def _open_container(self, lossless: bool, crf: int) -> None:
         suffix = self._where.suffix
-        fd, tmp = tempfile.mkstemp(prefix=f".{self._where.name}.", suffix=f".tmp{suffix}", dir=self._where.parent)
-        os.close(fd)
-        self._tmp = Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; the result should not be
+        self._tmp = temp_beside(self._where)
+        tmp = str(self._tmp)
         try:
             if self._kind == "y4m":
                 self._container = av.open(tmp, mode="w", format="yuv4mpegpipe")

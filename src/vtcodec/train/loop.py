@@ -185,8 +185,9 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
     bad = [k for k, v in opt.recipe.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1]
     if bad:
         raise VtcodecError(f"--recipe: {', '.join(bad)} must be a number in [0, 1]")
-    step_fn = functools.partial(base_fn, **defaults | opt.recipe)
-    recipe = defaults | opt.recipe | ({"part": opt.part} if opt.part else {})  # recorded, and checked on --resume
+    values = defaults | opt.recipe
+    step_fn = functools.partial(base_fn, **values)
+    recipe = values | ({"part": opt.part} if opt.part else {})  # recorded, and checked on --resume
     model.to(device).train()
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     amp = _amp_dtype(opt, device)
@@ -203,9 +204,11 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
     decay, no_decay = [], []
     for n, p in model.named_parameters():
         if opt.part is not None and not n.startswith(opt.part + "."):
-            p.requires_grad_(False)  # frozen: stays bit-identical in the EMA checkpoint
+            p.requires_grad_(False)  # frozen: stays as loaded, in the EMA checkpoint too
             continue
         (no_decay if p.ndim < 2 else decay).append(p)
+    # EMA pairs of the trained parameters only: frozen ones are equal in both and stay so
+    ema_pairs = [(pe, pm) for pe, pm in zip(ema.parameters(), model.parameters()) if pm.requires_grad]
     optim = torch.optim.AdamW([{"params": decay, "weight_decay": opt.weight_decay},
                                {"params": no_decay, "weight_decay": 0.0}], lr=opt.lr, betas=(0.9, 0.95))
     start = _load_resume(out, model, optim, ema, g, sampler, recipe) if opt.resume else 0
@@ -235,7 +238,7 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
             optim.step()
             d = min(opt.ema, (1 + step) / (10 + step))
             with torch.no_grad():
-                for pe, pm in zip(ema.parameters(), model.parameters()):
+                for pe, pm in ema_pairs:
                     pe.lerp_(pm, 1 - d)
         else:  # one bad batch must not poison the weights: skip it, and stop if it keeps happening
             skipped, bad_run = skipped + 1, bad_run + 1
