@@ -6,8 +6,9 @@ For each model: code `--windows` 32-frame windows of every training video (the t
 `vtcodec.train.data`, centre-cropped/resized to size x size) and count each stream's token
 indices: that is the prior, known to encoder and decoder alike if it shipped with the checkpoint.
 Then code the validation clips (first `--frames` frames, as `vtcodec bench --size` prepares them)
-and compare, per stream, the bits the packed payloads take now (each chunk's stream packed on its
-own, as a zstd payload) with the ideal code length under the
+and compare, per stream, the bits each chunk's stream takes packed on its own in the better zstd
+layout (`zstd`, packing version 1's choice) and in the range-coded layout 2 (`range`, with the
+model's stream grid; also timed, encode + decode, per digit) with the ideal code length under the
 prior: the joint index with 1 % of the mass spread uniformly over the codebook (`joint`), and a
 per-FSQ-digit product of add-one-smoothed marginals (`digits`); and, needing no prior, an
 adaptive model that learns as it codes each payload (`adaptive`: the index's digits, most
@@ -28,7 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
+import time
+
 import vtcodec
+from vtcodec import entropy
 from vtcodec.bench.prepare import fit_size, load_clip, write_lossless
 from vtcodec.container import VtkReader
 from vtcodec.packing import pack_streams
@@ -99,6 +103,7 @@ def main() -> None:
                         for dv, lv in zip(digits(np.arange(len(cnt)), levels[k]), levels[k])]
                 prior[k] = (0.99 * cnt / cnt.sum() + 0.01 / len(cnt), [m / m.sum() for m in marg])
             now, joint, dig, adapt = defaultdict(float), defaultdict(float), defaultdict(float), defaultdict(float)
+            ranged, coder_s, coder_digits = defaultdict(float), 0.0, 0
             ntok, distinct = defaultdict(int), defaultdict(list)
             file_bits = outside = 0
             for clip in val_clips:
@@ -112,7 +117,11 @@ def main() -> None:
                         p_joint, p_digits = prior[k]
                         joint[k] += float(-np.log2(p_joint[flat]).sum())
                         dig[k] += float(sum(-np.log2(pd[dv]).sum() for pd, dv in zip(p_digits, digits(flat, lv))))
-                        now[k] += 8 * len(pack_streams({k: (arr, lv)}))
+                        now[k] += 8 * min(len(pack_streams({k: (arr, lv)}, layout=lay)) for lay in ("planes", "bits"))
+                        ranged[k] += 8 * len(pack_streams({k: (arr, lv, tok.stream_grids[k])}, layout="range"))
+                        t0 = time.perf_counter()
+                        entropy.decode(entropy.encode(flat, lv, tok.stream_grids[k]), flat.size, lv, tok.stream_grids[k])
+                        coder_s, coder_digits = coder_s + time.perf_counter() - t0, coder_digits + flat.size * len(lv)
                         adapt[k] += adaptive_bits(arr, lv)
                         ntok[k] += arr.size
                         seen[k].update(flat.tolist())
@@ -120,13 +129,16 @@ def main() -> None:
                     distinct[k].append(len(codes))
             for k in sorted(ntok):
                 n = ntok[k]
-                print(f"{name:8s} {k:7s} {n:7d} val tokens  packed alone {now[k] / n:5.2f} bits/token  "
+                print(f"{name:8s} {k:7s} {n:7d} val tokens  packed alone: zstd {now[k] / n:5.2f}, range {ranged[k] / n:5.2f} "
+                      f"({100 * (ranged[k] / now[k] - 1):+.0f} %) bits/token  "
                       f"prior joint {joint[k] / n:5.2f}  digits {dig[k] / n:5.2f}  adaptive {adapt[k] / n:5.2f}  "
                       f"distinct codes per clip {min(distinct[k])}-{max(distinct[k])}")
             total = sum(joint.values())
             print(f"{name:8s} all     .vtk files {file_bits / 1e3:.1f} kbit, of which outside the unit payloads "
                   f"{outside / 1e3:.1f} ({100 * outside / file_bits:.0f} %; {outside / 8 / len(val_clips):.0f} bytes a file); "
-                  f"streams packed alone {sum(now.values()) / 1e3:.1f}, under the joint prior {total / 1e3:.1f}")
+                  f"streams packed alone {sum(now.values()) / 1e3:.1f} (zstd) / {sum(ranged.values()) / 1e3:.1f} (range), "
+                  f"under the joint prior {total / 1e3:.1f}; range coder {1e6 * coder_s / coder_digits:.2f} us per digit "
+                  f"(encode + decode)")
 
 if __name__ == "__main__":
     main()

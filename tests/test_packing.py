@@ -13,10 +13,12 @@ import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from vtcodec import entropy
 from vtcodec.errors import FormatError, VtcodecError
 from vtcodec.packing import (
     LAYOUT_BITS,
     LAYOUT_PLANES,
+    LAYOUT_RANGE,
     MAGIC,
     _uvarint,
     entropy_bits,
@@ -66,11 +68,96 @@ def streams_st(draw):
     return out
 
 
+def _rangeable(idx, levels) -> bool:
+    return np.ndim(idx) > 0 and np.size(idx) > 0 and max(levels) <= 64
+
+
 @FAST
-@given(streams_st(), st.sampled_from(["auto", "planes", "bits"]))
+@given(streams_st(), st.sampled_from(["auto", "planes", "bits", "range"]))
 def test_round_trip(streams, layout):
+    if layout == "range" and not all(_rangeable(i, lv) for i, lv in streams.values()):
+        with pytest.raises(VtcodecError, match="layout 'range' impossible"):
+            pack_streams(streams, level=3, layout=layout)
+        return
     payload = pack_streams(streams, level=3, layout=layout)
     assert_same(unpack_streams(payload), streams)
+
+
+@FAST
+@given(st.data())
+def test_range_layout_round_trips_on_any_grid(data):
+    levels = data.draw(st.lists(st.integers(2, 64), min_size=1, max_size=5))
+    grid = tuple(data.draw(st.lists(st.integers(1, 5), min_size=3, max_size=3)))
+    groups = data.draw(st.integers(1, 3))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    k = math.prod(levels)
+    kind = data.draw(st.sampled_from(["uniform", "constant", "two"]))
+    n = groups * math.prod(grid)
+    idx = {"uniform": rng.integers(0, k, n), "constant": np.full(n, k - 1), "two": rng.choice([0, k - 1], n)}[kind]
+    idx = idx.reshape(groups, -1)
+    payload = pack_streams({"t": (idx, levels, grid)}, layout="range")
+    assert payload[7] == LAYOUT_RANGE
+    assert_same(unpack_streams(payload), {"t": (idx, levels)})
+
+
+def test_range_layout_golden_bytes():
+    """The range coder's exact output is the format: these bytes must keep decoding to these tokens."""
+    levels, grid = [8, 5], (2, 2, 3)
+    idx = np.array([[17, 39, 0, 5, 17, 17, 17, 39, 0, 5, 17, 16]])
+    payload = pack_streams({"t": (idx, levels, grid)}, layout="range")
+    # magic, 1 stream, name "t", layout 2, ndim 2, dims 1 12, 2 levels 8 5, grid 2 2 3, section length
+    assert payload[:17] == MAGIC + bytes([1, 1]) + b"t" + bytes([LAYOUT_RANGE, 2, 1, 12, 2, 8, 5, 2, 2, 3])
+    assert payload.hex() == GOLDEN_RANGE_PAYLOAD
+    assert_same(unpack_streams(bytes.fromhex(GOLDEN_RANGE_PAYLOAD)), {"t": (idx, levels)})
+
+
+GOLDEN_RANGE_PAYLOAD = "565450020101740202010c02080502020308330ae26bc06f1fb178e7cb36"
+
+
+def test_range_layout_uses_the_temporal_context():
+    """Tokens that repeat along T cost a fraction of the same tokens with T shuffled per position."""
+    rng = np.random.default_rng(5)
+    levels = [8, 8, 8, 5, 5, 5]
+    step = rng.integers(0, 64000, (4, 1, 64))
+    still = np.repeat(step, 8, axis=1).reshape(4, -1)  # 8 steps, each a copy of the first
+    moving = rng.integers(0, 64000, (4, 8 * 64))
+    size = {name: len(pack_streams({"t": (a, levels, (8, 8, 8))}, layout="range")) for name, a in
+            (("still", still), ("moving", moving))}
+    # the first step costs what uniform tokens cost (16 bits); the 7 copies must be near free
+    assert size["still"] * 8 < 0.25 * 16 * still.size
+    assert size["moving"] * 8 > 0.95 * 16 * moving.size
+
+
+def test_version_1_payloads_still_read():
+    planes = zstandard.ZstdCompressor(write_content_size=True).compress(bytes([1, 7, 2, 4]))
+    v1 = forge((2,), levels=(8, 5), frame=planes, version=1)
+    assert_same(unpack_streams(v1), {"t": (np.array([17, 39]), [8, 5])})
+    with pytest.raises(FormatError, match="unknown layout 2"):
+        unpack_streams(forge((2,), levels=(8, 5), layout=LAYOUT_RANGE, version=1))
+    with pytest.raises(FormatError, match="unsupported packed token version 3"):
+        unpack_streams(forge((2,), version=3))
+
+
+def test_forged_range_sections_rejected():
+    def ranged(shape, levels, grid, section, tail=b""):
+        extra = b"".join(_uvarint(x) for x in (*grid, len(section))) + section + tail
+        return forge(shape, levels=levels, layout=LAYOUT_RANGE, frame=b"", extra=extra)
+
+    section = entropy.encode(np.arange(6), [8], (1, 2, 3))
+    assert unpack_streams(ranged((1, 6), (8,), (1, 2, 3), section))["t"][0].tolist() == [[0, 1, 2, 3, 4, 5]]
+    for forged, match in (
+        (ranged((1, 6), (8,), (1, 3, 3), section), "does not multiply"),
+        (ranged((1, 6), (100,), (1, 2, 3), section), "exceed 64"),
+        (ranged((0, 6), (8,), (1, 2, 3), section), "empty or a scalar"),
+        (ranged((1, 6), (8,), (1, 2, 3), section, tail=b"\x01"), "bytes after the range-coded sections"),
+        (ranged((1, 6), (8,), (1, 2, 3), section + b"\x01\x02\x03\x04\x05\x06"), "bytes past its symbols"),
+        (ranged((1, 6), (8,), (1, 2, 3), b"\xff\xff\xff\xff"), "outside its tables"),
+        (forge((1, 6), levels=(8,), layout=LAYOUT_RANGE, frame=b"", extra=bytes([1, 2, 3, 50])), "range-coded section"),
+    ):
+        with pytest.raises(FormatError, match=match):
+            unpack_streams(forged)
+    with pytest.raises(FormatError, match="max_elements"):
+        unpack_streams(ranged((1 << 21, 64), (8,), (1, 8, 8), section))
 
 
 def test_round_trip_default_level_and_fsq_example():
@@ -120,11 +207,12 @@ def test_out_of_range_and_bad_input_rejected():
         pack_streams({"": (np.zeros(3, np.int64), lv)})
 
 
-def forge(shape, levels=(8,), layout=LAYOUT_PLANES, frame=None, *, name=b"t") -> bytes:
-    """A payload with a hand-written descriptor and (by default) an honest empty frame."""
-    body = MAGIC + bytes([1, len(name)]) + name + bytes([layout, len(shape)])
+def forge(shape, levels=(8,), layout=LAYOUT_PLANES, frame=None, *, name=b"t", version=2, extra=b"") -> bytes:
+    """A payload with a hand-written descriptor (`extra` after its levels: a range-coded stream's
+    grid, section length and section) and (by default) an honest empty frame."""
+    body = MAGIC[:3] + bytes([version, 1, len(name)]) + name + bytes([layout, len(shape)])
     body += b"".join(_uvarint(d) for d in shape)
-    body += bytes([len(levels)]) + b"".join(_uvarint(x) for x in levels)
+    body += bytes([len(levels)]) + b"".join(_uvarint(x) for x in levels) + extra
     if frame is None:
         frame = zstandard.ZstdCompressor(write_content_size=True).compress(b"")
     body += frame
@@ -233,11 +321,13 @@ def test_auto_picks_the_smaller_layout():
     picked = []
     for idx in (uniform, smooth):
         sizes = {
-            lay: len(pack_streams({"t": (idx, levels)}, layout=lay, level=3)) for lay in ("auto", "planes", "bits")
+            lay: len(pack_streams({"t": (idx, levels)}, layout=lay, level=3))
+            for lay in ("auto", "planes", "bits", "range")
         }
-        assert sizes["auto"] == min(sizes["planes"], sizes["bits"])
+        assert sizes["auto"] == min(sizes["planes"], sizes["bits"], sizes["range"])
         picked.append(pack_streams({"t": (idx, levels)}, level=3)[7])
-    assert picked == [LAYOUT_BITS, LAYOUT_PLANES]
+    # uniform tokens: the adaptive tables cost a little over fixed-width bits; smooth: range coding
+    assert picked == [LAYOUT_BITS, LAYOUT_RANGE]
 
 
 def test_plain_vq_at_the_2_pow_32_limit_round_trips():

@@ -182,9 +182,10 @@ def info(
     for k, u in d["units"].items():
         t.add_row(k, str(u["count"]), str(u["payload_bytes"]), str(u["max"]))
     con.print(t)
-    s = Table("stream", "tokens", "distinct", "entropy bits/token")
+    s = Table("stream", "tokens", "distinct", "entropy bits/token", "packed as (units)")
     for k, v in d["streams"].items():
-        s.add_row(k, str(v["tokens"]), str(v["distinct"]), f"{v['entropy_bits']:.2f}")
+        s.add_row(k, str(v["tokens"]), str(v["distinct"]), f"{v['entropy_bits']:.2f}",
+                  ", ".join(f"{lay} ({n})" for lay, n in sorted(v["layouts"].items())))
     con.print(s)
     if d["tokens"]:
         con.print(f"packed: {d['bits_per_token_packed']:.2f} bits/token (whole file {d['bits_per_token_file']:.2f}) "

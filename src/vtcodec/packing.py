@@ -1,28 +1,35 @@
 """Token packing: named integer token arrays <-> one compact byte string.
 
-This docstring is the specification of the packed-token payload, version 1 (the same text is
-in docs/FORMAT.md, section "Packed token payload"). It is carried inside `.vtk` SHARED and
-TOKENS units but is self-describing, so it can also be stored on its own.
+This docstring is the specification of the packed-token payload, version 2 (version 1 is the
+same without layout 2; the same text is in docs/FORMAT.md, section "Packed token payload"). It
+is carried inside `.vtk` SHARED and TOKENS units but is self-describing, so it can also be
+stored on its own. Writers write version 2; readers read versions 1 and 2.
 
 Payload layout (all integers little-endian)
 -------------------------------------------
 ::
 
     offset  size  field
-    0       4     magic b"VTP\\x01" (the last byte is the packing version, 1)
+    0       4     magic b"VTP\x02" (the last byte is the packing version: 1 or 2)
     4       1     u8 n_streams (0..255)
     then n_streams stream descriptors, in stream order:
             1     u8 name_len (1..255)
             n     name, UTF-8, names unique within the payload
-            1     u8 layout: 0 = digit planes, 1 = fixed-width bits (others: reject)
+            1     u8 layout: 0 = digit planes, 1 = fixed-width bits, 2 = range coded
+                  (version 2 only; others: reject)
             1     u8 ndim (0..32)
             var   ndim dims, each a uvarint < 2**32, C order (a dim may be 0)
             1     u8 n_levels (1..32)
             var   n_levels levels, each a uvarint >= 2; K = prod(levels) <= 2**32
-    then    var   exactly one zstd frame (RFC 8878) whose header carries the content size;
-                  the content is the concatenation, in stream order, of each stream's data
-                  section (below). Writers omit zstd's content checksum (the CRC below
-                  covers more); readers let zstd verify one if present.
+            layout 2 only:
+            var   3 uvarints T, H, W >= 1 with T*H*W = the last dim (the grid, see below)
+            var   uvarint section length in bytes
+    then    var   the layout-2 sections, in stream order, each as long as its descriptor says
+    then    var   if any stream has layout 0 or 1, or there are no streams: exactly one zstd
+                  frame (RFC 8878) whose header carries the content size; the content is the
+                  concatenation, in stream order, of each layout-0/1 stream's data section
+                  (below). Writers omit zstd's content checksum (the CRC below covers more);
+                  readers let zstd verify one if present. Otherwise nothing.
     end-4   4     u32 CRC32 (zlib.crc32) of every preceding payload byte; nothing follows it.
 
 A uvarint is unsigned LEB128 (as in protobuf): 7 bits per byte, least significant group
@@ -44,6 +51,14 @@ planes holding its base-256 bytes, least significant first (so ``levels=[1024]``
 low byte, high byte). Planes are stored one after another, digit 0 first; the section is
 N * (total plane count) bytes. A reader must reject any recomposed digit >= its level.
 
+Layout 2, range coded (version 2). The stream must be non-empty with ndim >= 1 and every level
+<= 64; its last dim is laid out as the grid (T, H, W), the leading dims are independent groups
+(tiles). Its section is the context-adaptive range code specified in `vtcodec.entropy`: each
+digit coded against the same digit of its neighbour one step back along T (or, in the first
+step, of its left and upper neighbours), with tables that adapt within the section. A reader
+rejects a section that decodes outside its tables or has bytes left over, and a stream whose
+digits to decode exceed 2**24 (a forged section must not cost unbounded time).
+
 Layout 1, fixed-width bits. Each index is written as b = max(1, bitlen(K-1)) bits,
 most significant bit first, elements back to back with no alignment; the last byte is padded
 with zero bits. The section is ceil(N*b/8) bytes. A reader must reject an index >= K and
@@ -51,7 +66,8 @@ non-zero padding bits.
 
 A reader must first check the CRC, then reject: bad magic or version, a descriptor running
 past the payload, an
-empty or duplicate name, an unknown layout, more indices in total than the reader's limit, a
+empty or duplicate name, an unknown layout (2 in a version-1 payload), a bad grid, bytes after
+the layout-2 sections when no stream needs a zstd frame, more indices in total than the reader's limit, a
 zstd frame without a content size, a content size different from the sum of the
 section sizes computed from the descriptors (checked BEFORE decompressing, so a forged shape
 cannot make it allocate), and any decompression error. Decoded indices are returned as int64 arrays.
@@ -84,8 +100,14 @@ uniform VQ [1024] (13824)                 9.95      11.94   10.02    10.42
   They lose by up to 5 % on near-uniform tokens (a uniform 5-level plane costs ~2.4 bits where
   log2 5 = 2.32, and Huffman spends >= 1 bit per byte) and on some small busy chunks.
 
-Neither wins always, so the encoder tries both per stream (compressing each alone, at the
-requested level) and stores a layout byte: one byte per stream and two extra zstd runs at
+Version 2 added layout 2 (round 5, measured on the validation split with the shipped
+checkpoints, `benchmarks/entropy_prior.py`): per stream it takes 14-25 % fewer bits than the
+better zstd layout, and a payload whose streams are all range coded carries no zstd frame
+(about 10 bytes). zstd still wins on exact long repeats of random tokens, so the encoder keeps
+trying every layout.
+
+Neither zstd layout wins always, so the encoder tries every layout per stream (compressing each
+zstd one alone, at the requested level) and stores a layout byte: one byte per stream and two extra zstd runs at
 encode time (10-250 ms for 14k tokens at level 19 on this machine). All streams of one call
 share one zstd frame because each frame carries its own header and Huffman tables, which
 dominate at the few-thousand-token sizes a chunk produces. The trailing CRC32 (4 bytes) covers
@@ -104,23 +126,29 @@ from collections.abc import Mapping
 import numpy as np
 import zstandard
 
+from vtcodec import entropy
 from vtcodec.errors import FormatError, VtcodecError
 
 __all__ = [
     "PACKING_VERSION",
     "LAYOUT_PLANES",
     "LAYOUT_BITS",
+    "LAYOUT_RANGE",
     "pack_streams",
+    "payload_layouts",
     "unpack_streams",
     "entropy_bits",
     "packed_bits_per_token",
 ]
 
-PACKING_VERSION = 1
+PACKING_VERSION = 2          # what the writer writes
+READ_VERSIONS = (1, 2)       # what the reader reads
 MAGIC = b"VTP" + bytes([PACKING_VERSION])
 LAYOUT_PLANES = 0
 LAYOUT_BITS = 1
-_LAYOUT_NAMES = {"planes": LAYOUT_PLANES, "bits": LAYOUT_BITS}
+LAYOUT_RANGE = 2             # version 2 only: context-adaptive range coding (vtcodec.entropy)
+_LAYOUT_NAMES = {"planes": LAYOUT_PLANES, "bits": LAYOUT_BITS, "range": LAYOUT_RANGE}
+_ZSTD_LAYOUTS = (LAYOUT_PLANES, LAYOUT_BITS)
 
 MAX_NDIM = 32
 MAX_LEVELS = 32
@@ -253,36 +281,38 @@ def _check_levels(name: str, levels) -> list[int]:
 
 
 def pack_streams(
-    streams: Mapping[str, tuple[np.ndarray, list[int]]], *, level: int = 19, layout: str = "auto"
+    streams: Mapping[str, tuple], *, level: int = 19, layout: str = "auto"
 ) -> bytes:
     """Pack named token arrays into one payload (format in the module docstring).
 
-    `streams` maps a name to ``(indices, levels)``: an integer array of any shape whose values
-    lie in ``[0, prod(levels))``. `level` is the zstd level (1..22). `layout` is "auto" (try
-    both layouts per stream and keep the smaller), "planes" or "bits" (for measurements).
-    Raises VtcodecError for an out-of-range index, a non-integer array or bad levels.
+    `streams` maps a name to ``(indices, levels)`` or ``(indices, levels, grid)``: an integer
+    array of any shape whose values lie in ``[0, prod(levels))``, and for layout 2 the (T, H, W)
+    grid its last dimension is laid out on (default ``(1, 1, last dim)``: left neighbours only).
+    `level` is the zstd level (1..22). `layout` is "auto" (try every layout the stream allows
+    and keep the smallest), "planes", "bits" or "range" (for measurements).
+    Raises VtcodecError for an out-of-range index, a non-integer array, bad levels or a grid
+    (or, for "range", levels) layout 2 cannot take.
     """
     if isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= 22:
         raise VtcodecError(f"zstd level must be an int in 1..22, got {level!r}")
     if layout != "auto" and layout not in _LAYOUT_NAMES:
-        raise VtcodecError(f"layout must be 'auto', 'planes' or 'bits', got {layout!r}")
+        raise VtcodecError(f"layout must be 'auto', 'planes', 'bits' or 'range', got {layout!r}")
     if len(streams) > 255:
         raise VtcodecError(f"at most 255 streams per payload, got {len(streams)}")
     cctx = zstandard.ZstdCompressor(level=level, write_checksum=False, write_content_size=True)
     head = [MAGIC, struct.pack("<B", len(streams))]
-    sections = []
+    sections, coded = [], []
     for name, item in streams.items():
         if not isinstance(name, str):
             raise VtcodecError(f"stream names must be str, got {name!r}")
         bname = name.encode("utf-8")
         if not 1 <= len(bname) <= 255:
             raise VtcodecError(f"stream name must be 1..255 UTF-8 bytes, got {name!r}")
-        try:
-            indices, levels = item
-        except (TypeError, ValueError):
+        if not isinstance(item, tuple) or len(item) not in (2, 3):
             raise VtcodecError(
-                f"stream {name!r}: expected (indices, levels), got {type(item).__name__}"
-            ) from None
+                f"stream {name!r}: expected (indices, levels) or (indices, levels, grid), got {type(item).__name__}"
+            )
+        indices, levels = item[:2]
         levels = _check_levels(name, levels)
         k = math.prod(levels)
         arr = np.asarray(indices)
@@ -299,24 +329,48 @@ def pack_streams(
                     f"stream {name!r}: index {int(flat[bad])} at flat position {bad} is outside "
                     f"[0, {k}) for levels {levels}"
                 )
-        if layout == "auto":
-            planes = _encode_planes(flat, levels)
-            bits = _encode_bits(flat, k)
-            # Judged compressed alone: a close proxy for its share of the joint frame.
-            if len(cctx.compress(bits)) < len(cctx.compress(planes)):
-                lay, data = LAYOUT_BITS, bits
-            else:
-                lay, data = LAYOUT_PLANES, planes
-        elif layout == "planes":
-            lay, data = LAYOUT_PLANES, _encode_planes(flat, levels)
-        else:
-            lay, data = LAYOUT_BITS, _encode_bits(flat, k)
+        grid = _grid(name, arr, item[2] if len(item) == 3 else None)
+        why = entropy.check(flat.size, levels, grid) if grid else "the stream is empty or a scalar"
+        if layout == "range" and why:
+            raise VtcodecError(f"stream {name!r}: layout 'range' impossible: {why}")
+        cands = {}
+        if layout in ("auto", "planes"):
+            cands[LAYOUT_PLANES] = _encode_planes(flat, levels)
+        if layout in ("auto", "bits"):
+            cands[LAYOUT_BITS] = _encode_bits(flat, k)
+        if layout in ("auto", "range") and not why:
+            cands[LAYOUT_RANGE] = entropy.encode(flat, levels, grid)
+        # Judged alone (a zstd layout compressed on its own): a close proxy for its share of the
+        # joint frame. On a tie the lower layout number wins.
+        cost = {lay: len(d) if lay == LAYOUT_RANGE else len(cctx.compress(d)) for lay, d in cands.items()}
+        lay = min(cost, key=lambda x: (cost[x], x)) if len(cands) > 1 else next(iter(cands))
+        data = cands[lay]
         head.append(struct.pack("<B", len(bname)) + bname + struct.pack("<BB", lay, arr.ndim))
         head.append(b"".join(_uvarint(d) for d in arr.shape))
         head.append(struct.pack("<B", len(levels)) + b"".join(_uvarint(x) for x in levels))
-        sections.append(data)
-    body = b"".join(head) + cctx.compress(b"".join(sections))
+        if lay == LAYOUT_RANGE:
+            head.append(b"".join(_uvarint(x) for x in (*grid, len(data))))
+            coded.append(data)
+        else:
+            sections.append(data)
+    body = b"".join(head) + b"".join(coded)
+    if sections or not coded:
+        body += cctx.compress(b"".join(sections))
     return body + struct.pack("<I", zlib.crc32(body))
+
+
+def _grid(name: str, arr: np.ndarray, grid) -> tuple[int, int, int] | None:
+    """The layout-2 grid of a stream: given, or (1, 1, last dim); None for a scalar or empty one."""
+    if grid is None:
+        return (1, 1, arr.shape[-1]) if arr.ndim and arr.size else None
+    try:
+        grid = tuple(int(g) for g in grid)
+    except (TypeError, ValueError):
+        raise VtcodecError(f"stream {name!r}: grid must be three ints, got {grid!r}") from None
+    last = arr.shape[-1] if arr.ndim else 1
+    if len(grid) != 3 or min(grid) < 1 or math.prod(grid) != last:
+        raise VtcodecError(f"stream {name!r}: grid {grid} must be three positive ints whose product is the last dim, {last}")
+    return grid if arr.size else None
 
 
 class _Cursor:
@@ -357,13 +411,8 @@ class _Cursor:
         return out
 
 
-def unpack_streams(payload: bytes, *, max_elements: int = 1 << 26) -> dict[str, tuple[np.ndarray, list[int]]]:
-    """Inverse of pack_streams: name -> (int64 indices with the packed shape, levels).
-
-    `max_elements` bounds the total number of indices over all streams; it is checked, together
-    with the zstd frame's declared size, before anything is decompressed. Any malformed,
-    truncated or corrupted payload raises FormatError.
-    """
+def _read_head(payload: bytes, max_elements: int) -> tuple[int, list[tuple], _Cursor]:
+    """Check the CRC and read the descriptors: (version, descriptors, cursor after them)."""
     buf = memoryview(payload).cast("B")
     if len(buf) < len(MAGIC) + 1 + 4:
         raise FormatError(f"truncated packed tokens: {len(buf)} bytes is shorter than the smallest payload")
@@ -374,14 +423,16 @@ def unpack_streams(payload: bytes, *, max_elements: int = 1 << 26) -> dict[str, 
     magic = bytes(cur.take(4, "magic"))
     if magic[:3] != MAGIC[:3]:
         raise FormatError(f"not a packed token payload: magic {magic!r}, expected {MAGIC!r}")
-    if magic[3] != PACKING_VERSION:
+    version = magic[3]
+    if version not in READ_VERSIONS:
         raise FormatError(
-            f"unsupported packed token version {magic[3]} (this vtcodec reads version {PACKING_VERSION})"
+            f"unsupported packed token version {version} (this vtcodec reads versions "
+            f"{', '.join(map(str, READ_VERSIONS))}; a newer vtcodec wrote it?)"
         )
+    layouts = (*_ZSTD_LAYOUTS, LAYOUT_RANGE) if version >= 2 else _ZSTD_LAYOUTS
     n_streams = cur.u8("stream count")
     descs = []
     total_elements = 0
-    expected = 0
     for s in range(n_streams):
         name_len = cur.u8(f"stream {s} name length")
         if name_len == 0:
@@ -393,7 +444,7 @@ def unpack_streams(payload: bytes, *, max_elements: int = 1 << 26) -> dict[str, 
         if any(d[0] == name for d in descs):
             raise FormatError(f"corrupt packed tokens: duplicate stream name {name!r}")
         lay = cur.u8(f"stream {name!r} layout")
-        if lay not in (LAYOUT_PLANES, LAYOUT_BITS):
+        if lay not in layouts:
             raise FormatError(f"corrupt packed tokens: stream {name!r} has unknown layout {lay}")
         ndim = cur.u8(f"stream {name!r} ndim")
         if ndim > MAX_NDIM:
@@ -413,10 +464,65 @@ def unpack_streams(payload: bytes, *, max_elements: int = 1 << 26) -> dict[str, 
                 f"packed tokens declare {total_elements} indices (stream {name!r} shape {tuple(shape)}), "
                 f"more than max_elements={max_elements}"
             )
-        size = _section_size(lay, n, levels)
-        descs.append((name, lay, shape, levels, n, size))
-        expected += size
+        grid = None
+        if lay == LAYOUT_RANGE:
+            grid = tuple(cur.uvarints(3, f"stream {name!r} grid"))
+            (size,) = cur.uvarints(1, f"stream {name!r} section length")
+            why = "it is empty or a scalar" if not ndim or not n else (
+                f"grid {grid} does not multiply to its last dim {shape[-1]}" if math.prod(grid) != shape[-1]
+                else entropy.check(n, levels, grid))
+            if why:
+                raise FormatError(f"corrupt packed tokens: stream {name!r} cannot be range coded: {why}")
+        else:
+            size = _section_size(lay, n, levels)
+        descs.append((name, lay, shape, levels, n, size, grid))
+    return version, descs, cur
+
+
+def payload_layouts(payload: bytes) -> dict[str, str]:
+    """Stream name -> the layout it is stored in ("planes", "bits" or "range"); decodes nothing."""
+    names = {v: k for k, v in _LAYOUT_NAMES.items()}
+    return {d[0]: names[d[1]] for d in _read_head(payload, 1 << 62)[1]}
+
+
+def unpack_streams(payload: bytes, *, max_elements: int = 1 << 26) -> dict[str, tuple[np.ndarray, list[int]]]:
+    """Inverse of pack_streams: name -> (int64 indices with the packed shape, levels).
+
+    `max_elements` bounds the total number of indices over all streams; it is checked, together
+    with the zstd frame's declared size, before anything is decompressed. Any malformed,
+    truncated or corrupted payload raises FormatError.
+    """
+    version, descs, cur = _read_head(payload, max_elements)
+    expected = sum(d[5] for d in descs if d[1] != LAYOUT_RANGE)  # the zstd frame's content
+    coded = {}
+    for name, lay, shape, levels, n, size, grid in descs:
+        if lay == LAYOUT_RANGE:
+            coded[name] = cur.take(size, f"stream {name!r} range-coded section")
     frame = cur.buf[cur.pos :]
+    data = b""
+    if version < 2 or len(coded) < len(descs) or not descs:
+        data = _decompress_frame(frame, expected)
+    elif len(frame):
+        raise FormatError(f"corrupt packed tokens: {len(frame)} bytes after the range-coded sections")
+    view = memoryview(data)
+    out: dict[str, tuple[np.ndarray, list[int]]] = {}
+    pos = 0
+    for name, lay, shape, levels, n, size, grid in descs:
+        if lay == LAYOUT_RANGE:
+            flat = entropy.decode(coded[name], n, levels, grid)
+        else:
+            sec = view[pos : pos + size]
+            pos += size
+            if lay == LAYOUT_PLANES:
+                flat = _decode_planes(sec, n, levels, name)
+            else:
+                flat = _decode_bits(sec, n, math.prod(levels), name)
+        out[name] = (flat.reshape(shape), levels)
+    return out
+
+
+def _decompress_frame(frame: memoryview, expected: int) -> bytes:
+    """The one zstd frame holding the zstd-layout sections, whose sizes add up to `expected`."""
     try:
         params = zstandard.get_frame_parameters(frame)
     except zstandard.ZstdError as e:
@@ -435,18 +541,7 @@ def unpack_streams(payload: bytes, *, max_elements: int = 1 << 26) -> dict[str, 
         raise FormatError(f"corrupt packed tokens: zstd decompression failed ({e})") from None
     if len(data) != expected:
         raise FormatError(f"corrupt packed tokens: decompressed {len(data)} bytes, expected {expected}")
-    view = memoryview(data)
-    out: dict[str, tuple[np.ndarray, list[int]]] = {}
-    pos = 0
-    for name, lay, shape, levels, n, size in descs:
-        sec = view[pos : pos + size]
-        pos += size
-        if lay == LAYOUT_PLANES:
-            flat = _decode_planes(sec, n, levels, name)
-        else:
-            flat = _decode_bits(sec, n, math.prod(levels), name)
-        out[name] = (flat.reshape(shape), levels)
-    return out
+    return data
 
 
 def entropy_bits(indices: np.ndarray) -> float:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from vtcodec.container import REFRESH_TILES, SHARED, TOKENS, UNIT_NAMES, VtkReader
-from vtcodec.packing import entropy_bits, unpack_streams
+from vtcodec.packing import entropy_bits, payload_layouts, unpack_streams
 
 
 def describe(path: str | Path) -> dict:
@@ -21,6 +21,7 @@ def describe(path: str | Path) -> dict:
         index = list(r.index)
         units: dict[str, list[int]] = defaultdict(list)
         by_stream: dict[str, list[np.ndarray]] = defaultdict(list)
+        layouts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         payload_bits_by_kind: dict[str, int] = defaultdict(int)
         tokens_by_kind: dict[str, int] = defaultdict(int)
         refreshed = 0
@@ -29,6 +30,8 @@ def describe(path: str | Path) -> dict:
             units[kind].append(len(u.payload))
             if u.type in (SHARED, TOKENS):
                 streams = unpack_streams(u.payload)
+                for name, lay in payload_layouts(u.payload).items():
+                    layouts[name][lay] += 1
                 for name, (idx, _) in streams.items():
                     if name == REFRESH_TILES:  # tile numbers of a partial refresh, not tokens
                         refreshed += idx.size
@@ -42,7 +45,7 @@ def describe(path: str | Path) -> dict:
     for name, parts in by_stream.items():
         allidx = np.concatenate(parts)
         streams[name] = {"tokens": int(allidx.size), "entropy_bits": entropy_bits(allidx),
-                         "distinct": int(np.unique(allidx).size)}
+                         "distinct": int(np.unique(allidx).size), "layouts": dict(layouts[name])}
     total_tokens = sum(s["tokens"] for s in streams.values())
     payload_bits = sum(payload_bits_by_kind.values())
     return {

@@ -2,9 +2,11 @@
 
     VTCODEC_REGEN_GOLDEN=1 python tests/golden/make_shipped_golden.py
 
-Run it whenever a checkpoint ships. Files are named `<key>-<sha256[:12]>.vtk` and are only ever
-added, never replaced: each pins that a .vtk written by that release's checkpoint keeps decoding
-(the replaced checkpoint moves to models/superseded/, see registry.py).
+Run it whenever a checkpoint ships or the packed-token version changes. Files are named
+`<key>-<sha256[:12]>-p<packing version>.vtk` (`<key>-<sha256[:12]>.vtk` for packing version 1,
+written before the suffix existed) and are only ever added, never replaced: each pins that a .vtk
+written by that release's checkpoint with that packing keeps decoding (a replaced checkpoint
+moves to models/superseded/, see registry.py).
 """
 
 from __future__ import annotations
@@ -20,6 +22,13 @@ SHIPPED = HERE / "shipped"
 SOURCE = HERE / "codec" / "source.mkv"  # 12 frames of 72x40, written by make_codec_golden.py
 
 
+def golden_name(key: str, sha256: str) -> Path:
+    """Today's golden file for a checkpoint: named by its key, hash and the packing version written."""
+    from vtcodec.packing import PACKING_VERSION
+
+    return SHIPPED / f"{key}-{sha256[:12]}-p{PACKING_VERSION}.vtk"
+
+
 def main() -> None:
     if os.environ.get("VTCODEC_REGEN_GOLDEN") != "1":
         sys.exit("refusing: set VTCODEC_REGEN_GOLDEN=1 to add golden files on purpose")
@@ -30,7 +39,7 @@ def main() -> None:
     for m in list_models():
         if m.path.parent != REPO_MODELS:
             continue
-        out = SHIPPED / f"{m.key}-{m.sha256[:12]}.vtk"
+        out = golden_name(m.key, m.sha256)
         if out.exists():
             continue
         vtcodec.encode_file(SOURCE, out, model=m.key)

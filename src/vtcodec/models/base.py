@@ -62,6 +62,14 @@ class Tokenizer(nn.Module):
         raise NotImplementedError
 
     @property
+    def stream_grids(self) -> dict[str, tuple[int, int, int]]:
+        """How each stream's tokens of one tile lie, as (T, H, W) in C order: T the axis along which
+        tokens repeat (latent time), H x W the positions of one step. The entropy coder's contexts
+        come from it (vtcodec.entropy); it is stored in the payload, so decoding needs no model.
+        The default, one row per stream, gives left-neighbour contexts only."""
+        return {k: (1, 1, n) for k, n in self.tokens_per_chunk(True).items()}
+
+    @property
     def pixels_per_token(self) -> int:
         """The headline ratio: pixels of a tile-chunk per token of a key chunk's main streams."""
         px = self.chunk_frames * self.tile * self.tile
@@ -80,6 +88,7 @@ class Tokenizer(nn.Module):
             "tokens_key": self.tokens_per_chunk(True),
             "tokens_next": self.tokens_per_chunk(False),
             "stream_levels": self.stream_levels,
+            "stream_grids": self.stream_grids,
             "codebook_bits": {k: math.log2(math.prod(v)) for k, v in self.stream_levels.items()},
             "params": self.params,
         }

@@ -164,6 +164,11 @@ class RefTok(Tokenizer):
         tgt = {"target": self.n_tgt}
         return {"intra": self.intra.grid**2, **tgt} if key else tgt
 
+    @property
+    def stream_grids(self) -> dict[str, tuple[int, int, int]]:
+        g = self.grid
+        return {"intra": (1, self.intra.grid, self.intra.grid), "target": (self.config.frames // self.config.tubelet_t, g, g)}
+
     # -- parts --------------------------------------------------------------------------------
     def _ref_tokens(self, ref: torch.Tensor) -> torch.Tensor:
         return self.ref_embed(patchify(ref[:, :, None], 1, self.config.patch)) + self.pos_ref

