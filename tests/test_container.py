@@ -1,4 +1,4 @@
-"""Tests for the .vtk container (src/vtcodec/container.py, format version 2; version 1 still read)."""
+"""Tests for the .vtk container (src/vtcodec/container.py, format version 3; versions 1 and 2 still read)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ import pytest
 from vtcodec.container import (
     END_MAGIC,
     FORMAT_VERSION,
+    HEADER_DICT,
     INDEX,
     MAGIC,
+    MAX_HEADER_LEN,
     SEGMENT,
     SHARED,
     TOKENS,
@@ -25,6 +27,7 @@ from vtcodec.container import (
     Unit,
     VtkReader,
     VtkWriter,
+    pack_header,
 )
 from vtcodec.errors import FormatError, OutputError, VtcodecError
 from vtcodec.packing import unpack_streams
@@ -50,6 +53,9 @@ def header(frame_count: int, **extra) -> dict:
 # checked against the spec rather than against itself. chunks: [(chunk, first, n, key, units)].
 def spec_bytes(hdr: dict, chunks, *, version: int = FORMAT_VERSION) -> bytes:
     blob = json.dumps(hdr, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    if version >= 3:  # raw DEFLATE with the preset dictionary
+        c = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zdict=HEADER_DICT)
+        blob = c.compress(blob) + c.flush()
     pre = MAGIC + struct.pack("<HI", version, len(blob)) + blob
     out = bytearray(pre + struct.pack("<I", zlib.crc32(pre)))
     entries = []
@@ -217,21 +223,43 @@ def test_bad_magic(small):
 
 
 def test_future_version(small):
-    data = small[:8] + struct.pack("<H", 3) + small[10:]
-    with pytest.raises(FormatError, match=r"version 3 \(this vtcodec reads versions 1, 2\)"):
+    data = small[:8] + struct.pack("<H", 4) + small[10:]
+    with pytest.raises(FormatError, match=r"version 4 \(this vtcodec reads versions 1, 2, 3\)"):
         VtkReader(io.BytesIO(data))
 
 
-def test_writer_writes_version_2_and_reader_reports_the_version(tmp_path, small):
+def test_writer_writes_version_3_and_reader_reports_the_version(tmp_path, small):
     with VtkReader(io.BytesIO(small)) as r:
         assert r.version == 1
     hdr = dict(GOLDEN_HEADER, frame_count=0)
-    with VtkWriter(tmp_path / "v2.vtk", hdr):
+    with VtkWriter(tmp_path / "v3.vtk", hdr):
         pass
-    data = (tmp_path / "v2.vtk").read_bytes()
-    assert struct.unpack("<H", data[8:10]) == (FORMAT_VERSION,) == (2,)
-    with VtkReader(tmp_path / "v2.vtk") as r:
-        assert r.version == 2
+    data = (tmp_path / "v3.vtk").read_bytes()
+    assert struct.unpack("<H", data[8:10]) == (FORMAT_VERSION,) == (3,)
+    with VtkReader(tmp_path / "v3.vtk") as r:
+        assert r.version == 3 and r.header == hdr
+
+
+def test_version_3_header_is_compressed_and_checked():
+    """A codec-like header shrinks to about a quarter; a broken DEFLATE stream is a FormatError."""
+    hdr = {"arch": "reftok", "checkpoint_sha256": "e5" * 32, "chunk_frames": 16, "fps": "10/1",
+           "frame_count": 0, "height": 256, "key_streams": ["intra"], "model": "reftok", "overlap": 0,
+           "pad_box": [0, 0, 256, 256], "pixels_per_token": 1024, "refresh_db": 1.0, "segment_chunks": 8,
+           "stream_levels": {"intra": [8, 8, 8, 5, 5, 5], "target": [8, 8, 8, 5, 5, 5]}, "tile": 128,
+           "tile_batch": 8, "tiles": 4, "vtcodec_version": "0.1.0", "width": 256}
+    data = spec_bytes(hdr, [])
+    text = json.dumps(hdr, sort_keys=True, separators=(",", ":")).encode()
+    stored = struct.unpack("<I", data[10:14])[0]
+    assert stored < 0.35 * len(text)
+    with VtkReader(io.BytesIO(data)) as r:
+        assert r.header == hdr
+    for blob, match in ((b"\xff\xff", "not a DEFLATE stream"), (pack_header(text)[:-3], "does not end exactly"),
+                        (pack_header(text) + b"\0", "does not end exactly"),
+                        (pack_header(b" " * (MAX_HEADER_LEN + 1)), "inflates past")):
+        pre = MAGIC + struct.pack("<HI", 3, len(blob)) + blob
+        bad = pre + struct.pack("<I", zlib.crc32(pre)) + data[14 + stored + 4:]
+        with pytest.raises(FormatError, match=match):
+            VtkReader(io.BytesIO(bad))
 
 
 def test_truncation_at_every_offset(small):

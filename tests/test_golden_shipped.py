@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from vtcodec.codec import decode_frames
-from vtcodec.container import VtkReader
+from vtcodec.container import FORMAT_VERSION, VtkReader
 from vtcodec.models.registry import REPO_MODELS, list_models
 from vtcodec.packing import PACKING_VERSION, payload_layouts
 
@@ -28,11 +28,15 @@ def test_every_shipped_checkpoint_has_a_golden_file(monkeypatch):
     assert not missing, f"run tests/golden/make_shipped_golden.py for {missing}"
 
 
-def test_todays_goldens_use_todays_packing_and_range_coding():
-    """The current goldens pin packing version 2, and real tokens do take its range-coded layout."""
+def test_todays_goldens_use_todays_versions_and_range_coding():
+    """The current goldens pin today's container and packing versions, and real tokens do take
+    the range-coded layout."""
     layouts = set()
-    for path in SHIPPED.glob(f"*-p{PACKING_VERSION}.vtk"):
+    paths = list(SHIPPED.glob(f"*-v{FORMAT_VERSION}p{PACKING_VERSION}.vtk"))
+    assert len(paths) >= 4
+    for path in paths:
         with VtkReader(path) as r:
+            assert r.version == FORMAT_VERSION
             for u in r.units():
                 if u.type in (2, 3):
                     assert bytes(u.payload[:4]) == b"VTP" + bytes([PACKING_VERSION])

@@ -225,7 +225,7 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
             since_key = 1 if key else since_key + 1
             w.begin_chunk(i, done, n, key)
             if key:
-                w.write_unit(SEGMENT, json.dumps({"chunk": i, "first_frame": done}).encode())
+                w.write_unit(SEGMENT, json.dumps({"chunk": i, "first_frame": done}, separators=(",", ":")).encode())
                 shared = {k: (v, levels[k], grids[k]) for k, v in streams.items() if k in key_names}
                 if shared:
                     w.write_unit(SHARED, pack_streams(shared))

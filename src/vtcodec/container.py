@@ -1,4 +1,4 @@
-"""The `.vtk` container, format version 2 (readers also read version 1).
+"""The `.vtk` container, format version 3 (readers also read versions 1 and 2).
 
 This docstring is the normative specification of the container (docs/FORMAT.md carries the
 same text plus the token payload format). The format version is independent of the vtcodec
@@ -10,6 +10,9 @@ Version history:
      refresh: key streams for some tiles, see docs/FORMAT.md). A version-1 decoder would skip it
      and decode those tiles against stale state, so version-2 files are refused there by
      version number instead of misread.
+  3  the header JSON is stored compressed: raw DEFLATE (RFC 1951) with the preset dictionary
+     HEADER_DICT below. On the 2-4 KB files of a short clip the plain JSON (410-440 bytes) was
+     the largest part of the container; compressed it takes about 100.
 
 Conventions
 -----------
@@ -17,7 +20,7 @@ All integers are unsigned little-endian: u8, u16, u32, u64. CRC32 is the ISO-HDL
 (polynomial 0x04C11DB7, reflected, init and xorout 0xFFFFFFFF), i.e. Python's `zlib.crc32`,
 stored as a u32. A file is::
 
-    preamble | header JSON | header CRC | unit* | INDEX unit | trailer
+    preamble | header | header CRC | unit* | INDEX unit | trailer
 
 Preamble and header
 -------------------
@@ -25,10 +28,25 @@ Preamble and header
 
     offset  size  field
     0       8     magic b"\\x89VTK\\r\\n\\x1a\\n"
-    8       2     u16 format_version = 2 (1 in files written before the version-2 rule)
+    8       2     u16 format_version = 3 (1 or 2 in older files)
     10      4     u32 header_len, 2 <= header_len <= 1 MiB (1048576)
-    14      n     header: UTF-8 JSON text of one object (header_len bytes)
-    14+n    4     u32 CRC32 of bytes [0, 14+n): magic, version, length and JSON
+    14      n     header (header_len bytes): versions 1-2, UTF-8 JSON text of one object;
+                  version 3, that text compressed as one raw DEFLATE stream (RFC 1951, no zlib
+                  or gzip wrapper) with the preset dictionary HEADER_DICT, at most 1 MiB
+                  inflated, ending exactly at the end of the field
+    14+n    4     u32 CRC32 of bytes [0, 14+n): magic, version, length and stored header
+
+HEADER_DICT is these 549 ASCII bytes (shown cut into lines of 88; no line breaks in it), frozen with version 3 (Python: `container.HEADER_DICT`;
+zlib: `deflateSetDictionary` / `inflateSetDictionary`, or `zdict=` in Python's zlib). It only
+makes typical headers small; any JSON header round-trips::
+
+    {"arch":"tivtok","checkpoint_sha256":"","chunk_frames":16,"fps":"25/1","frame_count":,"h
+    eight":,"key_streams":[],"key_streams":["tiv"],"key_streams":["intra"],"model":"vidtok-2
+    56","model":"reftok","overlap":0,"overlap":16,"pad_box":[0,0,,],"pixels_per_token":1024,
+    "refresh_db":null,"refresh_db":1.0,"segment_chunks":8,"stream_levels":{"latent":[8,8,8,5
+    ,5,5]},"stream_levels":{"tiv":[8,8,8,5,5,5],"tv":[8,8,8,5,5,5]},"stream_levels":{"intra"
+    :[8,8,8,5,5,5],"target":[8,8,8,5,5,5]},"tile":128,"tile_batch":8,"tiles":,"vtcodec_versi
+    on":"0.1.0","width":}
 
 The magic's first byte has its high bit set and it holds CR LF, ^Z and LF (PNG's trick), so
 7-bit channels and text-mode newline conversion corrupt it visibly. A reader checks the magic,
@@ -57,7 +75,7 @@ After the header CRC comes a sequence of units, each::
     n     payload
     4     u32 CRC32 of the type byte, the length field and the payload
 
-Unit types in versions 1 and 2 (any other value is an error):
+Unit types in versions 1-3 (any other value is an error):
 
     1 SEGMENT  starts a random-access point (key chunk); small codec-defined payload
     2 SHARED   side data used by the following chunks (a reference, time-invariant tokens)
@@ -158,8 +176,19 @@ __all__ = [
     "VtkReader",
 ]
 
-FORMAT_VERSION = 2          # what the writer writes
-READ_VERSIONS = (1, 2)      # what the reader reads
+FORMAT_VERSION = 3          # what the writer writes
+READ_VERSIONS = (1, 2, 3)   # what the reader reads
+# The preset dictionary of version-3 headers. Frozen: changing one byte makes every version-3
+# file unreadable. Typical header text: keys in sorted order, the codec's usual values.
+HEADER_DICT = (
+    b'{"arch":"tivtok","checkpoint_sha256":"","chunk_frames":16,"fps":"25/1","frame_count":,'
+    b'"height":,"key_streams":[],"key_streams":["tiv"],"key_streams":["intra"],"model":"vidtok-256",'
+    b'"model":"reftok","overlap":0,"overlap":16,"pad_box":[0,0,,],"pixels_per_token":1024,'
+    b'"refresh_db":null,"refresh_db":1.0,"segment_chunks":8,'
+    b'"stream_levels":{"latent":[8,8,8,5,5,5]},"stream_levels":{"tiv":[8,8,8,5,5,5],"tv":[8,8,8,5,5,5]},'
+    b'"stream_levels":{"intra":[8,8,8,5,5,5],"target":[8,8,8,5,5,5]},"tile":128,"tile_batch":8,'
+    b'"tiles":,"vtcodec_version":"0.1.0","width":}'
+)
 MAGIC = b"\x89VTK\r\n\x1a\n"
 END_MAGIC = b"VTKEND\x00\x00"
 SEGMENT, SHARED, TOKENS, INDEX = 1, 2, 3, 4
@@ -265,6 +294,26 @@ def _reject_constant(name):
     raise FormatError(f"corrupt .vtk header: {name} is not valid JSON")
 
 
+def pack_header(text: bytes) -> bytes:
+    """A version-3 stored header: raw DEFLATE of the JSON text with HEADER_DICT preset."""
+    c = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, zdict=HEADER_DICT)
+    return c.compress(text) + c.flush()
+
+
+def unpack_header(stored: bytes) -> bytes:
+    """Inverse of pack_header; FormatError unless it is one complete stream of <= 1 MiB."""
+    d = zlib.decompressobj(-15, zdict=HEADER_DICT)
+    try:
+        text = d.decompress(stored, MAX_HEADER_LEN + 1)
+    except zlib.error as e:
+        raise FormatError(f"corrupt .vtk header: not a DEFLATE stream ({e})") from None
+    if len(text) > MAX_HEADER_LEN:
+        raise FormatError(f"corrupt .vtk header: inflates past {MAX_HEADER_LEN} bytes")
+    if not d.eof or d.unused_data:
+        raise FormatError("corrupt .vtk header: the DEFLATE stream does not end exactly at the header's end")
+    return text
+
+
 def _encode_unit(unit_type: int, payload) -> tuple[bytes, int]:
     """(unit head, crc) for a payload; the payload itself is written separately, uncopied."""
     head = _UNIT_HEAD.pack(unit_type, len(payload))
@@ -279,7 +328,12 @@ class VtkWriter:
     Misuse raises VtcodecError; I/O failures raise OutputError. Either way the temp is removed.
     """
 
-    def __init__(self, path, header: dict, *, force: bool = False):
+    def __init__(self, path, header: dict, *, force: bool = False, version: int = FORMAT_VERSION):
+        """`version`: the format version to write, one of READ_VERSIONS (an older one only for tests
+        and tools that must produce older files; the caller keeps to that version's rules)."""
+        if version not in READ_VERSIONS:
+            raise VtcodecError(f"cannot write .vtk format version {version}; this vtcodec writes {READ_VERSIONS}")
+        self.version = version
         self.path = os.fspath(path)
         self.bytes_written = 0
         self.unit_sizes: list[tuple[int, int]] = []  # (type, payload bytes), INDEX included on close
@@ -315,7 +369,9 @@ class VtkWriter:
             raise OutputError(f"output directory {parent!r} does not exist")
         self._force = force
         self._open_temp()
-        pre = _PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(blob)) + blob
+        if self.version >= 3:
+            blob = pack_header(blob)
+        pre = _PREAMBLE.pack(MAGIC, self.version, len(blob)) + blob
         self._write(pre + _CRC.pack(zlib.crc32(pre)))
         self._data_start = self.bytes_written
 
@@ -495,6 +551,7 @@ def _fsync_dir(path: str) -> None:
 # The unit sequences a chunk may hold (docs/FORMAT.md, codec layer): key chunks, then non-key ones.
 _CHUNK_LAYOUTS = {1: [(SEGMENT, SHARED, TOKENS), (SEGMENT, TOKENS), (TOKENS,)]}
 _CHUNK_LAYOUTS[2] = _CHUNK_LAYOUTS[1] + [(SHARED, TOKENS)]  # version 2: partial refresh
+_CHUNK_LAYOUTS[3] = _CHUNK_LAYOUTS[2]
 
 
 def check_chunk_units(kinds: list[int], chunk: int | None, version: int, complete: bool = False) -> None:
@@ -570,6 +627,8 @@ class VtkReader:
         (crc,) = _CRC.unpack(self._read(_CRC.size, "header CRC"))
         if zlib.crc32(blob, zlib.crc32(pre)) != crc:
             raise FormatError("corrupt .vtk: header CRC mismatch")
+        if version >= 3:
+            blob = unpack_header(blob)
         try:
             header = json.loads(
                 blob.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_reject_constant
@@ -701,7 +760,7 @@ class VtkReader:
                 utype, payload, nxt = self._read_unit(pos, end)
                 if utype not in UNIT_NAMES:
                     raise FormatError(
-                        f"corrupt .vtk: unknown unit type {utype} at offset {pos} (versions 1 and 2 define 1-4)"
+                        f"corrupt .vtk: unknown unit type {utype} at offset {pos} (versions 1-3 define 1-4)"
                     )
                 if utype == INDEX:
                     raise FormatError(

@@ -2,9 +2,9 @@
 
     VTCODEC_REGEN_GOLDEN=1 python tests/golden/make_shipped_golden.py
 
-Run it whenever a checkpoint ships or the packed-token version changes. Files are named
-`<key>-<sha256[:12]>-p<packing version>.vtk` (`<key>-<sha256[:12]>.vtk` for packing version 1,
-written before the suffix existed) and are only ever added, never replaced: each pins that a .vtk
+Run it whenever a checkpoint ships or the container or packed-token version changes. Files are
+named `<key>-<sha256[:12]>-v<container version>p<packing version>.vtk` (`<key>-<sha256[:12]>.vtk`
+for container version 2 and packing version 1, written before the suffix existed) and are only ever added, never replaced: each pins that a .vtk
 written by that release's checkpoint with that packing keeps decoding (a replaced checkpoint
 moves to models/superseded/, see registry.py).
 """
@@ -23,10 +23,11 @@ SOURCE = HERE / "codec" / "source.mkv"  # 12 frames of 72x40, written by make_co
 
 
 def golden_name(key: str, sha256: str) -> Path:
-    """Today's golden file for a checkpoint: named by its key, hash and the packing version written."""
+    """Today's golden file for a checkpoint: named by its key, hash and the versions written."""
+    from vtcodec.container import FORMAT_VERSION
     from vtcodec.packing import PACKING_VERSION
 
-    return SHIPPED / f"{key}-{sha256[:12]}-p{PACKING_VERSION}.vtk"
+    return SHIPPED / f"{key}-{sha256[:12]}-v{FORMAT_VERSION}p{PACKING_VERSION}.vtk"
 
 
 def main() -> None:
