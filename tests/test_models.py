@@ -15,6 +15,8 @@ vacuous:
 
 from __future__ import annotations
 
+import math
+
 import json
 
 import pytest
@@ -341,6 +343,18 @@ def test_default_config_is_1024_pixels_per_token(arch):
     assert (m.tile, m.chunk_frames) == (128, 16)
     d = m.describe()
     assert d["arch"] == arch and d["pixels_per_token"] == 1024
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_stream_grids_lay_out_every_stream(arch):
+    """The entropy coder's (T, H, W) grid of each stream holds exactly one tile's tokens."""
+    m = build(arch)
+    assert set(m.stream_grids) == set(m.tokens_per_chunk(True)) == set(m.stream_levels)
+    for name, grid in m.stream_grids.items():
+        assert len(grid) == 3 and min(grid) >= 1
+        assert math.prod(grid) == m.tokens_per_chunk(True)[name]
+    t = {"vidtok": {"latent": 4}, "reftok": {"intra": 1, "target": 4}, "tivtok": {"tiv": 16, "tv": 16}}[arch]
+    assert {k: g[0] for k, g in m.stream_grids.items()} == t  # latent time / patches / frames
 
 
 def code_two_chunks(m, video):
