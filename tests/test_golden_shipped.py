@@ -11,7 +11,7 @@ import pytest
 
 from vtcodec.codec import decode_frames
 from vtcodec.container import FORMAT_VERSION, VtkReader
-from vtcodec.models.registry import REPO_MODELS, list_models
+from vtcodec.models.registry import REPO_MODELS, build_from_metadata, list_models, read_metadata
 from vtcodec.packing import PACKING_VERSION, payload_layouts
 
 from golden.make_shipped_golden import SHIPPED, golden_name
@@ -28,20 +28,28 @@ def test_every_shipped_checkpoint_has_a_golden_file(monkeypatch):
     assert not missing, f"run tests/golden/make_shipped_golden.py for {missing}"
 
 
-def test_todays_goldens_use_todays_versions_and_range_coding():
-    """The current goldens pin today's container and packing versions, and real tokens do take
-    the range-coded layout."""
-    layouts = set()
-    paths = list(SHIPPED.glob(f"*-v{FORMAT_VERSION}p{PACKING_VERSION}.vtk"))
-    assert len(paths) >= 4
-    for path in paths:
-        with VtkReader(path) as r:
+def test_todays_goldens_use_todays_versions_and_range_coding(monkeypatch):
+    """The current goldens pin today's container and packing versions; real tokens take the
+    range-coded layout, on the grids the model declares. (The encoder keeps the smallest layout:
+    on this 1-tile, 12-frame clip TivTok's TIV tokens and the 256-px/token baseline's latents pack
+    smaller as plain bits.)"""
+    monkeypatch.delenv("VTCODEC_MODELS", raising=False)
+    ranged = []
+    for m in [m for m in list_models() if m.path.parent == REPO_MODELS]:
+        grids = build_from_metadata(read_metadata(m.path), m.path).stream_grids
+        with VtkReader(golden_name(m.key, m.sha256)) as r:
             assert r.version == FORMAT_VERSION
+            stored = {}
             for u in r.units():
                 if u.type in (2, 3):
                     assert bytes(u.payload[:4]) == b"VTP" + bytes([PACKING_VERSION])
-                    layouts.update(payload_layouts(u.payload).values())
-    assert "range" in layouts
+                    stored.update(payload_layouts(u.payload))
+        assert set(stored) == set(grids), m.key
+        for k, (lay, g) in stored.items():
+            if lay == "range":
+                assert g == grids[k], (m.key, k)
+                ranged.append((m.key, k))
+    assert {"reftok", "vidtok", "tivtok"} <= {key for key, _ in ranged}, ranged
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])

@@ -353,6 +353,7 @@ def test_stream_grids_lay_out_every_stream(arch):
     for name, grid in m.stream_grids.items():
         assert len(grid) == 3 and min(grid) >= 1
         assert math.prod(grid) == m.tokens_per_chunk(True)[name]
+        assert math.prod(grid) == m.tokens_per_chunk(False).get(name, math.prod(grid))
     t = {"vidtok": {"latent": 4}, "reftok": {"intra": 1, "target": 4}, "tivtok": {"tiv": 16, "tv": 16}}[arch]
     assert {k: g[0] for k, g in m.stream_grids.items()} == t  # latent time / patches / frames
 

@@ -24,6 +24,7 @@ from vtcodec.packing import (
     entropy_bits,
     pack_streams,
     packed_bits_per_token,
+    payload_layouts,
     unpack_streams,
 )
 
@@ -335,3 +336,87 @@ def test_plain_vq_at_the_2_pow_32_limit_round_trips():
     idx = np.array([3653403231, 0, (1 << 32) - 1], np.int64)
     (got, levels), = unpack_streams(pack_streams({"v": (idx, [1 << 32])})).values()
     assert levels == [1 << 32] and np.array_equal(got, idx)
+
+
+def _spec_encode(flat, levels, grid) -> bytes:
+    """Layout 2 written from the `vtcodec.entropy` docstring alone, in exact integer arithmetic
+    (no carries or held-back bytes), to check the implementation against its specification."""
+    m, (t_, h, w) = len(levels), grid
+    d = [[(int(v) // math.prod(levels[:i])) % lv for i, lv in enumerate(levels)] for v in flat]
+    tables, low, rng, shifts = {}, 0, 2**32 - 1, 0
+    for e, row in enumerate(d):
+        t, y, x = (e // (h * w)) % t_, (e // w) % h, e % w
+        for i, lv in enumerate(levels):
+            if t > 0:
+                ctx = (i, 0, 1 + d[e - h * w][i], 0)
+            else:
+                ctx = (i, 1, 1 + d[e - 1][i] if x else 0, 1 + d[e - w][i] if y else 0)
+            f = tables.setdefault(ctx, [2] * lv)
+            s, total = row[i], sum(f)
+            r = rng // total
+            low, rng = low + r * sum(f[:s]), r * f[s]
+            while rng < 2**24:
+                rng, low, shifts = rng << 8, low << 8, shifts + 1
+            f[s] += 5
+            if total + 5 > 2**13:
+                f[:] = [(c + 1) >> 1 for c in f]
+    low = -(-low // 2**24) * 2**24
+    return low.to_bytes(4 + shifts, "big").rstrip(b"\0")
+
+
+@FAST
+@given(st.data())
+def test_range_coder_matches_its_specification(data):
+    levels = data.draw(st.lists(st.integers(2, 64), min_size=1, max_size=3))
+    grid = tuple(data.draw(st.lists(st.integers(1, 4), min_size=3, max_size=3)))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    n = data.draw(st.integers(1, 3)) * math.prod(grid)
+    k = math.prod(levels)
+    skew = data.draw(st.sampled_from([0.0, 0.9, 0.999]))
+    flat = np.where(rng.random(n) < skew, k - 1, rng.integers(0, k, n))
+    assert entropy.encode(flat, levels, grid) == _spec_encode(flat, levels, grid)
+
+
+def test_range_coder_long_skewed_stream_rescales_and_is_pinned():
+    """4,000 tokens of one context (its table rescales many times): round trip, agreement with
+    the specification, and the exact bytes (a golden hash)."""
+    import hashlib
+
+    rng = np.random.default_rng(11)
+    flat = np.minimum(rng.geometric(0.7, 4000) - 1, 7)
+    flat[::97] = 7
+    section = entropy.encode(flat, [8], (1, 1, 4000))
+    assert section == _spec_encode(flat, [8], (1, 1, 4000))
+    assert np.array_equal(entropy.decode(section, 4000, [8], (1, 1, 4000)), flat)
+    assert hashlib.sha256(section).hexdigest() == GOLDEN_LONG_SECTION_SHA256
+    # a reader accepts any value in the final interval: trailing zeros change nothing
+    assert np.array_equal(entropy.decode(section + b"\0", 4000, [8], (1, 1, 4000)), flat)
+
+
+GOLDEN_LONG_SECTION_SHA256 = "82684fbdeca9b9ac6bd478b302d0eee520d2fa0bdeb68f7535732a20bdd0af8f"
+
+
+def test_grids_are_checked_and_scalars_take_a_zstd_layout():
+    """Found by review: a scalar given a grid was range coded, and its own reader refused it."""
+    got = unpack_streams(pack_streams({"t": (np.array(5), [8], (1, 1, 1))}))
+    assert got["t"][0].shape == () and int(got["t"][0]) == 5
+    for grid in ((2.9, 1, 4), (True, 2, 4), (2, 4), (1, 2, 5), "abc", 7):
+        with pytest.raises(VtcodecError, match="grid"):
+            pack_streams({"t": (np.zeros((3, 8), np.int64), [8], grid)})
+
+
+def test_range_coded_digits_are_capped_per_payload(monkeypatch):
+    """A few bytes can code millions of repeated digits; the reader refuses more than 2**24 in
+    one payload before decoding anything, summed over streams."""
+    big = forge((1 << 22,), levels=(2,) * 8, layout=LAYOUT_RANGE, frame=b"",
+                extra=b"".join(_uvarint(x) for x in (1, 1, 1 << 22, 0)))
+    with pytest.raises(FormatError, match="range-coded digits"):
+        unpack_streams(big)
+    # the writer keeps under the cap, summed over streams, by falling back to a zstd layout
+    monkeypatch.setattr(entropy, "MAX_SYMBOLS", 1000)
+    idx = np.zeros((1, 80), np.int64)
+    payload = pack_streams({"a": (idx, [2] * 9), "b": (idx, [2] * 9)})  # 720 digits each
+    assert [lay for lay, _ in payload_layouts(payload).values()][0] == "range" != payload_layouts(payload)["b"][0]
+    assert_same(unpack_streams(payload), {"a": (idx, [2] * 9), "b": (idx, [2] * 9)})
+    with pytest.raises(VtcodecError, match="would exceed 1000 digits"):
+        pack_streams({"a": (idx, [2] * 9), "b": (idx, [2] * 9)}, layout="range")

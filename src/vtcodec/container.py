@@ -114,7 +114,9 @@ something other than a valid trailer in the last 20 bytes.
 What a reader must validate
 ---------------------------
 * magic; format_version in READ_VERSIONS (else report the version found and those supported);
-  header_len in range and not past the end of the file; header CRC; header JSON and keys.
+  header_len in range and not past the end of the file; header CRC; in version 3, one complete
+  raw DEFLATE stream ending exactly at the field's end and inflating to at most 1 MiB; header
+  JSON and keys.
 * trailer end magic and CRC; data_start <= index_offset where data_start = 18 + header_len;
   the INDEX unit has type 4, a valid CRC and ends exactly at the trailer.
 * index entries: offsets strictly increasing, the first equal to data_start and all below

@@ -1,7 +1,7 @@
 """Context-adaptive range coding of FSQ token digits: packed-token layout 2.
 
 This docstring is the specification of a layout-2 section (docs/FORMAT.md, "Packed token
-payload", points here). `vtcodec.packing` frames the section; this module codes its content.
+payload", carries the same text). `vtcodec.packing` frames the section; this module codes its content.
 
 What is coded
 -------------
@@ -23,16 +23,25 @@ first used. A symbol s is coded with cum = sum(f[:s]), freq = f[s], total = sum(
 INC (5), and when the total exceeds LIMIT (2**13) every entry becomes (f + 1) >> 1. Tables start
 afresh in every section, so a payload decodes on its own.
 
-Range coder (the carry-propagating byte-wise coder of LZMA, 32-bit range): low = 0, range =
-2**32 - 1. Coding (cum, freq, total): r = range // total; low += r * cum; range = r * freq;
-while range < 2**24: range <<= 8 and shift out the top byte of low (a byte is held back while
-it is 0xFF, because a later carry may still increase it). At the end low is rounded up to a
-multiple of 2**24 (still inside [low, low + range)) and four more bytes are shifted out. The
-first byte shifted out is always 0 and is not written; trailing zero bytes are not written
-either: a decoder reads past the end of the section as zeros. Decoding mirrors it: code = the
-first 4 bytes, big-endian; per symbol r = range // total, v = code // r (v >= total: corrupt),
-s = the symbol with cum <= v < cum + freq; code -= r * cum; range = r * freq; renormalise,
-reading one byte into code per shift.
+Range coder (the carry-propagating byte-wise coder of LZMA, 32-bit range). State: `low`, an
+integer of unbounded precision in exact arithmetic (the code value's digits so far), and
+`range`, starting at low = 0, range = 2**32 - 1. Coding (cum, freq, total): r = range // total;
+low += r * cum; range = r * freq; then while range < 2**24: range <<= 8 and low <<= 8 (one
+*shift*; let S be the number of shifts over the whole section). At the end low is rounded up to
+the next multiple of 2**24 (it stays below low + range, as range >= 2**24 there). The section is
+that final low written as a (4 + S)-byte big-endian integer (it is below 2**(32 + 8 S)), with
+its trailing zero bytes dropped. (The implementation emits the bytes as it goes, LZMA's way:
+with one always-zero byte in front, which it does not write, and holding back a run of 0xFF
+bytes until a carry is settled; the result is the same, as tests/test_packing.py checks against
+a transcription of this paragraph.)
+
+Decoding mirrors it: code = the first 4 bytes of the section, big-endian, and range = 2**32 - 1;
+per symbol r = range // total, v = code // r (v >= total: corrupt), s = the symbol with cum <= v
+< cum + freq, code -= r * cum, range = r * freq, and per shift range <<= 8, code = (code << 8) |
+the next byte. Bytes past the end of the section read as 0. The decoder thus reads exactly 4 + S
+bytes; a section longer than that is corrupt. Any section whose value falls inside the final
+interval decodes to the same symbols, so a reader must not demand the writer's exact bytes
+(trailing zeros or a shorter value inside the interval are accepted).
 
 Why. The tokens of a trained tokenizer repeat along time and are correlated in space, but every
 FSQ digit is a small alphabet: measured on the validation split (`benchmarks/entropy_prior.py`),
@@ -40,10 +49,10 @@ a digit coded against the same digit of its temporal neighbour (or of its left a
 neighbours in the first step) makes each chunk's stream, packed on its own, 13-15 % smaller than
 the better zstd layout for RefTok's intra and target, the baseline's latent and TivTok's TIV
 tokens, and 2 % smaller for TivTok's TV tokens, which zstd already packed to 2.5 bits
-(`python benchmarks/entropy_prior.py media out/val reftok vidtok tivtok --windows 2`). The tables are tiny (at most 65 x 65 contexts of <= 64 entries per digit),
-so they adapt within the few hundred tokens of one chunk. Pure Python: 1.9-2.8 us per digit for
+(`python benchmarks/entropy_prior.py media out/val reftok vidtok tivtok --windows 2`). The tables are tiny (at most 65 x 65 + 64 contexts of <= 64 entries per digit),
+so they adapt within the few hundred tokens of one chunk. Pure Python: 1.5-2.8 us per digit for
 encode + decode together (same script, on the 2-core CPU with another job running), i.e. about
-12-17 us per FSQ token of 6 digits.
+9-17 us per FSQ token of 6 digits.
 """
 
 from __future__ import annotations
@@ -57,26 +66,29 @@ from vtcodec.errors import FormatError
 __all__ = ["MAX_LEVEL", "MAX_SYMBOLS", "encode", "decode"]
 
 MAX_LEVEL = 64           # a digit's level, for layout 2
-MAX_SYMBOLS = 1 << 24    # digits per section a reader will decode (bounds a forged section's cost)
+MAX_SYMBOLS = 1 << 24    # range-coded digits per payload a reader will decode (bounds a forged payload's cost)
 INIT, INC, LIMIT = 2, 5, 1 << 13
 _TOP, _MASK32 = 1 << 24, (1 << 32) - 1
 
 
-def _digits(flat: np.ndarray, levels: list[int]) -> list[list[int]]:
-    """(N,) indices -> N rows of m digits (digit 0 first), as Python ints."""
+def _digits(flat: np.ndarray, levels: list[int]) -> list[int]:
+    """(N,) indices -> their N * m digits, element after element (digit 0 first), as Python ints."""
     cols, div = [], 1
     for lv in levels:
         cols.append((flat // div) % lv)
         div *= lv
-    return np.stack(cols, axis=1).tolist() if cols else []
+    return np.stack(cols, axis=1).ravel().tolist()
 
 
-def _context(digits, e: int, i: int, t: int, y: int, x: int, hw: int, w: int, base: int) -> int:
-    """Table number of digit i of element e (see the module docstring), base = max level + 1."""
+def _context(digits: list[int], at: int, i: int, t: int, y: int, x: int, m: int, row: int, step: int,
+             base: int) -> int:
+    """Table number of digit i at flat position `at` of `digits` (see the module docstring): the
+    left, upper and previous-step neighbours' digit i lie m, row = W*m and step = H*W*m places
+    back; base = max level + 1."""
     if t:
-        return ((i * 2) * base + 1 + digits[e - hw][i]) * base
-    a = 1 + digits[e - 1][i] if x else 0
-    b = 1 + digits[e - w][i] if y else 0
+        return ((i * 2) * base + 1 + digits[at - step]) * base
+    a = 1 + digits[at - m] if x else 0
+    b = 1 + digits[at - row] if y else 0
     return ((i * 2 + 1) * base + a) * base + b
 
 
@@ -106,8 +118,9 @@ def check(n: int, levels: list[int], grid: tuple[int, int, int]) -> str | None:
 def encode(flat: np.ndarray, levels: list[int], grid: tuple[int, int, int]) -> bytes:
     """Range-code indices (N,) in [0, prod(levels)) under the context model; check() must pass."""
     digits = _digits(np.asarray(flat, dtype=np.int64), levels)
+    m = len(levels)
     _, h, w = grid
-    hw, base = h * w, max(levels) + 1
+    row, step, base = w * m, h * w * m, max(levels) + 1
     tables: dict[int, list[int]] = {}
     out = bytearray()
     low, rng, cache, pending, first = 0, _MASK32, 0, 1, True
@@ -125,14 +138,14 @@ def encode(flat: np.ndarray, levels: list[int], grid: tuple[int, int, int]) -> b
         pending += 1
         low = (low & 0x00FFFFFF) << 8
 
-    for e, (t, y, x) in enumerate(_positions(len(digits), grid)):
-        row = digits[e]
+    at = 0
+    for t, y, x in _positions(len(digits) // m, grid):
         for i, lv in enumerate(levels):
-            c = _context(digits, e, i, t, y, x, hw, w, base)
+            c = _context(digits, at, i, t, y, x, m, row, step, base)
             f = tables.get(c)
             if f is None:
                 f = tables[c] = [INIT] * lv
-            s = row[i]
+            s = digits[at]
             total = sum(f)
             r = rng // total
             low += r * sum(f[:s])
@@ -143,6 +156,7 @@ def encode(flat: np.ndarray, levels: list[int], grid: tuple[int, int, int]) -> b
             f[s] += INC
             if total + INC > LIMIT:
                 f[:] = [(c + 1) >> 1 for c in f]
+            at += 1
     low = (low + _TOP - 1) & ~(_TOP - 1)  # inside [low, low + range): range >= 2**24 here
     for _ in range(5):
         shift_low()
@@ -153,17 +167,16 @@ def decode(data, n: int, levels: list[int], grid: tuple[int, int, int]) -> np.nd
     """Inverse of encode: (N,) int64 indices. Raises FormatError on data no encoder writes."""
     data = bytes(data)
     end = len(data)
+    m = len(levels)
     _, h, w = grid
-    hw, base = h * w, max(levels) + 1
+    row, step, base = w * m, h * w * m, max(levels) + 1
     tables: dict[int, list[int]] = {}
-    digits: list[list[int]] = []
+    digits = [0] * (n * m)
     code = int.from_bytes(data[:4].ljust(4, b"\x00"), "big")
-    pos, rng = 4, _MASK32
-    for e, (t, y, x) in enumerate(_positions(n, grid)):
-        row: list[int] = []
-        digits.append(row)
+    pos, rng, at = 4, _MASK32, 0
+    for t, y, x in _positions(n, grid):
         for i, lv in enumerate(levels):
-            c = _context(digits, e, i, t, y, x, hw, w, base)
+            c = _context(digits, at, i, t, y, x, m, row, step, base)
             f = tables.get(c)
             if f is None:
                 f = tables[c] = [INIT] * lv
@@ -182,11 +195,12 @@ def decode(data, n: int, levels: list[int], grid: tuple[int, int, int]) -> np.nd
                 rng <<= 8
                 code = (code << 8) | (data[pos] if pos < end else 0)
                 pos += 1
-            row.append(s)
+            digits[at] = s
+            at += 1
             f[s] += INC
             if total + INC > LIMIT:
                 f[:] = [(c + 1) >> 1 for c in f]
     if pos < end:
         raise FormatError(f"corrupt packed tokens: range-coded section has {end - pos} bytes past its symbols")
     mult = np.cumprod([1] + list(levels[:-1]), dtype=np.int64)
-    return (np.asarray(digits, dtype=np.int64).reshape(n, len(levels)) * mult).sum(axis=1)
+    return (np.asarray(digits, dtype=np.int64).reshape(n, m) * mult).sum(axis=1)

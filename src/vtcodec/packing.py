@@ -23,7 +23,7 @@ Payload layout (all integers little-endian)
             var   n_levels levels, each a uvarint >= 2; K = prod(levels) <= 2**32
             layout 2 only:
             var   3 uvarints T, H, W >= 1 with T*H*W = the last dim (the grid, see below)
-            var   uvarint section length in bytes
+            var   uvarint section length in bytes (each of these uvarints < 2**32)
     then    var   the layout-2 sections, in stream order, each as long as its descriptor says
     then    var   if any stream has layout 0 or 1, or there are no streams: exactly one zstd
                   frame (RFC 8878) whose header carries the content size; the content is the
@@ -56,8 +56,10 @@ Layout 2, range coded (version 2). The stream must be non-empty with ndim >= 1 a
 (tiles). Its section is the context-adaptive range code specified in `vtcodec.entropy`: each
 digit coded against the same digit of its neighbour one step back along T (or, in the first
 step, of its left and upper neighbours), with tables that adapt within the section. A reader
-rejects a section that decodes outside its tables or has bytes left over, and a stream whose
-digits to decode exceed 2**24 (a forged section must not cost unbounded time).
+rejects a section that decodes outside its tables or is longer than the bytes its decoding reads,
+and a payload whose range-coded streams hold more than 2**24 digits in all (checked from the
+descriptors, before decoding: a section of a few bytes can legitimately code millions of digits
+of one repeated value, so only a limit bounds a forged payload's decoding time).
 
 Layout 1, fixed-width bits. Each index is written as b = max(1, bitlen(K-1)) bits,
 most significant bit first, elements back to back with no alignment; the last byte is padded
@@ -302,6 +304,7 @@ def pack_streams(
     cctx = zstandard.ZstdCompressor(level=level, write_checksum=False, write_content_size=True)
     head = [MAGIC, struct.pack("<B", len(streams))]
     sections, coded = [], []
+    range_digits = 0
     for name, item in streams.items():
         if not isinstance(name, str):
             raise VtcodecError(f"stream names must be str, got {name!r}")
@@ -331,6 +334,8 @@ def pack_streams(
                 )
         grid = _grid(name, arr, item[2] if len(item) == 3 else None)
         why = entropy.check(flat.size, levels, grid) if grid else "the stream is empty or a scalar"
+        if not why and range_digits + flat.size * len(levels) > entropy.MAX_SYMBOLS:
+            why = f"the payload's range-coded streams would exceed {entropy.MAX_SYMBOLS} digits"
         if layout == "range" and why:
             raise VtcodecError(f"stream {name!r}: layout 'range' impossible: {why}")
         cands = {}
@@ -342,7 +347,8 @@ def pack_streams(
             cands[LAYOUT_RANGE] = entropy.encode(flat, levels, grid)
         # Judged alone (a zstd layout compressed on its own): a close proxy for its share of the
         # joint frame. On a tie the lower layout number wins.
-        cost = {lay: len(d) if lay == LAYOUT_RANGE else len(cctx.compress(d)) for lay, d in cands.items()}
+        cost = {lay: len(d) + len(_uvarint(len(d))) + sum(len(_uvarint(g)) for g in grid) if lay == LAYOUT_RANGE
+                else len(cctx.compress(d)) for lay, d in cands.items()}
         lay = min(cost, key=lambda x: (cost[x], x)) if len(cands) > 1 else next(iter(cands))
         data = cands[lay]
         head.append(struct.pack("<B", len(bname)) + bname + struct.pack("<BB", lay, arr.ndim))
@@ -351,6 +357,7 @@ def pack_streams(
         if lay == LAYOUT_RANGE:
             head.append(b"".join(_uvarint(x) for x in (*grid, len(data))))
             coded.append(data)
+            range_digits += flat.size * len(levels)
         else:
             sections.append(data)
     body = b"".join(head) + b"".join(coded)
@@ -360,17 +367,20 @@ def pack_streams(
 
 
 def _grid(name: str, arr: np.ndarray, grid) -> tuple[int, int, int] | None:
-    """The layout-2 grid of a stream: given, or (1, 1, last dim); None for a scalar or empty one."""
+    """The layout-2 grid of a stream: given, or (1, 1, last dim); None for a scalar or empty one
+    (which no layout-2 grid fits: a grid given for one is ignored, the stream takes a zstd layout)."""
+    if not arr.ndim or not arr.size:
+        return None
     if grid is None:
-        return (1, 1, arr.shape[-1]) if arr.ndim and arr.size else None
+        return (1, 1, arr.shape[-1])
     try:
-        grid = tuple(int(g) for g in grid)
-    except (TypeError, ValueError):
-        raise VtcodecError(f"stream {name!r}: grid must be three ints, got {grid!r}") from None
-    last = arr.shape[-1] if arr.ndim else 1
-    if len(grid) != 3 or min(grid) < 1 or math.prod(grid) != last:
-        raise VtcodecError(f"stream {name!r}: grid {grid} must be three positive ints whose product is the last dim, {last}")
-    return grid if arr.size else None
+        ok = len(grid) == 3 and all(isinstance(g, (int, np.integer)) and not isinstance(g, (bool, np.bool_)) for g in grid)
+    except TypeError:
+        ok = False
+    if not ok or min(grid) < 1 or math.prod(int(g) for g in grid) != arr.shape[-1]:
+        raise VtcodecError(f"stream {name!r}: grid {grid!r} must be three positive ints whose product is the "
+                           f"last dim, {arr.shape[-1]}")
+    return tuple(int(g) for g in grid)
 
 
 class _Cursor:
@@ -432,7 +442,7 @@ def _read_head(payload: bytes, max_elements: int) -> tuple[int, list[tuple], _Cu
     layouts = (*_ZSTD_LAYOUTS, LAYOUT_RANGE) if version >= 2 else _ZSTD_LAYOUTS
     n_streams = cur.u8("stream count")
     descs = []
-    total_elements = 0
+    total_elements = coded_digits = 0
     for s in range(n_streams):
         name_len = cur.u8(f"stream {s} name length")
         if name_len == 0:
@@ -466,6 +476,10 @@ def _read_head(payload: bytes, max_elements: int) -> tuple[int, list[tuple], _Cu
             )
         grid = None
         if lay == LAYOUT_RANGE:
+            coded_digits += n * n_levels
+            if coded_digits > entropy.MAX_SYMBOLS:
+                raise FormatError(f"packed tokens declare {coded_digits} range-coded digits (stream {name!r}), "
+                                  f"more than the {entropy.MAX_SYMBOLS} a reader decodes in one payload")
             grid = tuple(cur.uvarints(3, f"stream {name!r} grid"))
             (size,) = cur.uvarints(1, f"stream {name!r} section length")
             why = "it is empty or a scalar" if not ndim or not n else (
@@ -479,10 +493,11 @@ def _read_head(payload: bytes, max_elements: int) -> tuple[int, list[tuple], _Cu
     return version, descs, cur
 
 
-def payload_layouts(payload: bytes) -> dict[str, str]:
-    """Stream name -> the layout it is stored in ("planes", "bits" or "range"); decodes nothing."""
+def payload_layouts(payload: bytes) -> dict[str, tuple[str, tuple[int, int, int] | None]]:
+    """Stream name -> (layout it is stored in: "planes", "bits" or "range"; its layout-2 grid or
+    None). Reads the descriptors only."""
     names = {v: k for k, v in _LAYOUT_NAMES.items()}
-    return {d[0]: names[d[1]] for d in _read_head(payload, 1 << 62)[1]}
+    return {d[0]: (names[d[1]], d[6]) for d in _read_head(payload, 1 << 62)[1]}
 
 
 def unpack_streams(payload: bytes, *, max_elements: int = 1 << 26) -> dict[str, tuple[np.ndarray, list[int]]]:

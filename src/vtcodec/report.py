@@ -30,7 +30,7 @@ def describe(path: str | Path) -> dict:
             units[kind].append(len(u.payload))
             if u.type in (SHARED, TOKENS):
                 streams = unpack_streams(u.payload)
-                for name, lay in payload_layouts(u.payload).items():
+                for name, (lay, _) in payload_layouts(u.payload).items():
                     layouts[name][lay] += 1
                 for name, (idx, _) in streams.items():
                     if name == REFRESH_TILES:  # tile numbers of a partial refresh, not tokens
