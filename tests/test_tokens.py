@@ -83,3 +83,23 @@ def test_tokens_cli_exports_npz_atomically_and_refuses_overwrite(tmp_path, capsy
         err = capsys.readouterr().err
         assert e.value.code == 1 and msg in err and len(err.strip().splitlines()) == 1
     assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["t.npz"]
+
+
+def test_tokens_come_shaped_by_the_grids_the_encoder_recorded(tmp_path):
+    """Round-5 files record each stream's (T, H, W); older files have none, and say so."""
+    from vtcodec.errors import FormatError
+    from vtcodec.models.registry import REPO_MODELS
+
+    shipped = Path(__file__).parent / "golden" / "shipped"
+    path = next(shipped.glob("reftok-*-v3p2.vtk"))
+    grids = load_checkpoint(REPO_MODELS / "reftok.safetensors").stream_grids
+    (c,) = read_tokens(path)
+    assert c.grids == grids == {"intra": (1, 16, 16), "target": (4, 8, 8)}
+    for name, (t, h, w) in grids.items():
+        shaped = c.shaped(name)
+        assert shaped.shape == (len(c.streams[name]), t, h, w)
+        assert np.array_equal(shaped.reshape(len(shaped), -1), c.streams[name])
+    (old,) = read_tokens(next(p for p in shipped.glob("reftok-*.vtk") if "-v3p2" not in p.name))
+    assert old.grids == {}
+    with pytest.raises(FormatError, match="no grid recorded"):
+        old.shaped("target")

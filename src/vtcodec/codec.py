@@ -198,7 +198,8 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
         "width": info.width, "height": info.height, "fps": f"{info.fps.numerator}/{info.fps.denominator}",
         "frame_count": info.frame_count, "chunk_frames": cf, "tile": tok.tile, "overlap": overlap,
         "tile_batch": tile_batch, "tiles": layout.count, "pad_box": [0, 0, *layout.padded],
-        "stream_levels": levels, "key_streams": sorted(key_names), "segment_chunks": segment_chunks,
+        "stream_levels": levels, "stream_grids": {k: list(g) for k, g in grids.items()},
+        "key_streams": sorted(key_names), "segment_chunks": segment_chunks,
         "refresh_db": refresh_db if refresh_db is not None and math.isfinite(refresh_db) else None, "pixels_per_token": tok.pixels_per_token, "vtcodec_version": __version__,
     }
     b = _Batches(layout.count, tile_batch)

@@ -10,6 +10,11 @@ What a chunk holds (docs/FORMAT.md): a key chunk restarts every tile and carries
 streams (RefTok `intra`, TivTok `tiv`) for all of them; a following chunk carries only the
 continuing streams, except in a partial refresh, where `refreshed` lists the restarted tiles and
 the key streams hold one row per listed tile, in that order.
+
+Each row is one tile's tokens in the model's order; `TokenChunk.shaped(name)` lays them out as
+(rows, T, H, W) with the grid the encoder recorded in the header (`stream_grids`: latent time,
+rows, columns for the baseline's latents and RefTok's targets; frames x slots for TivTok's TV
+tokens; patches x slots for its TIV tokens). Files written before round 5 have no grids.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +42,14 @@ class TokenChunk:
     levels: dict[str, list[int]]     # stream -> FSQ levels: an index's digits, fastest-varying first
     refreshed: np.ndarray | None     # non-key chunk: tiles restarted here (rows of the key streams)
     shared: frozenset[str] = frozenset()  # streams that came in the chunk's SHARED unit
+    grids: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # stream -> (T, H, W), from the header
+
+    def shaped(self, name: str) -> np.ndarray:
+        """Stream `name` as (rows, T, H, W), laid out by the grid the encoder recorded."""
+        if name not in self.grids:
+            raise FormatError(f"chunk {self.chunk}: no grid recorded for stream {name!r} "
+                              f"(files written before round 5 carry none)")
+        return self.streams[name].reshape(-1, *self.grids[name])
 
 
 def read_tokens(src: str | os.PathLike, *, start: int = 0, stop: int | None = None) -> Iterator[TokenChunk]:
@@ -50,6 +63,7 @@ def chunks_of(r: VtkReader, start: int, stop: int | None) -> Iterator[TokenChunk
     Each chunk's unit sequence is checked as its units are read; the last chunk's is checked as
     complete when the generator is exhausted."""
     entries = {e.chunk: e for e in r.index}
+    grids = _header_grids(r.header)
     cur, kinds, parts = None, [], []
     for unit in r.units(start, stop):
         if unit.chunk != cur:
@@ -60,11 +74,21 @@ def chunks_of(r: VtkReader, start: int, stop: int | None) -> Iterator[TokenChunk
         if unit.type in (SHARED, TOKENS):
             parts.append(unpack_streams(unit.payload))
         if unit.type == TOKENS:
-            yield _chunk(entries[cur], kinds[0] == SEGMENT, parts)
+            yield _chunk(entries[cur], kinds[0] == SEGMENT, parts, grids)
     check_chunk_units(kinds, cur, r.version, complete=True)
 
 
-def _chunk(entry, key: bool, parts: list[dict]) -> TokenChunk:
+def _header_grids(header: dict) -> dict[str, tuple[int, int, int]]:
+    """The header's `stream_grids` (none in files before round 5); FormatError if malformed."""
+    raw = header.get("stream_grids", {})
+    ok = isinstance(raw, dict) and all(
+        isinstance(g, list) and len(g) == 3 and all(type(v) is int and v >= 1 for v in g) for g in raw.values())
+    if not ok:
+        raise FormatError(f"invalid .vtk header: stream_grids {raw!r} is not {{stream: [T, H, W]}}")
+    return {k: tuple(g) for k, g in raw.items()}
+
+
+def _chunk(entry, key: bool, parts: list[dict], grids: dict | None = None) -> TokenChunk:
     """`parts`: the unpacked payloads of the chunk's SHARED unit (if any) and TOKENS unit."""
     shared, tokens = (parts[0], parts[1]) if len(parts) == 2 else ({}, parts[0])
     if set(shared) & set(tokens):
@@ -82,8 +106,12 @@ def _chunk(entry, key: bool, parts: list[dict]) -> TokenChunk:
                 or refreshed[0] < 0 or not rows <= {len(refreshed)}:
             raise FormatError(f"chunk {entry.chunk}: partial refresh without a valid ascending {REFRESH_TILES!r} "
                               "stream matching its key streams' rows")
+    grids = grids or {}
+    for k, v in streams.items():
+        if k in grids and (v.ndim != 2 or v.shape[1] != grids[k][0] * grids[k][1] * grids[k][2]):
+            raise FormatError(f"chunk {entry.chunk}: stream {k!r} of shape {v.shape} does not fit its grid {grids[k]}")
     return TokenChunk(entry.chunk, entry.first_frame, entry.n_frames, key, streams, levels, refreshed,
-                      frozenset(shared) - {REFRESH_TILES})
+                      frozenset(shared) - {REFRESH_TILES}, {k: g for k, g in grids.items() if k in streams})
 
 
 def export_npz(src: str | os.PathLike, dst: str | os.PathLike, *, force: bool = False) -> dict:
@@ -91,8 +119,8 @@ def export_npz(src: str | os.PathLike, dst: str | os.PathLike, *, force: bool = 
 
     Arrays: `c{chunk:05d}/tokens/{stream}` int (rows, tokens) in the smallest unsigned dtype that holds
     the stream's codebook, `c{chunk:05d}/refreshed` for partial refreshes, `chunks` (n, 4) int64
-    rows (chunk, first_frame, n_frames, key), and `header` (the .vtk header and each stream's
-    levels, JSON).
+    rows (chunk, first_frame, n_frames, key), and `header` (the .vtk header, whose `stream_grids`
+    give each stream's (T, H, W) layout in files since round 5, and each stream's levels, JSON).
     """
     from vtcodec.video import check_file_output, temp_beside  # PyAV: only the export needs it
 
