@@ -403,6 +403,8 @@ def test_grids_are_checked_and_scalars_take_a_zstd_layout():
     for grid in ((2.9, 1, 4), (True, 2, 4), (2, 4), (1, 2, 5), "abc", 7):
         with pytest.raises(VtcodecError, match="grid"):
             pack_streams({"t": (np.zeros((3, 8), np.int64), [8], grid)})
+        with pytest.raises(VtcodecError, match="grid"):  # checked even where layout 2 is out
+            pack_streams({"t": (np.zeros((0, 8), np.int64), [8], grid)})
 
 
 def test_range_coded_digits_are_capped_per_payload(monkeypatch):
@@ -420,3 +422,19 @@ def test_range_coded_digits_are_capped_per_payload(monkeypatch):
     assert_same(unpack_streams(payload), {"a": (idx, [2] * 9), "b": (idx, [2] * 9)})
     with pytest.raises(VtcodecError, match="would exceed 1000 digits"):
         pack_streams({"a": (idx, [2] * 9), "b": (idx, [2] * 9)}, layout="range")
+    # the reader sums over streams too, and accepts exactly the cap
+    monkeypatch.setattr(entropy, "MAX_SYMBOLS", 2000)
+    both = pack_streams({"a": (idx, [2] * 9), "b": (idx, [2] * 9)}, layout="range")
+    monkeypatch.setattr(entropy, "MAX_SYMBOLS", 1440)
+    assert_same(unpack_streams(both), {"a": (idx, [2] * 9), "b": (idx, [2] * 9)})
+    monkeypatch.setattr(entropy, "MAX_SYMBOLS", 1439)
+    with pytest.raises(FormatError, match="range-coded digits"):
+        unpack_streams(both)
+
+
+def test_range_coder_carry_through_held_back_ff_bytes():
+    """A fixed input whose carry runs through held-back 0xFF bytes (the coder's hardest path)."""
+    flat = np.random.default_rng(4).integers(0, 8, 200)
+    section = entropy.encode(flat, [8], (1, 1, 200))
+    assert section == _spec_encode(flat, [8], (1, 1, 200))
+    assert np.array_equal(entropy.decode(section, 200, [8], (1, 1, 200)), flat)

@@ -86,20 +86,51 @@ def test_tokens_cli_exports_npz_atomically_and_refuses_overwrite(tmp_path, capsy
 
 
 def test_tokens_come_shaped_by_the_grids_the_encoder_recorded(tmp_path):
-    """Round-5 files record each stream's (T, H, W); older files have none, and say so."""
-    from vtcodec.errors import FormatError
-    from vtcodec.models.registry import REPO_MODELS
+    """Files record each stream's (T, H, W) (every shipped model's golden); older files have none
+    and say so; a malformed record is a FormatError."""
+    from test_codec import _rewrite
+
+    from vtcodec.errors import FormatError, VtcodecError
+    from vtcodec.models.registry import REPO_MODELS, list_models
 
     shipped = Path(__file__).parent / "golden" / "shipped"
-    path = next(shipped.glob("reftok-*-v3p2.vtk"))
-    grids = load_checkpoint(REPO_MODELS / "reftok.safetensors").stream_grids
-    (c,) = read_tokens(path)
-    assert c.grids == grids == {"intra": (1, 16, 16), "target": (4, 8, 8)}
-    for name, (t, h, w) in grids.items():
-        shaped = c.shaped(name)
-        assert shaped.shape == (len(c.streams[name]), t, h, w)
-        assert np.array_equal(shaped.reshape(len(shaped), -1), c.streams[name])
-    (old,) = read_tokens(next(p for p in shipped.glob("reftok-*.vtk") if "-v3p2" not in p.name))
-    assert old.grids == {}
-    with pytest.raises(FormatError, match="no grid recorded"):
-        old.shaped("target")
+    for m in [m for m in list_models() if m.path.parent == REPO_MODELS]:
+        grids = load_checkpoint(m.path).stream_grids
+        (c,) = read_tokens(shipped / f"{m.key}-{m.sha256[:12]}-v3p2.vtk")
+        assert c.grids == grids, m.key
+        for name, (t, h, w) in grids.items():
+            assert c.shaped(name).shape == (len(c.streams[name]), t, h, w)
+    # RefTok's targets: tubelets in (time, row, column) order, as the model embeds them
+    assert load_checkpoint(REPO_MODELS / "reftok.safetensors").stream_grids == {"intra": (1, 16, 16), "target": (4, 8, 8)}
+    with pytest.raises(KeyError, match="no stream 'ghost'"):
+        c.shaped("ghost")
+    old = next(p for p in shipped.glob("reftok-*.vtk") if "-v3p2" not in p.name)
+    (o,) = read_tokens(old)
+    assert o.grids == {}
+    with pytest.raises(VtcodecError, match="no grid recorded"):
+        o.shaped("target")
+    src = shipped / "reftok-e5b1553607b4-v3p2.vtk"
+    for i, (lie, match) in enumerate((({"target": [4, 8]}, "stream_grids"), ({"target": [4, 8, True]}, "stream_grids"),
+                                      ([4, 8, 8], "stream_grids"), ({"target": [8, 8, 8]}, "does not fit its grid"))):
+        bad = tmp_path / f"bad{i}.vtk"
+        _rewrite(src, bad, lambda c, us: us, header_edit=lambda h: {**h, "stream_grids": lie})
+        with pytest.raises(FormatError, match=match):
+            list(read_tokens(bad))
+
+
+def test_a_unit_larger_than_the_header_allows_is_refused_before_decoding(tmp_path):
+    """With grids and tiles in the header, a unit may hold at most tiles x (sum of T*H*W + 1)
+    tokens: a forged unit of a few bytes cannot make the reader decode millions of digits."""
+    from test_codec import _rewrite
+
+    from vtcodec.container import TOKENS
+    from vtcodec.errors import FormatError
+    from vtcodec.packing import pack_streams
+
+    src = Path(__file__).parent / "golden" / "shipped" / "vidtok-78a1035a6fbf-v3p2.vtk"
+    huge = pack_streams({"latent": (np.zeros((1, 1 << 16), np.int64), [8, 8, 8, 5, 5, 5])}, layout="range")
+    assert len(huge) < 100
+    bad = tmp_path / "bad.vtk"
+    _rewrite(src, bad, lambda c, us: [(t, huge if t == TOKENS else p) for t, p in us])
+    with pytest.raises(FormatError, match="more than max_elements=257"):
+        list(read_tokens(bad))

@@ -36,17 +36,19 @@ Preamble and header
                   inflated, ending exactly at the end of the field
     14+n    4     u32 CRC32 of bytes [0, 14+n): magic, version, length and stored header
 
-HEADER_DICT is these 549 ASCII bytes (shown cut into lines of 88; no line breaks in it), frozen with version 3 (Python: `container.HEADER_DICT`;
+HEADER_DICT is these 718 ASCII bytes (shown cut into lines of 88; no line breaks in it), frozen with version 3 (Python: `container.HEADER_DICT`;
 zlib: `deflateSetDictionary` / `inflateSetDictionary`, or `zdict=` in Python's zlib). It only
 makes typical headers small; any JSON header round-trips::
 
     {"arch":"tivtok","checkpoint_sha256":"","chunk_frames":16,"fps":"25/1","frame_count":,"h
     eight":,"key_streams":[],"key_streams":["tiv"],"key_streams":["intra"],"model":"vidtok-2
     56","model":"reftok","overlap":0,"overlap":16,"pad_box":[0,0,,],"pixels_per_token":1024,
-    "refresh_db":null,"refresh_db":1.0,"segment_chunks":8,"stream_levels":{"latent":[8,8,8,5
-    ,5,5]},"stream_levels":{"tiv":[8,8,8,5,5,5],"tv":[8,8,8,5,5,5]},"stream_levels":{"intra"
-    :[8,8,8,5,5,5],"target":[8,8,8,5,5,5]},"tile":128,"tile_batch":8,"tiles":,"vtcodec_versi
-    on":"0.1.0","width":}
+    "refresh_db":null,"refresh_db":1.0,"segment_chunks":8,"stream_grids":{"latent":[4,8,8]},
+    "stream_grids":{"latent":[4,16,16]},"stream_grids":{"tiv":[16,1,10],"tv":[16,1,6]},"stre
+    am_grids":{"intra":[1,16,16],"target":[4,8,8]},"stream_levels":{"latent":[8,8,8,5,5,5]},
+    "stream_levels":{"tiv":[8,8,8,5,5,5],"tv":[8,8,8,5,5,5]},"stream_levels":{"intra":[8,8,8
+    ,5,5,5],"target":[8,8,8,5,5,5]},"tile":128,"tile_batch":8,"tiles":,"vtcodec_version":"0.
+    1.0","width":}
 
 The magic's first byte has its high bit set and it holds CR LF, ^Z and LF (PNG's trick), so
 7-bit channels and text-mode newline conversion corrupt it visibly. A reader checks the magic,
@@ -187,6 +189,8 @@ HEADER_DICT = (
     b'"height":,"key_streams":[],"key_streams":["tiv"],"key_streams":["intra"],"model":"vidtok-256",'
     b'"model":"reftok","overlap":0,"overlap":16,"pad_box":[0,0,,],"pixels_per_token":1024,'
     b'"refresh_db":null,"refresh_db":1.0,"segment_chunks":8,'
+    b'"stream_grids":{"latent":[4,8,8]},"stream_grids":{"latent":[4,16,16]},'
+    b'"stream_grids":{"tiv":[16,1,10],"tv":[16,1,6]},"stream_grids":{"intra":[1,16,16],"target":[4,8,8]},'
     b'"stream_levels":{"latent":[8,8,8,5,5,5]},"stream_levels":{"tiv":[8,8,8,5,5,5],"tv":[8,8,8,5,5,5]},'
     b'"stream_levels":{"intra":[8,8,8,5,5,5],"target":[8,8,8,5,5,5]},"tile":128,"tile_batch":8,'
     b'"tiles":,"vtcodec_version":"0.1.0","width":}'

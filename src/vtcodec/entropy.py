@@ -28,7 +28,7 @@ integer of unbounded precision in exact arithmetic (the code value's digits so f
 `range`, starting at low = 0, range = 2**32 - 1. Coding (cum, freq, total): r = range // total;
 low += r * cum; range = r * freq; then while range < 2**24: range <<= 8 and low <<= 8 (one
 *shift*; let S be the number of shifts over the whole section). At the end low is rounded up to
-the next multiple of 2**24 (it stays below low + range, as range >= 2**24 there). The section is
+a multiple of 2**24 (unchanged if it is one; it stays below low + range, as range >= 2**24 there). The section is
 that final low written as a (4 + S)-byte big-endian integer (it is below 2**(32 + 8 S)), with
 its trailing zero bytes dropped. (The implementation emits the bytes as it goes, LZMA's way:
 with one always-zero byte in front, which it does not write, and holding back a run of 0xFF
@@ -41,7 +41,7 @@ per symbol r = range // total, v = code // r (v >= total: corrupt), s = the symb
 the next byte. Bytes past the end of the section read as 0. The decoder thus reads exactly 4 + S
 bytes; a section longer than that is corrupt. Any section whose value falls inside the final
 interval decodes to the same symbols, so a reader must not demand the writer's exact bytes
-(trailing zeros or a shorter value inside the interval are accepted).
+(trailing zeros, up to 4 + S bytes in all, or a shorter value inside the interval are accepted).
 
 Why. The tokens of a trained tokenizer repeat along time and are correlated in space, but every
 FSQ digit is a small alphabet: measured on the validation split (`benchmarks/entropy_prior.py`),
@@ -63,7 +63,7 @@ import numpy as np
 
 from vtcodec.errors import FormatError
 
-__all__ = ["MAX_LEVEL", "MAX_SYMBOLS", "encode", "decode"]
+__all__ = ["MAX_LEVEL", "MAX_SYMBOLS", "check", "grid_problem", "encode", "decode"]
 
 MAX_LEVEL = 64           # a digit's level, for layout 2
 MAX_SYMBOLS = 1 << 24    # range-coded digits per payload a reader will decode (bounds a forged payload's cost)
@@ -102,12 +102,22 @@ def _positions(n: int, grid: tuple[int, int, int]):
                     yield t, y, x
 
 
-def check(n: int, levels: list[int], grid: tuple[int, int, int]) -> str | None:
-    """Why (n, levels, grid) cannot be a layout-2 stream, or None."""
-    if len(grid) != 3 or min(grid) < 1:
-        return f"grid {tuple(grid)} is not three positive sizes"
-    if n % math.prod(grid):
-        return f"grid {tuple(grid)} does not divide the stream's {n} indices"
+def grid_problem(grid, last: int | None = None) -> str | None:
+    """Why `grid` is not three positive ints (whose product is `last`, if given), or None."""
+    try:
+        ints = len(grid) == 3 and all(
+            isinstance(g, (int, np.integer)) and not isinstance(g, (bool, np.bool_)) for g in grid)
+    except TypeError:
+        ints = False
+    if not ints or min(grid) < 1:
+        return f"grid {grid!r} is not three positive ints"
+    if last is not None and math.prod(int(g) for g in grid) != last:
+        return f"grid {tuple(int(g) for g in grid)} does not multiply to the last dim, {last}"
+    return None
+
+
+def check(n: int, levels: list[int]) -> str | None:
+    """Why n indices with these levels cannot be one layout-2 stream, or None."""
     if max(levels) > MAX_LEVEL:
         return f"levels {levels} exceed {MAX_LEVEL}"
     if n * len(levels) > MAX_SYMBOLS:
@@ -116,7 +126,8 @@ def check(n: int, levels: list[int], grid: tuple[int, int, int]) -> str | None:
 
 
 def encode(flat: np.ndarray, levels: list[int], grid: tuple[int, int, int]) -> bytes:
-    """Range-code indices (N,) in [0, prod(levels)) under the context model; check() must pass."""
+    """Range-code indices (N,) in [0, prod(levels)) under the context model; check() and
+    grid_problem() must pass (the grid's product dividing N)."""
     digits = _digits(np.asarray(flat, dtype=np.int64), levels)
     m = len(levels)
     _, h, w = grid

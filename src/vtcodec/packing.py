@@ -56,7 +56,8 @@ Layout 2, range coded (version 2). The stream must be non-empty with ndim >= 1 a
 (tiles). Its section is the context-adaptive range code specified in `vtcodec.entropy`: each
 digit coded against the same digit of its neighbour one step back along T (or, in the first
 step, of its left and upper neighbours), with tables that adapt within the section. A reader
-rejects a section that decodes outside its tables or is longer than the bytes its decoding reads,
+rejects a section that decodes outside its tables or is longer than the bytes its decoding reads
+(trailing zero bytes up to that length are accepted),
 and a payload whose range-coded streams hold more than 2**24 digits in all (checked from the
 descriptors, before decoding: a section of a few bytes can legitimately code millions of digits
 of one repeated value, so only a limit bounds a forged payload's decoding time).
@@ -68,8 +69,10 @@ non-zero padding bits.
 
 A reader must first check the CRC, then reject: bad magic or version, a descriptor running
 past the payload, an
-empty or duplicate name, an unknown layout (2 in a version-1 payload), a bad grid, bytes after
-the layout-2 sections when no stream needs a zstd frame, more indices in total than the reader's limit, a
+empty or duplicate name, an unknown layout (2 in a version-1 payload), a bad grid, more than
+2**24 range-coded digits in the payload, a range-coded section that decodes outside its tables
+or is longer than its decoding reads, bytes after the layout-2 sections when no stream needs a
+zstd frame, more indices in total than the reader's limit, a
 zstd frame without a content size, a content size different from the sum of the
 section sizes computed from the descriptors (checked BEFORE decompressing, so a forged shape
 cannot make it allocate), and any decompression error. Decoded indices are returned as int64 arrays.
@@ -333,7 +336,7 @@ def pack_streams(
                     f"[0, {k}) for levels {levels}"
                 )
         grid = _grid(name, arr, item[2] if len(item) == 3 else None)
-        why = entropy.check(flat.size, levels, grid) if grid else "the stream is empty or a scalar"
+        why = entropy.check(flat.size, levels) if grid else "the stream is empty or a scalar"
         if not why and range_digits + flat.size * len(levels) > entropy.MAX_SYMBOLS:
             why = f"the payload's range-coded streams would exceed {entropy.MAX_SYMBOLS} digits"
         if layout == "range" and why:
@@ -367,20 +370,16 @@ def pack_streams(
 
 
 def _grid(name: str, arr: np.ndarray, grid) -> tuple[int, int, int] | None:
-    """The layout-2 grid of a stream: given, or (1, 1, last dim); None for a scalar or empty one
-    (which no layout-2 grid fits: a grid given for one is ignored, the stream takes a zstd layout)."""
+    """The layout-2 grid of a stream: given (and checked), or (1, 1, last dim); None for a scalar
+    or empty stream, which no layout-2 section holds (it takes a zstd layout)."""
+    if grid is not None:
+        why = entropy.grid_problem(grid, arr.shape[-1] if arr.ndim else 1)
+        if why:
+            raise VtcodecError(f"stream {name!r}: {why}")
+        grid = tuple(int(g) for g in grid)
     if not arr.ndim or not arr.size:
         return None
-    if grid is None:
-        return (1, 1, arr.shape[-1])
-    try:
-        ok = len(grid) == 3 and all(isinstance(g, (int, np.integer)) and not isinstance(g, (bool, np.bool_)) for g in grid)
-    except TypeError:
-        ok = False
-    if not ok or min(grid) < 1 or math.prod(int(g) for g in grid) != arr.shape[-1]:
-        raise VtcodecError(f"stream {name!r}: grid {grid!r} must be three positive ints whose product is the "
-                           f"last dim, {arr.shape[-1]}")
-    return tuple(int(g) for g in grid)
+    return grid or (1, 1, arr.shape[-1])
 
 
 class _Cursor:
@@ -482,9 +481,8 @@ def _read_head(payload: bytes, max_elements: int) -> tuple[int, list[tuple], _Cu
                                   f"more than the {entropy.MAX_SYMBOLS} a reader decodes in one payload")
             grid = tuple(cur.uvarints(3, f"stream {name!r} grid"))
             (size,) = cur.uvarints(1, f"stream {name!r} section length")
-            why = "it is empty or a scalar" if not ndim or not n else (
-                f"grid {grid} does not multiply to its last dim {shape[-1]}" if math.prod(grid) != shape[-1]
-                else entropy.check(n, levels, grid))
+            why = ("it is empty or a scalar" if not ndim or not n
+                   else entropy.grid_problem(grid, shape[-1]) or entropy.check(n, levels))
             if why:
                 raise FormatError(f"corrupt packed tokens: stream {name!r} cannot be range coded: {why}")
         else:

@@ -13,13 +13,15 @@ the key streams hold one row per listed tile, in that order.
 
 Each row is one tile's tokens in the model's order; `TokenChunk.shaped(name)` lays them out as
 (rows, T, H, W) with the grid the encoder recorded in the header (`stream_grids`: latent time,
-rows, columns for the baseline's latents and RefTok's targets; frames x slots for TivTok's TV
-tokens; patches x slots for its TIV tokens). Files written before round 5 have no grids.
+rows, columns for the baseline's latents and RefTok's targets; 1 x rows x columns for RefTok's
+intra frame; frames x 1 x slots for TivTok's TV tokens; patches x 1 x slots for its TIV
+tokens). Files from earlier writers have no grids.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from vtcodec.container import REFRESH_TILES, SEGMENT, SHARED, TOKENS, VtkReader, check_chunk_units
-from vtcodec.errors import FormatError, OutputError
+from vtcodec.errors import FormatError, OutputError, VtcodecError
+from vtcodec.entropy import grid_problem
 from vtcodec.packing import unpack_streams
 
 
@@ -45,10 +48,13 @@ class TokenChunk:
     grids: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # stream -> (T, H, W), from the header
 
     def shaped(self, name: str) -> np.ndarray:
-        """Stream `name` as (rows, T, H, W), laid out by the grid the encoder recorded."""
+        """Stream `name` as (rows, T, H, W), laid out by the grid the encoder recorded. KeyError if
+        the chunk has no such stream; VtcodecError if the file records no grid for it."""
+        if name not in self.streams:
+            raise KeyError(f"chunk {self.chunk} has no stream {name!r} (it has {sorted(self.streams)})")
         if name not in self.grids:
-            raise FormatError(f"chunk {self.chunk}: no grid recorded for stream {name!r} "
-                              f"(files written before round 5 carry none)")
+            raise VtcodecError(f"no grid recorded for stream {name!r}: the file was written before "
+                               f"vtcodec recorded stream_grids in the header")
         return self.streams[name].reshape(-1, *self.grids[name])
 
 
@@ -64,6 +70,7 @@ def chunks_of(r: VtkReader, start: int, stop: int | None) -> Iterator[TokenChunk
     complete when the generator is exhausted."""
     entries = {e.chunk: e for e in r.index}
     grids = _header_grids(r.header)
+    limit = _unit_limit(r.header, grids)
     cur, kinds, parts = None, [], []
     for unit in r.units(start, stop):
         if unit.chunk != cur:
@@ -72,20 +79,30 @@ def chunks_of(r: VtkReader, start: int, stop: int | None) -> Iterator[TokenChunk
         kinds.append(unit.type)
         check_chunk_units(kinds, cur, r.version)
         if unit.type in (SHARED, TOKENS):
-            parts.append(unpack_streams(unit.payload))
+            parts.append(unpack_streams(unit.payload, max_elements=limit))
         if unit.type == TOKENS:
             yield _chunk(entries[cur], kinds[0] == SEGMENT, parts, grids)
     check_chunk_units(kinds, cur, r.version, complete=True)
 
 
 def _header_grids(header: dict) -> dict[str, tuple[int, int, int]]:
-    """The header's `stream_grids` (none in files before round 5); FormatError if malformed."""
+    """The header's optional `stream_grids` (absent in files from earlier writers); FormatError if
+    it is not {stream: [T, H, W]} with positive ints."""
     raw = header.get("stream_grids", {})
-    ok = isinstance(raw, dict) and all(
-        isinstance(g, list) and len(g) == 3 and all(type(v) is int and v >= 1 for v in g) for g in raw.values())
-    if not ok:
+    if not isinstance(raw, dict) or any(grid_problem(g) for g in raw.values()):
         raise FormatError(f"invalid .vtk header: stream_grids {raw!r} is not {{stream: [T, H, W]}}")
     return {k: tuple(g) for k, g in raw.items()}
+
+
+def _unit_limit(header: dict, grids: dict) -> int:
+    """The most tokens one unit can hold by the header: every stream for every tile, plus a
+    partial refresh's tile list. Checked before a payload is decoded, so a forged unit of a few
+    bytes cannot make the reader decode millions of range-coded digits. Files without grids
+    keep the packing default."""
+    tiles = header.get("tiles")
+    if not grids or type(tiles) is not int or tiles < 1:
+        return 1 << 26
+    return tiles * (sum(math.prod(g) for g in grids.values()) + 1)
 
 
 def _chunk(entry, key: bool, parts: list[dict], grids: dict | None = None) -> TokenChunk:
@@ -108,7 +125,7 @@ def _chunk(entry, key: bool, parts: list[dict], grids: dict | None = None) -> To
                               "stream matching its key streams' rows")
     grids = grids or {}
     for k, v in streams.items():
-        if k in grids and (v.ndim != 2 or v.shape[1] != grids[k][0] * grids[k][1] * grids[k][2]):
+        if k in grids and (v.ndim != 2 or grid_problem(grids[k], v.shape[1])):
             raise FormatError(f"chunk {entry.chunk}: stream {k!r} of shape {v.shape} does not fit its grid {grids[k]}")
     return TokenChunk(entry.chunk, entry.first_frame, entry.n_frames, key, streams, levels, refreshed,
                       frozenset(shared) - {REFRESH_TILES}, {k: g for k, g in grids.items() if k in streams})
