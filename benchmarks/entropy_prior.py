@@ -24,27 +24,19 @@ from __future__ import annotations
 import argparse
 import math
 import tempfile
+import time
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-import time
-
 import vtcodec
 from vtcodec import entropy
+from vtcodec.entropy import split_digits as digits
 from vtcodec.bench.prepare import fit_size, load_clip, write_lossless
 from vtcodec.container import VtkReader
 from vtcodec.packing import pack_streams
 from vtcodec.train.data import VIDEO_EXT, load_sources
-
-
-def digits(idx: np.ndarray, levels: list[int]) -> list[np.ndarray]:
-    out, div = [], 1
-    for lv in levels:
-        out.append((idx // div) % lv)
-        div *= lv
-    return out
 
 
 def adaptive_bits(idx: np.ndarray, levels: list[int], inc: float = 4.0, init: float = 0.5) -> float:

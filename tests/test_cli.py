@@ -60,9 +60,12 @@ def test_encode_decode_info(arch, make_video, tmp_path, capsys):
     assert d["header"]["model"] == arch and d["header"]["frame_count"] == 18
     assert d["chunks"] == 3 and d["file_bytes"] == size
     assert sum(s["tokens"] for s in d["streams"].values()) == tokens
+    data = vtk.read_bytes()  # preamble: magic, u16 version, u32 stored header length
+    assert d["header_bytes"] == int.from_bytes(data[10:14], "little") < len(json.dumps(d["header"]))
 
     text = run(capsys, "info", vtk)
     assert arch in text and "97x61" in text and "18 frames" in text
+    assert f"header stored in {d['header_bytes']} bytes" in " ".join(text.split())
 
 
 def test_decode_range_and_png_folder(make_video, tmp_path, capsys):

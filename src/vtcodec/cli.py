@@ -190,6 +190,9 @@ def info(
     if d["tokens"]:
         con.print(f"packed: {d['bits_per_token_packed']:.2f} bits/token (whole file {d['bits_per_token_file']:.2f}) "
                   f"vs empirical entropy {d['entropy_bits_per_token']:.2f} bits/token")
+    text = json.dumps(h, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    con.print(f"container: {d['container_overhead_bytes']} of {d['file_bytes']} bytes outside the token payloads; "
+              f"header stored in {d['header_bytes']} bytes ({len(text)} bytes of JSON)")
     con.print("header: " + json.dumps(h, sort_keys=True))
 
 

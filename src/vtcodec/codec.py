@@ -193,6 +193,7 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
     cf = tok.chunk_frames
     key_names = _key_streams(tok)
     levels, grids = tok.stream_levels, tok.stream_grids
+    spec = {k: (levels[k], grids[k]) for k in levels}  # what pack_streams needs beside each array
     header = {
         "model": tok.key, "arch": tok.arch, "checkpoint_sha256": tok.sha256,
         "width": info.width, "height": info.height, "fps": f"{info.fps.numerator}/{info.fps.denominator}",
@@ -227,14 +228,14 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
             w.begin_chunk(i, done, n, key)
             if key:
                 w.write_unit(SEGMENT, json.dumps({"chunk": i, "first_frame": done}, separators=(",", ":")).encode())
-                shared = {k: (v, levels[k], grids[k]) for k, v in streams.items() if k in key_names}
+                shared = {k: (v, *spec[k]) for k, v in streams.items() if k in key_names}
                 if shared:
                     w.write_unit(SHARED, pack_streams(shared))
             elif partial is not None:
                 w.write_unit(SHARED, pack_streams({REFRESH_TILES: (partial, [layout.count]),
-                                                   **{k: (streams[k], levels[k], grids[k]) for k in sorted(key_names)}}))
+                                                   **{k: (streams[k], *spec[k]) for k in sorted(key_names)}}))
                 refreshes += len(partial)
-            w.write_unit(TOKENS, pack_streams({k: (v, levels[k], grids[k]) for k, v in streams.items() if k not in key_names}))
+            w.write_unit(TOKENS, pack_streams({k: (v, *spec[k]) for k, v in streams.items() if k not in key_names}))
             tokens += sum(v.size for v in streams.values())
             chunks, keys, done = chunks + 1, keys + key, done + n
             if progress:

@@ -11,8 +11,8 @@ Version history:
      and decode those tiles against stale state, so version-2 files are refused there by
      version number instead of misread.
   3  the header JSON is stored compressed: raw DEFLATE (RFC 1951) with the preset dictionary
-     HEADER_DICT below. On the 1.5-2.7 KB files of a 32-frame 256x256 clip the plain JSON
-     (444-491 bytes) was the largest part of the container; compressed it takes 108-111.
+     HEADER_DICT below. The plain JSON (444-491 bytes for the shipped models) was the largest
+     part of the container; compressed it takes 108-109 (`vtcodec info` prints both).
 
 Conventions
 -----------
@@ -645,6 +645,7 @@ class VtkReader:
         if problem:
             raise FormatError(f"invalid .vtk header: {problem}")
         self.header: dict = header
+        self.header_bytes = header_len  # as stored (compressed in version 3)
         self._data_start = _PREAMBLE.size + header_len + _CRC.size
 
         trailer_at = self.file_size - _TRAILER.size

@@ -63,7 +63,7 @@ import numpy as np
 
 from vtcodec.errors import FormatError
 
-__all__ = ["MAX_LEVEL", "MAX_SYMBOLS", "check", "grid_problem", "encode", "decode"]
+__all__ = ["MAX_LEVEL", "MAX_SYMBOLS", "split_digits", "levels_problem", "grid_problem", "encode", "decode"]
 
 MAX_LEVEL = 64           # a digit's level, for layout 2
 MAX_SYMBOLS = 1 << 24    # range-coded digits per payload a reader will decode (bounds a forged payload's cost)
@@ -71,13 +71,19 @@ INIT, INC, LIMIT = 2, 5, 1 << 13
 _TOP, _MASK32 = 1 << 24, (1 << 32) - 1
 
 
-def _digits(flat: np.ndarray, levels: list[int]) -> list[int]:
-    """(N,) indices -> their N * m digits, element after element (digit 0 first), as Python ints."""
+def split_digits(indices: np.ndarray, levels: list[int]) -> list[np.ndarray]:
+    """Mixed-radix digits of int64 indices, digit 0 (the least significant) first:
+    d_i = (index // prod(levels[:i])) % levels[i], each an array shaped like `indices`."""
     cols, div = [], 1
     for lv in levels:
-        cols.append((flat // div) % lv)
+        cols.append((indices // div) % lv)
         div *= lv
-    return np.stack(cols, axis=1).ravel().tolist()
+    return cols
+
+
+def _digits(flat: np.ndarray, levels: list[int]) -> list[int]:
+    """(N,) indices -> their N * m digits, element after element (digit 0 first), as Python ints."""
+    return np.stack(split_digits(flat, levels), axis=1).ravel().tolist()
 
 
 def _context(digits: list[int], at: int, i: int, t: int, y: int, x: int, m: int, row: int, step: int,
@@ -116,17 +122,14 @@ def grid_problem(grid, last: int | None = None) -> str | None:
     return None
 
 
-def check(n: int, levels: list[int]) -> str | None:
-    """Why n indices with these levels cannot be one layout-2 stream, or None."""
-    if max(levels) > MAX_LEVEL:
-        return f"levels {levels} exceed {MAX_LEVEL}"
-    if n * len(levels) > MAX_SYMBOLS:
-        return f"{n} indices x {len(levels)} digits exceed {MAX_SYMBOLS} symbols"
-    return None
+def levels_problem(levels: list[int]) -> str | None:
+    """Why digits of these levels cannot be range coded, or None. (How many digits a payload may
+    hold, MAX_SYMBOLS, is counted by vtcodec.packing over all of a payload's streams.)"""
+    return f"levels {levels} exceed {MAX_LEVEL}" if max(levels) > MAX_LEVEL else None
 
 
 def encode(flat: np.ndarray, levels: list[int], grid: tuple[int, int, int]) -> bytes:
-    """Range-code indices (N,) in [0, prod(levels)) under the context model; check() and
+    """Range-code indices (N,) in [0, prod(levels)) under the context model; levels_problem() and
     grid_problem() must pass (the grid's product dividing N)."""
     digits = _digits(np.asarray(flat, dtype=np.int64), levels)
     m = len(levels)

@@ -107,9 +107,10 @@ uniform VQ [1024] (13824)                 9.95      11.94   10.02    10.42
 
 Version 2 added layout 2 (round 5, measured on the validation split with the shipped
 checkpoints, `benchmarks/entropy_prior.py`): per stream it takes 13-15 % fewer bits than the
-better zstd layout (2 % on TivTok's TV tokens), and a payload whose streams are all range coded carries no zstd frame
-(about 10 bytes). zstd still wins on exact long repeats of random tokens, so the encoder keeps
-trying every layout.
+better zstd layout (2 % on TivTok's TV tokens), and a payload whose streams are all range coded
+carries no zstd frame (whose header alone takes 9 bytes). zstd still wins on exact long repeats
+of random tokens (tests/test_packing.py, test_range_layout_uses_the_temporal_context), so the
+encoder keeps trying every layout.
 
 Neither zstd layout wins always, so the encoder tries every layout per stream (compressing each
 zstd one alone, at the requested level) and stores a layout byte: one byte per stream and two extra zstd runs at
@@ -127,6 +128,7 @@ import math
 import struct
 import zlib
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import numpy as np
 import zstandard
@@ -198,12 +200,9 @@ def _section_size(layout: int, n: int, levels: list[int]) -> int:
 
 def _encode_planes(flat: np.ndarray, levels: list[int]) -> bytes:
     out = []
-    rest = flat.astype(np.uint64)
-    for level in levels:
-        digit = rest % np.uint64(level)
-        rest //= np.uint64(level)
+    for level, digit in zip(levels, entropy.split_digits(flat.astype(np.int64), levels)):
         for j in range(_byte_planes(level)):
-            out.append(((digit >> np.uint64(8 * j)) & np.uint64(0xFF)).astype(np.uint8).tobytes())
+            out.append(((digit >> (8 * j)) & 0xFF).astype(np.uint8).tobytes())
     return b"".join(out)
 
 
@@ -336,7 +335,7 @@ def pack_streams(
                     f"[0, {k}) for levels {levels}"
                 )
         grid = _grid(name, arr, item[2] if len(item) == 3 else None)
-        why = entropy.check(flat.size, levels) if grid else "the stream is empty or a scalar"
+        why = entropy.levels_problem(levels) if grid else "the stream is empty or a scalar"
         if not why and range_digits + flat.size * len(levels) > entropy.MAX_SYMBOLS:
             why = f"the payload's range-coded streams would exceed {entropy.MAX_SYMBOLS} digits"
         if layout == "range" and why:
@@ -382,6 +381,17 @@ def _grid(name: str, arr: np.ndarray, grid) -> tuple[int, int, int] | None:
     return grid or (1, 1, arr.shape[-1])
 
 
+class _Desc(NamedTuple):
+    """One stream descriptor, as read."""
+    name: str
+    layout: int
+    shape: list[int]
+    levels: list[int]
+    n: int            # indices
+    size: int         # section bytes
+    grid: tuple[int, int, int] | None  # layout 2 only
+
+
 class _Cursor:
     """Reads descriptor fields from the payload, failing with a FormatError on overrun."""
 
@@ -420,7 +430,7 @@ class _Cursor:
         return out
 
 
-def _read_head(payload: bytes, max_elements: int) -> tuple[int, list[tuple], _Cursor]:
+def _read_head(payload: bytes, max_elements: int) -> tuple[int, list[_Desc], _Cursor]:
     """Check the CRC and read the descriptors: (version, descriptors, cursor after them)."""
     buf = memoryview(payload).cast("B")
     if len(buf) < len(MAGIC) + 1 + 4:
@@ -450,7 +460,7 @@ def _read_head(payload: bytes, max_elements: int) -> tuple[int, list[tuple], _Cu
             name = bytes(cur.take(name_len, f"stream {s} name")).decode("utf-8")
         except UnicodeDecodeError:
             raise FormatError(f"corrupt packed tokens: stream {s} name is not UTF-8") from None
-        if any(d[0] == name for d in descs):
+        if any(d.name == name for d in descs):
             raise FormatError(f"corrupt packed tokens: duplicate stream name {name!r}")
         lay = cur.u8(f"stream {name!r} layout")
         if lay not in layouts:
@@ -482,12 +492,12 @@ def _read_head(payload: bytes, max_elements: int) -> tuple[int, list[tuple], _Cu
             grid = tuple(cur.uvarints(3, f"stream {name!r} grid"))
             (size,) = cur.uvarints(1, f"stream {name!r} section length")
             why = ("it is empty or a scalar" if not ndim or not n
-                   else entropy.grid_problem(grid, shape[-1]) or entropy.check(n, levels))
+                   else entropy.grid_problem(grid, shape[-1]) or entropy.levels_problem(levels))
             if why:
                 raise FormatError(f"corrupt packed tokens: stream {name!r} cannot be range coded: {why}")
         else:
             size = _section_size(lay, n, levels)
-        descs.append((name, lay, shape, levels, n, size, grid))
+        descs.append(_Desc(name, lay, shape, levels, n, size, grid))
     return version, descs, cur
 
 
@@ -495,7 +505,7 @@ def payload_layouts(payload: bytes) -> dict[str, tuple[str, tuple[int, int, int]
     """Stream name -> (layout it is stored in: "planes", "bits" or "range"; its layout-2 grid or
     None). Reads the descriptors only."""
     names = {v: k for k, v in _LAYOUT_NAMES.items()}
-    return {d[0]: (names[d[1]], d[6]) for d in _read_head(payload, 1 << 62)[1]}
+    return {d.name: (names[d.layout], d.grid) for d in _read_head(payload, 1 << 62)[1]}
 
 
 def unpack_streams(payload: bytes, *, max_elements: int = 1 << 26) -> dict[str, tuple[np.ndarray, list[int]]]:
@@ -505,32 +515,29 @@ def unpack_streams(payload: bytes, *, max_elements: int = 1 << 26) -> dict[str, 
     with the zstd frame's declared size, before anything is decompressed. Any malformed,
     truncated or corrupted payload raises FormatError.
     """
-    version, descs, cur = _read_head(payload, max_elements)
-    expected = sum(d[5] for d in descs if d[1] != LAYOUT_RANGE)  # the zstd frame's content
-    coded = {}
-    for name, lay, shape, levels, n, size, grid in descs:
-        if lay == LAYOUT_RANGE:
-            coded[name] = cur.take(size, f"stream {name!r} range-coded section")
+    _, descs, cur = _read_head(payload, max_elements)
+    ranged = [d for d in descs if d.layout == LAYOUT_RANGE]
+    coded = {d.name: cur.take(d.size, f"stream {d.name!r} range-coded section") for d in ranged}
     frame = cur.buf[cur.pos :]
     data = b""
-    if version < 2 or len(coded) < len(descs) or not descs:
-        data = _decompress_frame(frame, expected)
+    if len(ranged) < len(descs) or not descs:  # a zstd-layout stream, or none at all: one zstd frame
+        data = _decompress_frame(frame, sum(d.size for d in descs if d.layout != LAYOUT_RANGE))
     elif len(frame):
         raise FormatError(f"corrupt packed tokens: {len(frame)} bytes after the range-coded sections")
     view = memoryview(data)
     out: dict[str, tuple[np.ndarray, list[int]]] = {}
     pos = 0
-    for name, lay, shape, levels, n, size, grid in descs:
-        if lay == LAYOUT_RANGE:
-            flat = entropy.decode(coded[name], n, levels, grid)
+    for d in descs:
+        if d.layout == LAYOUT_RANGE:
+            flat = entropy.decode(coded[d.name], d.n, d.levels, d.grid)
         else:
-            sec = view[pos : pos + size]
-            pos += size
-            if lay == LAYOUT_PLANES:
-                flat = _decode_planes(sec, n, levels, name)
+            sec = view[pos : pos + d.size]
+            pos += d.size
+            if d.layout == LAYOUT_PLANES:
+                flat = _decode_planes(sec, d.n, d.levels, d.name)
             else:
-                flat = _decode_bits(sec, n, math.prod(levels), name)
-        out[name] = (flat.reshape(shape), levels)
+                flat = _decode_bits(sec, d.n, math.prod(d.levels), d.name)
+        out[d.name] = (flat.reshape(d.shape), d.levels)
     return out
 
 

@@ -39,7 +39,7 @@ def describe(path: str | Path) -> dict:
                     by_stream[name].append(idx.ravel())
                     tokens_by_kind[kind] += idx.size
                 payload_bits_by_kind[kind] += 8 * len(u.payload)
-        size = r.file_size
+        size, header_bytes = r.file_size, r.header_bytes
     pixels = header["frame_count"] * header["width"] * header["height"]
     streams = {}
     for name, parts in by_stream.items():
@@ -61,4 +61,5 @@ def describe(path: str | Path) -> dict:
                                    if total_tokens else None),
         "bpp": 8 * size / pixels if pixels else None,
         "container_overhead_bytes": size - payload_bits // 8,
+        "header_bytes": header_bytes,  # as stored; the JSON text is len(json.dumps(header, separators=(",", ":")))
     }
