@@ -108,6 +108,9 @@ def encode(
                                               "tiles edge to edge and may show seams, 16 hides them at up to 2.25x "
                                               "the tokens (a 256x256 frame: 9 tiles instead of 4)")] = 0,
     tile_batch: Annotated[int, typer.Option(help="tiles per model call")] = 8,
+    refine: Annotated[int, typer.Option(min=0, help="encoder-side search: N decoder passes per chunk looking for "
+                                                    "tokens that decode closer to the input; slower encode, same "
+                                                    "decoder and format (0: off)")] = 0,
 ) -> None:
     """Encode a video into tokens (.vtk)."""
     from vtcodec.codec import encode_file
@@ -115,7 +118,8 @@ def encode(
     bar, cb = _progress("encode")
     with bar:
         r = encode_file(src, output, model=model, device=device, force=force, segment_chunks=segment,
-                        refresh_db=refresh_db, overlap=overlap, tile_batch=tile_batch, progress=cb)
+                        refresh_db=refresh_db, overlap=overlap, tile_batch=tile_batch, refine=refine,
+                        progress=cb)
     typer.echo(f"{r.path}: {r.frames} frames {r.width}x{r.height}, {r.chunks} chunks ({r.key_chunks} key, "
                f"{r.tile_refreshes} tiles refreshed), {r.tokens} tokens, {r.bytes} bytes, {r.bpp:.5f} bpp, {r.seconds:.1f} s ({r.model})")
 

@@ -171,6 +171,9 @@ def bench(
     suite: Annotated[
         str, typer.Option("--suite", help="default, or paper: also compare with the papers' claims.")
     ] = "default",
+    refine: Annotated[
+        int, typer.Option("--refine", min=0, help="Encoder-side refinement steps for every model (see `vtcodec encode --refine`).")
+    ] = 0,
 ) -> None:
     """Benchmark tokenizer models against x264, x265 and AV1 at the same bits per pixel."""
     from vtcodec.bench.prepare import parse_size
@@ -192,7 +195,7 @@ def bench(
     with err.status("starting benchmark") as status:
         results = run_bench(
             sources, ratio, frames, wh, device, progress=lambda msg: status.update(msg),
-            suite=suite,
+            suite=suite, refine=refine,
         )
     console = Console(width=max(160, Console().width))  # the table must not wrap when piped or logged
     console.print(_table(results))

@@ -36,6 +36,7 @@ from vtcodec.errors import FormatError, ModelError, OutputError, VtcodecError
 from vtcodec.models.base import Streams, Tokenizer
 from vtcodec.models.registry import find_by_sha, load_checkpoint, resolve_model, sha256_file
 from vtcodec.packing import pack_streams
+from vtcodec.refine import refine_latents
 from vtcodec.tiling import TileLayout, frames_to_video, video_to_frames
 from vtcodec.tokens import TokenChunk, chunks_of
 from vtcodec.video import VideoWriter, check_file_output, check_output_path, probe, read_chunks, read_image
@@ -125,19 +126,28 @@ class _Batches:
 
 
 @torch.no_grad()
-def _code_chunk(model: Tokenizer, tiles: torch.Tensor, b: _Batches, key: bool, decode: bool):
-    """Encode (and optionally decode) all tiles of a chunk; returns (streams, recon tiles, new states)."""
+def _code_chunk(model: Tokenizer, tiles: torch.Tensor, b: _Batches, key: bool, decode: bool, refine: int = 0,
+                slope: float = 0.0):
+    """Encode (and optionally decode) all tiles of a chunk; returns (streams, recon tiles, new states).
+    `refine` > 0 searches that many steps for better tokens (vtcodec.refine), trading `slope` dB
+    per doubling of bits; it needs `decode`."""
     dev = next(model.parameters()).device
     streams: dict[str, list] = {}
     recons, enc_states, dec_states = [], [], []
     for i, sl in enumerate(b.slices):
         x = tiles[sl].to(dev)
         with _autocast(dev):
-            s, es = model.encode_chunk(x, None if key else b.enc[i])
+            if refine:
+                lat, es = model.encode_chunk_latents(x, None if key else b.enc[i])
+                s, _ = refine_latents(model, x, lat, None if key else b.dec[i], refine, slope=slope)
+            else:
+                s, es = model.encode_chunk(x, None if key else b.enc[i])
             if decode:
                 r, ds = model.decode_chunk(s, None if key else b.dec[i])
                 recons.append(r.float().cpu())
                 dec_states.append(ds)
+                if refine:
+                    es = model.next_encoder_state(es, ds)
         enc_states.append(es)
         for name, idx in s.items():
             streams.setdefault(name, []).append(idx.cpu())
@@ -168,7 +178,8 @@ def _mix(tok: Tokenizer, b: _Batches, sel: np.ndarray, cont: tuple, key: tuple, 
 
 def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok", device: str = "auto",
                 force: bool = False, segment_chunks: int = 8, refresh_db: float | None = 1.0,
-                overlap: int = 0, tile_batch: int = 8, progress: Progress | None = None) -> EncodeResult:
+                overlap: int = 0, tile_batch: int = 8, refine: int = 0, refine_slope: float = 0.0,
+                progress: Progress | None = None) -> EncodeResult:
     """Encode the video `src` into the .vtk file `dst`.
 
     segment_chunks: a key chunk (random-access point) at least every this many chunks.
@@ -178,7 +189,11 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
     overlap: minimum overlap of neighbouring tiles in pixels, blended at decode. 0 by default:
         on the validation split at 256x256, 16 (9 tiles instead of 4) cost the baseline 1.7x the
         bits for +0.19 dB and TivTok (round 3) 1.3x for +0.09 dB -- a poor trade -- but hides
-        tile seams (`benchmarks/overlap_rd.py out/val <model> 16 0`).
+        tile seams (`benchmarks/rd_sweep.py out/val <model> overlap=16,0`).
+    refine: encoder-side search steps per chunk (vtcodec.refine): better tokens for the same
+        decoder, at `refine` decoder passes forward and backward per chunk; 0 (default) is off.
+    refine_slope: with refine, the dB of PSNR a token change must buy per doubling of a tile's
+        bits (0: quality only, whatever the bits).
     The output is written atomically; an existing `dst` is refused unless `force`.
     """
     t0 = time.perf_counter()
@@ -186,6 +201,10 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
     check_file_output(src, dst, force, "a .vtk file")
     if segment_chunks < 1:
         raise VtcodecError(f"segment_chunks must be >= 1, got {segment_chunks}")
+    if refine < 0:
+        raise VtcodecError(f"refine must be >= 0 steps, got {refine}")
+    if not (math.isfinite(refine_slope) and refine_slope >= 0):
+        raise VtcodecError(f"refine_slope must be a finite number >= 0, got {refine_slope}")
     tok = model if isinstance(model, Tokenizer) else load_tokenizer(model, device)
     if not 0 <= overlap < tok.tile // 2:
         raise VtcodecError(f"overlap must be in [0, {tok.tile // 2}) for tile {tok.tile}, got {overlap}")
@@ -203,8 +222,11 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
         "key_streams": sorted(key_names), "segment_chunks": segment_chunks,
         "refresh_db": refresh_db if refresh_db is not None and math.isfinite(refresh_db) else None, "pixels_per_token": tok.pixels_per_token, "vtcodec_version": __version__,
     }
+    if refine:  # informational, like refresh_db: the decoder needs nothing from it
+        header["refine"] = {"steps": refine, "slope": refine_slope}
     b = _Batches(layout.count, tile_batch)
     adaptive = refresh_db is not None and math.isfinite(refresh_db)
+    track = adaptive or refine > 0  # decoder states are needed to compare restarts and to refine
     tokens = chunks = keys = done = refreshes = 0
     since_key = 0
     with VtkWriter(dst, header, force=force) as w:
@@ -212,10 +234,10 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
             n = frames.shape[0]
             tiles = layout.split(frames_to_video(frames, cf))
             key = i == 0 or since_key >= segment_chunks
-            streams, recon, es, ds = _code_chunk(tok, tiles, b, key, decode=adaptive)
+            streams, recon, es, ds = _code_chunk(tok, tiles, b, key, decode=track, refine=refine, slope=refine_slope)
             partial = None
             if adaptive and not key:
-                k_coded = _code_chunk(tok, tiles, b, True, decode=True)
+                k_coded = _code_chunk(tok, tiles, b, True, decode=True, refine=refine, slope=refine_slope)
                 gain_db = 10 * np.log10(np.maximum(_tile_mse(recon, tiles), 1e-9) / np.maximum(_tile_mse(k_coded[1], tiles), 1e-9))
                 sel = gain_db > refresh_db
                 if sel.all():
@@ -223,7 +245,7 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
                 elif sel.any():
                     partial = np.flatnonzero(sel)
                     streams, es, ds = _mix(tok, b, sel, (streams, es, ds), (k_coded[0], k_coded[2], k_coded[3]), key_names)
-            b.enc, b.dec = es, (ds if adaptive else b.dec)
+            b.enc, b.dec = es, (ds if track else b.dec)
             since_key = 1 if key else since_key + 1
             w.begin_chunk(i, done, n, key)
             if key:

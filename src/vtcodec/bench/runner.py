@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -63,6 +63,7 @@ class ModelSpec:
     arch: str | None = None
     params: int | None = None
     sha256: str | None = None
+    refine: int = 0  # encoder-side refinement steps (vtcodec.refine); 0: the encoder's own tokens
 
     @property
     def family(self) -> str | None:
@@ -160,6 +161,7 @@ class _ChildCodec:
             "device": device,
             "workdir": str(work),
             "warmup": warmup,
+            "refine": spec.refine,
             "result": str(work / "result.json"),
             "decoded": str(work / "decoded.npy"),
         }
@@ -199,7 +201,7 @@ def _bench_model(runner, codec_obj, spec, src, ref, fps, device, work, warmup, w
     if runner is not None:
         raw = runner.run(src, spec, device, work, warmup)
     else:
-        raw = measure(codec_obj, str(src), spec.model, device, str(work), warmup=warmup)
+        raw = measure(codec_obj, str(src), spec.model, device, str(work), warmup=warmup, refine=spec.refine)
     decoded = raw.pop("decoded")
     if decoded.shape != ref.shape or decoded.dtype != np.uint8:
         raise VtcodecError(
@@ -368,6 +370,7 @@ def run_bench(
     codec="vtcodec",
     workdir: str | os.PathLike | None = None,
     suite: str = "default",
+    refine: int = 0,
 ) -> dict:
     """Benchmark tokenizer models against classical codecs; returns every raw number.
 
@@ -376,6 +379,7 @@ def run_bench(
     ``encode_file``/``decode_frames``/``list_models`` (default the real ``vtcodec``); an
     object instead of a name runs models in this process (``isolate`` is then ignored).
     ``progress`` receives one-line status messages. ``suite='paper'`` adds ``results['paper']``.
+    ``refine`` > 0: every model encodes with that many refinement steps (vtcodec.refine).
     """
     say = progress or (lambda msg: None)
     if suite not in ("default", "paper"):
@@ -391,6 +395,10 @@ def run_bench(
         module_name, codec_obj = None, codec
     runner = _ChildCodec(module_name) if (isolate and module_name) else None
     specs = list(models) if models is not None else select_models(available_models(codec_obj), ratio)
+    if refine < 0:
+        raise VtcodecError(f"refine must be >= 0 steps, got {refine}")
+    if refine:
+        specs = [replace(s, refine=refine) for s in specs]
     keys = [s.key for s in specs]
     if len(set(keys)) != len(keys):
         raise VtcodecError(f"model keys must be unique, got {keys}")
@@ -409,6 +417,7 @@ def run_bench(
             "codecs": list(codecs),
             "crfs": {c: (crfs or {}).get(c) or classical.default_crfs(c) for c in codecs},
             "warmup": warmup,
+            "refine": refine,
             "isolated_models": runner is not None,
             "vmaf": {"available": vmaf_reason is None, "model": metrics.VMAF_MODEL, "reason": vmaf_reason},
             "metric_definitions": metrics.__doc__,

@@ -99,12 +99,15 @@ def measure(
     *,
     warmup: bool = True,
     isolated: bool = False,
+    refine: int = 0,
 ) -> dict:
     """Warm up, then time one encode and one decode of ``src`` with ``model``.
 
     ``codec`` is the object providing ``encode_file`` and ``decode_frames`` (the ``vtcodec``
-    module in real runs). Returns raw numbers plus ``decoded`` (uint8 frames).
+    module in real runs). ``refine`` > 0 is passed to ``encode_file``. Returns raw numbers plus
+    ``decoded`` (uint8 frames).
     """
+    opts = {"refine": refine} if refine else {}
     work = Path(workdir)
     dst = str(work / "model.vtk")
     baseline = rss_mb()
@@ -116,7 +119,7 @@ def measure(
     with RSSSampler() as sampler:
         if warmup:
             t0 = time.perf_counter()
-            codec.encode_file(src, str(work / "warmup.vtk"), model=model, device=device, force=True)
+            codec.encode_file(src, str(work / "warmup.vtk"), model=model, device=device, force=True, **opts)
             _sync(device)
             out["cold_encode_seconds"] = time.perf_counter() - t0
             t0 = time.perf_counter()
@@ -126,7 +129,7 @@ def measure(
         if cuda:
             torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
-        res = codec.encode_file(src, dst, model=model, device=device, force=True)
+        res = codec.encode_file(src, dst, model=model, device=device, force=True, **opts)
         _sync(device)
         out["encode_seconds"] = time.perf_counter() - t0
         if cuda:
@@ -173,6 +176,7 @@ def main(job_path: str) -> int:
             job["workdir"],
             warmup=job["warmup"],
             isolated=True,
+            refine=int(job.get("refine", 0)),
         )
         np.save(job["decoded"], out.pop("decoded"))
         result_path.write_text(json.dumps({"ok": True, "result": out}))

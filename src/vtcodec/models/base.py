@@ -95,10 +95,31 @@ class Tokenizer(nn.Module):
 
     # -- coding -----------------------------------------------------------------------------
     def encode_chunk(self, video: torch.Tensor, state: Any | None) -> tuple[Streams, Any]:
+        """Video -> (token indices (B, n) per stream, new state): `encode_chunk_latents`, quantized."""
+        latents, state = self.encode_chunk_latents(video, state)
+        return {k: self.quant.quantize(z)[1] for k, z in latents.items()}, state
+
+    def encode_chunk_latents(self, video: torch.Tensor, state: Any | None) -> tuple[dict[str, torch.Tensor], Any]:
+        """Video -> (pre-quantization latents (B, n, q) per stream, new state). Quantizing them
+        with `self.quant` gives the chunk's tokens; encoder-side refinement (vtcodec.refine) starts
+        its search from them."""
         raise NotImplementedError
 
     def decode_chunk(self, streams: Streams, state: Any | None) -> tuple[torch.Tensor, Any]:
+        """Token indices -> (video, new state): each stream's FSQ codes, then `decode_chunk_codes`."""
+        return self.decode_chunk_codes({k: self.quant.indices_to_codes(v) for k, v in streams.items()}, state)
+
+    def decode_chunk_codes(self, codes: dict[str, torch.Tensor], state: Any | None) -> tuple[torch.Tensor, Any]:
+        """Quantized codes (B, n, q) per stream -> (video, new state); differentiable in `codes`,
+        which is what encoder-side refinement (vtcodec.refine) optimises through."""
         raise NotImplementedError
+
+    def next_encoder_state(self, enc_state: Any, dec_state: Any) -> Any:
+        """The encoder's state for the next chunk once refinement has changed this chunk's tokens.
+        Closed-loop models (RefTok's decoded frame, TivTok's TIV codes) carry what the decoder
+        carries, so by default the decoder's state; a model whose encoder state depends on its
+        input alone (the baseline's causal input context) returns `enc_state`."""
+        return dec_state
 
     # Per-tile refresh: the codec restarts some tiles of a batch while the others continue, so it
     # needs a state's rows. Every state here is a tensor with the batch first; a model whose state

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from vtcodec.models.base import Streams, Tokenizer
+from vtcodec.models.base import Tokenizer
 from vtcodec.models.layers import Block, PixelHead, patchify, sincos_2d, sincos_table, zero_linear
 from vtcodec.quantizers import FSQ
 
@@ -72,7 +72,10 @@ class RefTokConfig:
 
 def to_8bit(frame: torch.Tensor) -> torch.Tensor:
     """Round a [-1, 1] frame to the 8-bit grid, so encoder and decoder share an exact reference."""
-    return ((frame.float().clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
+    x = frame.float().clamp(-1, 1)
+    y = ((x + 1) * 127.5).round() / 127.5 - 1
+    # straight-through when differentiated (vtcodec.refine); exactly y otherwise
+    return x + (y - x).detach() if x.requires_grad else y
 
 
 class IntraTokenizer(nn.Module):
@@ -236,25 +239,24 @@ class RefTok(Tokenizer):
         return {"recon": self.decode_targets(codes, ref, h_ref), "intra_recon": intra_recon}
 
     # -- codec --------------------------------------------------------------------------------
-    def encode_chunk(self, video: torch.Tensor, state: torch.Tensor | None) -> tuple[Streams, torch.Tensor]:
-        streams: Streams = {}
+    def encode_chunk_latents(self, video: torch.Tensor, state: torch.Tensor | None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        latents: dict[str, torch.Tensor] = {}
         if state is None:
-            intra_codes, streams["intra"] = self.quant.quantize(self.intra.encode(video[:, :, 0]))
-            state = to_8bit(self.intra.decode(intra_codes))
-        latents, _ = self.encode_targets(video, state)
-        codes, streams["target"] = self.quant.quantize(latents)
+            latents["intra"] = self.intra.encode(video[:, :, 0])
+            state = to_8bit(self.intra.decode(self.quant(latents["intra"])))
+        latents["target"], _ = self.encode_targets(video, state)
         # closed loop: the next reference is what the decoder will see
-        recon = self.decode_targets(codes, state)
-        return streams, to_8bit(recon[:, :, -1])
+        recon = self.decode_targets(self.quant(latents["target"]), state)
+        return latents, to_8bit(recon[:, :, -1])
 
     def state_from_reference(self, frame: torch.Tensor) -> torch.Tensor:
         """A reference frame (B, 3, H, W) in [-1, 1] as decoder state: zero-shot editing."""
         return to_8bit(frame)
 
-    def decode_chunk(self, streams: Streams, state: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        if "intra" in streams:
-            state = to_8bit(self.intra.decode(self.quant.indices_to_codes(streams["intra"])))
+    def decode_chunk_codes(self, codes: dict[str, torch.Tensor], state: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        if "intra" in codes:
+            state = to_8bit(self.intra.decode(codes["intra"]))
         elif state is None:
             raise ValueError("reftok: a chunk without an intra reference needs the previous chunk's frame")
-        video = self.decode_targets(self.quant.indices_to_codes(streams["target"]), state)
+        video = self.decode_targets(codes["target"], state)
         return video, to_8bit(video[:, :, -1])

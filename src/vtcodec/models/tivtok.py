@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from vtcodec.models.base import Streams, Tokenizer
+from vtcodec.models.base import Tokenizer
 from vtcodec.models.layers import Block, PixelHead, patchify, sincos_2d, sincos_table, zero_linear
 from vtcodec.quantizers import FSQ
 
@@ -180,20 +180,18 @@ class TivTok(Tokenizer):
         return {"recon": self.decode_codes(tiv_codes, tv_codes)}
 
     # -- codec --------------------------------------------------------------------------------
-    def encode_chunk(self, video: torch.Tensor, state: torch.Tensor | None) -> tuple[Streams, torch.Tensor]:
-        streams: Streams = {}
+    def encode_chunk_latents(self, video: torch.Tensor, state: torch.Tensor | None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        latents: dict[str, torch.Tensor] = {}
         if state is None:
-            state, streams["tiv"] = self.quant.quantize(self.encode_tiv(video))
-        tv_codes, tv_idx = self.quant.quantize(self.encode_tv(video, state))
-        streams["tv"] = tv_idx.flatten(1)
-        return streams, state
+            latents["tiv"] = self.encode_tiv(video)
+            state = self.quant(latents["tiv"])
+        latents["tv"] = self.encode_tv(video, state).flatten(1, 2)  # (B, T * n_tv, q)
+        return latents, state
 
-    def decode_chunk(self, streams: Streams, state: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        c = self.config
-        if "tiv" in streams:
-            state = self.quant.indices_to_codes(streams["tiv"])
+    def decode_chunk_codes(self, codes: dict[str, torch.Tensor], state: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        if "tiv" in codes:
+            state = codes["tiv"]
         elif state is None:
             raise ValueError("tivtok: a chunk without TIV tokens needs the segment's TIV tokens")
-        b = streams["tv"].shape[0]
-        tv_codes = self.quant.indices_to_codes(streams["tv"].reshape(b, -1, c.n_tv))
-        return self.decode_codes(state, tv_codes), state
+        tv = codes["tv"]
+        return self.decode_codes(state, tv.reshape(tv.shape[0], -1, self.config.n_tv, tv.shape[-1])), state

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vtcodec.models.base import Streams, Tokenizer
+from vtcodec.models.base import Tokenizer
 from vtcodec.quantizers import FSQ
 
 
@@ -192,19 +192,21 @@ class VidTok(Tokenizer):
         return {"recon": self.decode_latent(codes)}
 
     # -- codec (causal cache) -----------------------------------------------------------------
-    def encode_chunk(self, video: torch.Tensor, state: torch.Tensor | None) -> tuple[Streams, torch.Tensor]:
+    def encode_chunk_latents(self, video: torch.Tensor, state: torch.Tensor | None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         c = self.config
         x = video if state is None else torch.cat([state, video], dim=2)
         z = self.encode_latent(x)[:, :, -(video.shape[2] // 4):]
-        _, idx = self.quant.quantize(z.movedim(1, -1))  # (B, t, h, w)
-        return {"latent": idx.flatten(1)}, x[:, :, -c.context:]
+        return {"latent": z.movedim(1, -1).flatten(1, 3)}, x[:, :, -c.context:]  # (B, t * g * g, q)
 
-    def decode_chunk(self, streams: Streams, state: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def decode_chunk_codes(self, codes: dict[str, torch.Tensor], state: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.config
         g = c.tile // c.spatial_down
-        idx = streams["latent"]
-        codes = self.quant.indices_to_codes(idx.view(idx.shape[0], -1, g, g)).movedim(-1, 1)  # (B, q, t, g, g)
-        t_new = codes.shape[2]
-        x = codes if state is None else torch.cat([state, codes], dim=2)
+        lat = codes["latent"]
+        lat = lat.reshape(lat.shape[0], -1, g, g, lat.shape[-1]).movedim(-1, 1)  # (B, q, t, g, g)
+        t_new = lat.shape[2]
+        x = lat if state is None else torch.cat([state, lat], dim=2)
         video = self.decode_latent(x)[:, :, -4 * t_new:]
         return video, x[:, :, -c.latent_context:]
+
+    def next_encoder_state(self, enc_state: torch.Tensor, dec_state: torch.Tensor) -> torch.Tensor:
+        return enc_state  # the encoder's causal context is its input video, whatever tokens were sent

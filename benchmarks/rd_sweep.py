@@ -1,0 +1,80 @@
+"""Bits, PSNR, SSIM and encode time through the real codec path, sweeping one encoder setting.
+
+    python benchmarks/rd_sweep.py out/val vidtok overlap=16,0
+    python benchmarks/rd_sweep.py out/val reftok refine=0,20 --set refresh_db=inf
+    python benchmarks/rd_sweep.py out/val path/to/candidate.safetensors overlap=0
+
+Each clip is cut to its first `--frames` frames and centre-cropped/resized to size x size as
+`vtcodec bench --size` does, then encoded with `vtcodec.encode_file(..., setting=value)` for each
+value (.vtk sizes, decoded frames); per value, the means over clips are printed, and with
+`--per-clip` each clip's row too. Settings are encode_file's keyword arguments (overlap,
+refresh_db, segment_chunks, refine, tile_batch); `inf` means never for refresh_db. At 256x256 with
+128-px tiles an overlap of 16 needs 9 tiles and an overlap of 0 needs 4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import vtcodec
+from vtcodec.bench.metrics import psnr_rgb, ssim
+from vtcodec.bench.prepare import fit_size, load_clip, write_lossless
+from vtcodec.train.data import VIDEO_EXT
+
+
+def _value(text: str) -> int | float:
+    return int(text) if text.lstrip("-").isdigit() else float(text)
+
+
+def _setting(text: str) -> tuple[str, list]:
+    name, _, values = text.partition("=")
+    if not name or not values:
+        raise argparse.ArgumentTypeError(f"{text!r} is not name=value[,value...]")
+    return name.replace("-", "_"), [_value(v) for v in values.split(",")]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("folder")
+    ap.add_argument("model")
+    ap.add_argument("sweep", type=_setting, help="name=v1,v2,...: the encoder setting to sweep")
+    ap.add_argument("--set", type=_setting, action="append", default=[], help="name=value held fixed")
+    ap.add_argument("--frames", type=int, default=32)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--per-clip", action="store_true")
+    a = ap.parse_args()
+    fixed = {k: v[0] for k, v in a.set}
+    tok = vtcodec.load_tokenizer(a.model)
+    clips = sorted(p for p in Path(a.folder).iterdir() if p.suffix.lower() in VIDEO_EXT)
+    name, values = a.sweep
+    with tempfile.TemporaryDirectory() as tmp:
+        sources = []
+        for c in clips:
+            frames, info = load_clip(c, a.frames)
+            path = Path(tmp) / f"{c.stem}.mkv"
+            ref, _ = write_lossless(fit_size(frames, a.size, a.size), path, info.fps)
+            sources.append((path, ref))
+        for value in values:
+            rows = []
+            for path, ref in sources:
+                t0 = time.perf_counter()
+                r = vtcodec.encode_file(path, Path(tmp) / "o.vtk", model=tok, force=True, **{**fixed, name: value})
+                secs = time.perf_counter() - t0
+                dec = vtcodec.decode_frames(Path(tmp) / "o.vtk", model=tok)
+                rows.append((r.bpp, psnr_rgb(ref, dec), ssim(ref, dec), secs))
+                if a.per_clip:
+                    print(f"  {path.stem}: bpp {rows[-1][0]:.5f}  PSNR {rows[-1][1]:.2f} dB  SSIM {rows[-1][2]:.4f}  "
+                          f"encode {secs:.1f} s", flush=True)
+            bpp, p, s, secs = np.mean(rows, axis=0)
+            extra = "".join(f" {k} {v:g}" for k, v in fixed.items())
+            print(f"{a.model} {name} {value:g}{extra}: {len(rows)} clips, bpp {bpp:.5f}  PSNR {p:.2f} dB  "
+                  f"SSIM {s:.4f}  encode {secs:.1f} s/clip", flush=True)
+
+
+if __name__ == "__main__":
+    main()
