@@ -138,3 +138,26 @@ def test_rate_distortion_search_never_worsens_its_objective(arch):
     mse = (out.clamp(-1, 1) - x).pow(2).flatten(1).mean(1)
     objective = 10 * torch.log10(mse) + 3.0 * torch.log2(tile_bits(m, streams).float())
     assert torch.allclose(objective, err[1].float(), atol=1e-4)
+
+
+def test_bench_passes_refinement_to_every_encode(tmp_path, models_dir):
+    import vtcodec
+    from vtcodec.bench.runner import ModelSpec, run_bench
+
+    seen = []
+
+    class Recording:  # the real codec, remembering what encode_file was asked
+        def encode_file(self, *a, **kw):
+            seen.append({k: kw.get(k) for k in ("refine", "refine_slope")})
+            return vtcodec.encode_file(*a, **kw)
+
+        decode_frames = staticmethod(vtcodec.decode_frames)
+        list_models = staticmethod(vtcodec.list_models)
+
+    src = write_video(tmp_path / "in.mkv", synth_frames(8, 64, 64))
+    res = run_bench([src], models=[ModelSpec("reftok", "reftok")], codecs=(), with_vmaf=False,
+                    codec=Recording(), refine=2, refine_slope=1.5, workdir=tmp_path)
+    assert seen and all(s == {"refine": 2, "refine_slope": 1.5} for s in seen)
+    assert res["settings"]["refine"] == {"steps": 2, "slope": 1.5}
+    with pytest.raises(VtcodecError, match="refine"):
+        run_bench([src], models=[ModelSpec("reftok", "reftok")], codecs=(), codec=Recording(), refine=-1)

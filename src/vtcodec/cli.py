@@ -111,6 +111,8 @@ def encode(
     refine: Annotated[int, typer.Option(min=0, help="encoder-side search: N decoder passes per chunk looking for "
                                                     "tokens that decode closer to the input; slower encode, same "
                                                     "decoder and format (0: off)")] = 0,
+    refine_slope: Annotated[float, typer.Option(min=0, help="with --refine: the dB of PSNR a token change must buy "
+                                                          "per doubling of a tile's bits (0: quality only)")] = 0.0,
 ) -> None:
     """Encode a video into tokens (.vtk)."""
     from vtcodec.codec import encode_file
@@ -119,7 +121,7 @@ def encode(
     with bar:
         r = encode_file(src, output, model=model, device=device, force=force, segment_chunks=segment,
                         refresh_db=refresh_db, overlap=overlap, tile_batch=tile_batch, refine=refine,
-                        progress=cb)
+                        refine_slope=refine_slope, progress=cb)
     typer.echo(f"{r.path}: {r.frames} frames {r.width}x{r.height}, {r.chunks} chunks ({r.key_chunks} key, "
                f"{r.tile_refreshes} tiles refreshed), {r.tokens} tokens, {r.bytes} bytes, {r.bpp:.5f} bpp, {r.seconds:.1f} s ({r.model})")
 

@@ -174,6 +174,9 @@ def bench(
     refine: Annotated[
         int, typer.Option("--refine", min=0, help="Encoder-side refinement steps for every model (see `vtcodec encode --refine`).")
     ] = 0,
+    refine_slope: Annotated[
+        float, typer.Option("--refine-slope", min=0, help="With --refine: dB per doubling of bits (see `vtcodec encode`).")
+    ] = 0.0,
 ) -> None:
     """Benchmark tokenizer models against x264, x265 and AV1 at the same bits per pixel."""
     from vtcodec.bench.prepare import parse_size
@@ -195,7 +198,7 @@ def bench(
     with err.status("starting benchmark") as status:
         results = run_bench(
             sources, ratio, frames, wh, device, progress=lambda msg: status.update(msg),
-            suite=suite, refine=refine,
+            suite=suite, refine=refine, refine_slope=refine_slope,
         )
     console = Console(width=max(160, Console().width))  # the table must not wrap when piped or logged
     console.print(_table(results))

@@ -64,6 +64,7 @@ class ModelSpec:
     params: int | None = None
     sha256: str | None = None
     refine: int = 0  # encoder-side refinement steps (vtcodec.refine); 0: the encoder's own tokens
+    refine_slope: float = 0.0  # its dB per doubling of bits (encode_file's refine_slope)
 
     @property
     def family(self) -> str | None:
@@ -162,6 +163,7 @@ class _ChildCodec:
             "workdir": str(work),
             "warmup": warmup,
             "refine": spec.refine,
+            "refine_slope": spec.refine_slope,
             "result": str(work / "result.json"),
             "decoded": str(work / "decoded.npy"),
         }
@@ -201,7 +203,8 @@ def _bench_model(runner, codec_obj, spec, src, ref, fps, device, work, warmup, w
     if runner is not None:
         raw = runner.run(src, spec, device, work, warmup)
     else:
-        raw = measure(codec_obj, str(src), spec.model, device, str(work), warmup=warmup, refine=spec.refine)
+        raw = measure(codec_obj, str(src), spec.model, device, str(work), warmup=warmup, refine=spec.refine,
+                      refine_slope=spec.refine_slope)
     decoded = raw.pop("decoded")
     if decoded.shape != ref.shape or decoded.dtype != np.uint8:
         raise VtcodecError(
@@ -371,6 +374,7 @@ def run_bench(
     workdir: str | os.PathLike | None = None,
     suite: str = "default",
     refine: int = 0,
+    refine_slope: float = 0.0,
 ) -> dict:
     """Benchmark tokenizer models against classical codecs; returns every raw number.
 
@@ -379,7 +383,8 @@ def run_bench(
     ``encode_file``/``decode_frames``/``list_models`` (default the real ``vtcodec``); an
     object instead of a name runs models in this process (``isolate`` is then ignored).
     ``progress`` receives one-line status messages. ``suite='paper'`` adds ``results['paper']``.
-    ``refine`` > 0: every model encodes with that many refinement steps (vtcodec.refine).
+    ``refine`` > 0: every model encodes with that many refinement steps (vtcodec.refine), trading
+    ``refine_slope`` dB per doubling of bits.
     """
     say = progress or (lambda msg: None)
     if suite not in ("default", "paper"):
@@ -395,10 +400,10 @@ def run_bench(
         module_name, codec_obj = None, codec
     runner = _ChildCodec(module_name) if (isolate and module_name) else None
     specs = list(models) if models is not None else select_models(available_models(codec_obj), ratio)
-    if refine < 0:
-        raise VtcodecError(f"refine must be >= 0 steps, got {refine}")
+    if refine < 0 or not refine_slope >= 0:
+        raise VtcodecError(f"refine must be >= 0 steps and refine_slope >= 0, got {refine}, {refine_slope}")
     if refine:
-        specs = [replace(s, refine=refine) for s in specs]
+        specs = [replace(s, refine=refine, refine_slope=refine_slope) for s in specs]
     keys = [s.key for s in specs]
     if len(set(keys)) != len(keys):
         raise VtcodecError(f"model keys must be unique, got {keys}")
@@ -417,7 +422,7 @@ def run_bench(
             "codecs": list(codecs),
             "crfs": {c: (crfs or {}).get(c) or classical.default_crfs(c) for c in codecs},
             "warmup": warmup,
-            "refine": refine,
+            "refine": {"steps": refine, "slope": refine_slope},
             "isolated_models": runner is not None,
             "vmaf": {"available": vmaf_reason is None, "model": metrics.VMAF_MODEL, "reason": vmaf_reason},
             "metric_definitions": metrics.__doc__,
