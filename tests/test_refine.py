@@ -161,3 +161,15 @@ def test_bench_passes_refinement_to_every_encode(tmp_path, models_dir):
     assert res["settings"]["refine"] == {"steps": 2, "slope": 1.5}
     with pytest.raises(VtcodecError, match="refine"):
         run_bench([src], models=[ModelSpec("reftok", "reftok")], codecs=(), codec=Recording(), refine=-1)
+
+
+def test_a_model_without_latents_refuses_refinement_in_one_line(tmp_path):
+    from test_codec import MeanColourTok, _flat_cut_video
+    from vtcodec.errors import ModelError
+
+    src = tmp_path / "cut.mkv"
+    _flat_cut_video(src)
+    with pytest.raises(ModelError, match="no latents to refine"):
+        encode_file(src, tmp_path / "o.vtk", model=MeanColourTok(), refine=3)
+    assert not (tmp_path / "o.vtk").exists()
+    assert encode_file(src, tmp_path / "o.vtk", model=MeanColourTok()).key_chunks >= 1  # without refine it encodes

@@ -206,6 +206,8 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
     if not (math.isfinite(refine_slope) and refine_slope >= 0):
         raise VtcodecError(f"refine_slope must be a finite number >= 0, got {refine_slope}")
     tok = model if isinstance(model, Tokenizer) else load_tokenizer(model, device)
+    if refine and type(tok).encode_chunk_latents is Tokenizer.encode_chunk_latents:
+        raise ModelError(f"model {tok.key} ({tok.arch}) exposes no latents to refine; encode without --refine")
     if not 0 <= overlap < tok.tile // 2:
         raise VtcodecError(f"overlap must be in [0, {tok.tile // 2}) for tile {tok.tile}, got {overlap}")
     layout = TileLayout(info.height, info.width, tok.tile, overlap)

@@ -7,17 +7,24 @@ to the decoder: the format, the decoder and every file already written are uncha
 
 The search runs on the encoder's pre-quantization latents: each stream's latents are quantized by
 the model's FSQ (straight-through rounding), decoded by `decode_chunk_codes`, and moved by Adam
-against the mean squared error to the input (the PSNR the bench reports). Starting from the
-encoder's own latents matters: Adam moves every coordinate at about the same speed, so the ones
-that flip to a neighbouring level first are those the encoder left nearest a rounding boundary.
+against the mean squared error to the input (the PSNR the bench reports). It starts from the
+encoder's own latents, so the coordinates that flip to a neighbouring level first are those the
+encoder left nearest a rounding boundary (a first version that searched from the rounded digits
+moved every digit at Adam's common speed and kept no change in 5 steps on the validation clips).
 Every step is scored exactly (the quantized latents are real tokens), and each tile keeps the
-best tokens it has seen, so refining never makes a tile's error worse than the encoder's own
+best tokens it has seen, so refining never makes a tile's objective worse than the encoder's own
 tokens. The state a chunk hands to the next (the previous decoded frame, the segment's TIV
 tokens, the causal code context) is recomputed from the chosen tokens, so the loop stays closed.
 
-It costs `steps` decoder passes forward and backward per chunk (the encoder still runs once); the
-decoder is untouched. The token statistics may move, so bits are measured, never assumed
-(benchmarks/rd_sweep.py).
+Rate. Distortion alone buys quality with bits (the refined tokens are less predictable for the
+context model). With `slope` > 0 each tile minimises 10 log10(MSE) + slope * log2(bits) instead:
+a change must gain `slope` dB per doubling of the tile's bits. The choice between steps uses the
+tile's exact range-coded bits (`tile_bits`), the gradient a smooth estimate of them under the
+same context model (`soft_bits`).
+
+It costs `steps` decoder passes forward and backward per chunk (the encoder still runs once), and
+twice that where the codec also tries a refresh; the decoder is untouched. What it buys is
+measured through the real codec, bits from file sizes (`benchmarks/rd_sweep.py`; README).
 """
 
 from __future__ import annotations
@@ -117,7 +124,7 @@ def refine_latents(model: Tokenizer, video: torch.Tensor, latents: dict[str, tor
         for step in range(steps + 1):
             codes = {k: quant(z) for k, z in params.items()}
             out, _ = model.decode_chunk_codes(codes, state)
-            mse = _tile_mse(out, video)
+            mse = _tile_mse(out, video).clamp_min(1e-12)  # a perfect tile must not make log10 -inf
             with torch.no_grad():
                 idx = {k: quant.codes_to_indices(c) for k, c in codes.items()}
                 err = mse.detach()
