@@ -159,6 +159,13 @@ def test_bench_passes_refinement_to_every_encode(tmp_path, models_dir):
                     codec=Recording(), refine=2, refine_slope=1.5, workdir=tmp_path)
     assert seen and all(s == {"refine": 2, "refine_slope": 1.5} for s in seen)
     assert res["settings"]["refine"] == {"steps": 2, "slope": 1.5}
+    from rich.console import Console
+
+    from vtcodec.cli_bench import _footer
+
+    console = Console(record=True, width=200)
+    _footer(res, console)
+    assert "--refine 2 --refine-slope 1.5" in console.export_text()
     with pytest.raises(VtcodecError, match="refine"):
         run_bench([src], models=[ModelSpec("reftok", "reftok")], codecs=(), codec=Recording(), refine=-1)
 

@@ -99,6 +99,10 @@ def _footer(results: dict, console: Console) -> None:
     notes = []
     if not vm["available"]:
         notes.append(vm["reason"])
+    refine = results["settings"].get("refine") or {}
+    if refine.get("steps"):
+        notes.append(f"models encoded with --refine {refine['steps']} --refine-slope {refine['slope']:g} "
+                     "(encoder-side search; classical encoders at their presets).")
     notes.append(
         "PSNR = RGB, pooled MSE; PSNR-Y/SSIM/MS-SSIM on BT.601 luma, per frame then mean; "
         "classical bytes = elementary stream, model bytes = .vtk file."
