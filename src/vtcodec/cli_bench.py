@@ -175,6 +175,10 @@ def bench(
     suite: Annotated[
         str, typer.Option("--suite", help="default, or paper: also compare with the papers' claims.")
     ] = "default",
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", help="Only this installed model (repeatable). Default: every model at --ratio."),
+    ] = None,
     refine: Annotated[
         int, typer.Option("--refine", min=0, help="Encoder-side refinement steps for every model (see `vtcodec encode --refine`).")
     ] = 0,
@@ -202,7 +206,7 @@ def bench(
     with err.status("starting benchmark") as status:
         results = run_bench(
             sources, ratio, frames, wh, device, progress=lambda msg: status.update(msg),
-            suite=suite, refine=refine, refine_slope=refine_slope,
+            suite=suite, refine=refine, refine_slope=refine_slope, model_keys=model,
         )
     console = Console(width=max(160, Console().width))  # the table must not wrap when piped or logged
     console.print(_table(results))

@@ -35,7 +35,7 @@ import torch
 
 from vtcodec.models.base import Streams, Tokenizer
 
-DEFAULT_LR = 0.05  # Adam step on the latents (FSQ's tanh input)
+DEFAULT_LR = 0.1   # Adam step on the latents (FSQ's tanh input); chosen on the validation clips (README)
 _CTX_BASE = 70      # > max level + 1: spatial context ids (a, b) -> SPATIAL + a * base + b
 _SPATIAL = 1 << 12  # temporal context ids are 1 + digit < 65, spatial ones start here
 _SMOOTH = 0.5       # soft_bits: a digit's weight on level j is softmax(-(u - j)^2 / _SMOOTH)

@@ -94,12 +94,19 @@ def available_models(codec) -> list[ModelSpec]:
     return out
 
 
-def select_models(available: Sequence[ModelSpec], ratio: int | None) -> list[ModelSpec]:
-    """Models with ``ratio`` pixels per token (all models when ratio is None)."""
+def select_models(available: Sequence[ModelSpec], ratio: int | None,
+                  keys: Sequence[str] | None = None) -> list[ModelSpec]:
+    """Models with ``ratio`` pixels per token (all models when ratio is None), and among them
+    only those named in ``keys`` when given."""
     if not available:
         raise ModelError(
             "no tokenizer models are installed (see `vtcodec models`); nothing to benchmark"
         )
+    if keys:
+        unknown = sorted(set(keys) - {m.key for m in available})
+        if unknown:
+            raise ModelError(f"no installed model {unknown[0]!r}; installed: {', '.join(m.key for m in available)}")
+        available = [m for m in available if m.key in set(keys)]
     if ratio is None:
         return list(available)
     chosen = [m for m in available if m.pixels_per_token == ratio]
@@ -375,6 +382,7 @@ def run_bench(
     suite: str = "default",
     refine: int = 0,
     refine_slope: float = 0.0,
+    model_keys: Sequence[str] | None = None,
 ) -> dict:
     """Benchmark tokenizer models against classical codecs; returns every raw number.
 
@@ -383,6 +391,7 @@ def run_bench(
     ``encode_file``/``decode_frames``/``list_models`` (default the real ``vtcodec``); an
     object instead of a name runs models in this process (``isolate`` is then ignored).
     ``progress`` receives one-line status messages. ``suite='paper'`` adds ``results['paper']``.
+    ``model_keys``: only these installed models (with ``ratio``, those of them at that ratio).
     ``refine`` > 0: every model encodes with that many refinement steps (vtcodec.refine), trading
     ``refine_slope`` dB per doubling of bits.
     """
@@ -399,7 +408,7 @@ def run_bench(
     else:
         module_name, codec_obj = None, codec
     runner = _ChildCodec(module_name) if (isolate and module_name) else None
-    specs = list(models) if models is not None else select_models(available_models(codec_obj), ratio)
+    specs = list(models) if models is not None else select_models(available_models(codec_obj), ratio, model_keys)
     if refine < 0 or not refine_slope >= 0:
         raise VtcodecError(f"refine must be >= 0 steps and refine_slope >= 0, got {refine}, {refine_slope}")
     if refine:

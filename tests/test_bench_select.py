@@ -1,0 +1,26 @@
+"""Which models `vtcodec bench` runs: --ratio and --model (bench.runner.select_models)."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import run_cli
+from vtcodec.bench.runner import ModelSpec, select_models
+from vtcodec.errors import ModelError
+
+HAVE = [ModelSpec("tivtok", "tivtok", 1024), ModelSpec("vidtok", "vidtok", 1024), ModelSpec("vidtok-256", "vidtok-256", 256)]
+
+
+def test_model_keys_narrow_the_selection_and_combine_with_ratio():
+    assert [m.key for m in select_models(HAVE, None)] == ["tivtok", "vidtok", "vidtok-256"]
+    assert [m.key for m in select_models(HAVE, None, ["vidtok-256", "tivtok"])] == ["tivtok", "vidtok-256"]
+    assert [m.key for m in select_models(HAVE, 1024, ["vidtok", "vidtok-256"])] == ["vidtok"]
+    with pytest.raises(ModelError, match="no installed model 'reftok2'"):
+        select_models(HAVE, None, ["vidtok", "reftok2"])
+    with pytest.raises(ModelError, match="pixels per token"):
+        select_models(HAVE, 1024, ["vidtok-256"])
+
+
+def test_bench_cli_names_an_unknown_model_in_one_line(capsys, tmp_path):
+    code, out, err = run_cli(capsys, ["bench", "--model", "nosuch", "--data", tmp_path])
+    assert code != 0 and "no installed model 'nosuch'" in out + err
