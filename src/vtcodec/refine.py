@@ -62,7 +62,7 @@ def soft_bits(quant, z: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tenso
     b, n, q = z.shape
     t_, h, w = grid
     levels = quant._levels
-    u = quant.bound(z.float()) + (levels.long() // 2)  # continuous digit in [-0.5, L - 0.5)
+    u = quant.bound(z.float()) + (levels.long() // 2)  # the continuous digit, in about [0, L - 1]
     d = u.detach().round().long().minimum(levels.long() - 1).clamp(min=0)
     u, d = u.view(b, t_, h, w, q), d.view(b, t_, h, w, q)
     ctx = torch.empty_like(d)
