@@ -99,6 +99,12 @@ def test_refine_through_the_file_path(tmp_path, models_dir):
         encode_file(src, dst, model="reftok", refine=steps)
         scores[steps] = psnr_rgb(frames, decode_frames(dst))
     assert np.isfinite(scores[5]) and scores[5] > scores[0]
+    from vtcodec.container import VtkReader
+
+    with VtkReader(tmp_path / "r5.vtk") as r:
+        assert r.header["refine"] == {"steps": 5, "slope": 0.0}
+    with VtkReader(tmp_path / "r0.vtk") as r:
+        assert "refine" not in r.header  # files written without it are exactly what they were
     with pytest.raises(VtcodecError, match="refine"):
         encode_file(src, tmp_path / "bad.vtk", model="reftok", refine=-1)
     assert not (tmp_path / "bad.vtk").exists()
