@@ -61,7 +61,11 @@ def test_x264_round_trip_is_plausible_and_bpp_uses_the_real_size(frames):
     data = buf.getvalue()
     sei = sum(len(n) for n in classical._split_annexb(data) if b"x264 - core" in n)
     assert 0 < sei < 2000
-    assert nbytes == len(data) - sei
+    # Two x264 encodes of the same frames need not match byte for byte: 30 encode_classical calls
+    # on this clip gave 862 or 864 bytes (871 with threads=1; the input planes were identical), so
+    # the two sizes are compared within 2 %. Counting the info SEI (~675 bytes) or dropping the
+    # SPS/PPS (~30 bytes, 3.5 %) would still fail.
+    assert abs(nbytes - (len(data) - sei)) <= 0.02 * nbytes
 
 
 @pytest.mark.parametrize("codec", ["x265", "av1"])
