@@ -8,7 +8,7 @@ Each clip is cut to its first `--frames` frames and centre-cropped/resized to si
 `vtcodec bench --size` does, then encoded with `vtcodec.encode_file(..., setting=value)` for each
 value (.vtk sizes, decoded frames); per value, the means over clips are printed, and with
 `--per-clip` each clip's row too. Settings are encode_file's keyword arguments (overlap,
-refresh_db, segment_chunks, refine, tile_batch); `inf` means never for refresh_db. At 256x256 with
+refresh_db, segment_chunks, refine, refine_slope, refine_lr, tile_batch); `inf` means never for refresh_db. At 256x256 with
 128-px tiles an overlap of 16 needs 9 tiles and an overlap of 0 needs 4.
 """
 

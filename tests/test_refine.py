@@ -17,7 +17,7 @@ from vtcodec.bench.metrics import psnr_rgb
 from vtcodec.codec import _Batches, _code_chunk, decode_frames, encode_file
 from vtcodec.errors import VtcodecError
 from vtcodec.models.registry import build
-from vtcodec.refine import refine_latents, soft_bits, tile_bits
+from vtcodec.refine import DEFAULT_LR, refine_latents, soft_bits, tile_bits
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -67,7 +67,8 @@ def test_refinement_never_worsens_a_tile_and_improves_some(arch):
     # the reported error is the error of the returned tokens, decoded by the real decoder
     measured = (out.clamp(-1, 1) - x).pow(2).flatten(1).mean(1)
     assert torch.allclose(measured, after, rtol=1e-5, atol=1e-7)
-    assert all(not p.requires_grad or p.grad is None for p in m.parameters()), "model weights were touched"
+    assert all(p.grad is None for p in m.parameters()), "model weights got gradients"
+    assert all(p.requires_grad for p in m.parameters()), "the search left the model's weights frozen"
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -82,12 +83,16 @@ def test_refined_coding_keeps_the_loop_closed(arch):
     for k in range(2):
         streams, recon, es, ds = _code_chunk(m, x[:, :, k * f:(k + 1) * f], b, k == 0, decode=True, refine=4)
         b.enc, b.dec = es, ds
-        coded.append((streams, recon))
+        coded.append((streams, recon, es[0]))
     state = None
     with torch.no_grad():
-        for streams, recon in coded:
+        for k, (streams, recon, enc_state) in enumerate(coded):
             out, state = m.decode_chunk({n: torch.from_numpy(v) for n, v in streams.items()}, state)
             assert torch.equal(out.float(), recon)
+            if arch == "vidtok":  # its encoder carries its own input, whatever tokens were sent
+                assert torch.equal(enc_state, x[:, :, :(k + 1) * f][:, :, -m.config.context:])
+            else:  # closed loop: the encoder holds exactly what a fresh decoder holds
+                assert torch.equal(enc_state, state)
 
 
 def test_refine_through_the_file_path(tmp_path, models_dir):
@@ -102,7 +107,12 @@ def test_refine_through_the_file_path(tmp_path, models_dir):
     from vtcodec.container import VtkReader
 
     with VtkReader(tmp_path / "r5.vtk") as r:
-        assert r.header["refine"] == {"steps": 5, "slope": 0.0}
+        assert r.header["refine"] == {"steps": 5, "slope": 0.0, "lr": DEFAULT_LR}
+    for bad in ({"refine_slope": 3.0}, {"refine_lr": 0.1}, {"refine": 2, "refine_lr": 0.0},
+                {"refine": 2, "refine_slope": float("inf")}):
+        with pytest.raises(VtcodecError, match="refine"):
+            encode_file(src, tmp_path / "bad.vtk", model="reftok", **bad)
+        assert not (tmp_path / "bad.vtk").exists()
     with VtkReader(tmp_path / "r0.vtk") as r:
         assert "refine" not in r.header  # files written without it are exactly what they were
     with pytest.raises(VtcodecError, match="refine"):
@@ -164,7 +174,7 @@ def test_bench_passes_refinement_to_every_encode(tmp_path, models_dir):
     res = run_bench([src], models=[ModelSpec("reftok", "reftok")], codecs=(), with_vmaf=False,
                     codec=Recording(), refine=2, refine_slope=1.5, workdir=tmp_path)
     assert seen and all(s == {"refine": 2, "refine_slope": 1.5} for s in seen)
-    assert res["settings"]["refine"] == {"steps": 2, "slope": 1.5}
+    assert res["settings"]["refine"] == {"steps": 2, "slope": 1.5, "lr": DEFAULT_LR}
     from rich.console import Console
 
     from vtcodec.cli_bench import _footer
@@ -172,8 +182,9 @@ def test_bench_passes_refinement_to_every_encode(tmp_path, models_dir):
     console = Console(record=True, width=200)
     _footer(res, console)
     assert "--refine 2 --refine-slope 1.5" in console.export_text()
-    with pytest.raises(VtcodecError, match="refine"):
-        run_bench([src], models=[ModelSpec("reftok", "reftok")], codecs=(), codec=Recording(), refine=-1)
+    for bad in ({"refine": -1}, {"refine": 2, "refine_slope": float("inf")}, {"refine_slope": 3.0}):
+        with pytest.raises(VtcodecError, match="refine"):
+            run_bench([src], models=[ModelSpec("reftok", "reftok")], codecs=(), codec=Recording(), **bad)
 
 
 def test_a_model_without_latents_refuses_refinement_in_one_line(tmp_path):

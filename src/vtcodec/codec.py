@@ -36,7 +36,7 @@ from vtcodec.errors import FormatError, ModelError, OutputError, VtcodecError
 from vtcodec.models.base import Streams, Tokenizer
 from vtcodec.models.registry import find_by_sha, load_checkpoint, resolve_model, sha256_file
 from vtcodec.packing import pack_streams
-from vtcodec.refine import refine_latents
+from vtcodec.refine import DEFAULT_LR, refine_latents
 from vtcodec.tiling import TileLayout, frames_to_video, video_to_frames
 from vtcodec.tokens import TokenChunk, chunks_of
 from vtcodec.video import VideoWriter, check_file_output, check_output_path, probe, read_chunks, read_image
@@ -127,10 +127,10 @@ class _Batches:
 
 @torch.no_grad()
 def _code_chunk(model: Tokenizer, tiles: torch.Tensor, b: _Batches, key: bool, decode: bool, refine: int = 0,
-                slope: float = 0.0):
+                slope: float = 0.0, lr: float | None = None):
     """Encode (and optionally decode) all tiles of a chunk; returns (streams, recon tiles, new states).
     `refine` > 0 searches that many steps for better tokens (vtcodec.refine), trading `slope` dB
-    per doubling of bits; it needs `decode`."""
+    per doubling of bits (Adam step `lr`, None: refine.DEFAULT_LR); it needs `decode`."""
     dev = next(model.parameters()).device
     streams: dict[str, list] = {}
     recons, enc_states, dec_states = [], [], []
@@ -139,7 +139,8 @@ def _code_chunk(model: Tokenizer, tiles: torch.Tensor, b: _Batches, key: bool, d
         with _autocast(dev):
             if refine:
                 lat, es = model.encode_chunk_latents(x, None if key else b.enc[i])
-                s, _ = refine_latents(model, x, lat, None if key else b.dec[i], refine, slope=slope)
+                s, _ = refine_latents(model, x, lat, None if key else b.dec[i], refine, slope=slope,
+                                      lr=DEFAULT_LR if lr is None else lr)
             else:
                 s, es = model.encode_chunk(x, None if key else b.enc[i])
             if decode:
@@ -179,6 +180,7 @@ def _mix(tok: Tokenizer, b: _Batches, sel: np.ndarray, cont: tuple, key: tuple, 
 def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok", device: str = "auto",
                 force: bool = False, segment_chunks: int = 8, refresh_db: float | None = 1.0,
                 overlap: int = 0, tile_batch: int = 8, refine: int = 0, refine_slope: float = 0.0,
+                refine_lr: float | None = None,
                 progress: Progress | None = None) -> EncodeResult:
     """Encode the video `src` into the .vtk file `dst`.
 
@@ -194,6 +196,7 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
         decoder, at `refine` decoder passes forward and backward per chunk; 0 (default) is off.
     refine_slope: with refine, the dB of PSNR a token change must buy per doubling of a tile's
         bits (0: quality only, whatever the bits).
+    refine_lr: with refine, the search's Adam step on the latents (None: refine.DEFAULT_LR).
     The output is written atomically; an existing `dst` is refused unless `force`.
     """
     t0 = time.perf_counter()
@@ -205,6 +208,10 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
         raise VtcodecError(f"refine must be >= 0 steps, got {refine}")
     if not (math.isfinite(refine_slope) and refine_slope >= 0):
         raise VtcodecError(f"refine_slope must be a finite number >= 0, got {refine_slope}")
+    if refine_lr is not None and not (math.isfinite(refine_lr) and refine_lr > 0):
+        raise VtcodecError(f"refine_lr must be a finite number > 0, got {refine_lr}")
+    if not refine and (refine_slope or refine_lr is not None):
+        raise VtcodecError("refine_slope and refine_lr shape the search that refine > 0 turns on; give refine too")
     tok = model if isinstance(model, Tokenizer) else load_tokenizer(model, device)
     if refine and type(tok).encode_chunk_latents is Tokenizer.encode_chunk_latents:
         raise ModelError(f"model {tok.key} ({tok.arch}) exposes no latents to refine; encode without --refine")
@@ -225,7 +232,7 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
         "refresh_db": refresh_db if refresh_db is not None and math.isfinite(refresh_db) else None, "pixels_per_token": tok.pixels_per_token, "vtcodec_version": __version__,
     }
     if refine:  # informational, like refresh_db: the decoder needs nothing from it
-        header["refine"] = {"steps": refine, "slope": refine_slope}
+        header["refine"] = {"steps": refine, "slope": refine_slope, "lr": DEFAULT_LR if refine_lr is None else refine_lr}
     b = _Batches(layout.count, tile_batch)
     adaptive = refresh_db is not None and math.isfinite(refresh_db)
     track = adaptive or refine > 0  # decoder states are needed to compare restarts and to refine
@@ -236,10 +243,12 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
             n = frames.shape[0]
             tiles = layout.split(frames_to_video(frames, cf))
             key = i == 0 or since_key >= segment_chunks
-            streams, recon, es, ds = _code_chunk(tok, tiles, b, key, decode=track, refine=refine, slope=refine_slope)
+            streams, recon, es, ds = _code_chunk(tok, tiles, b, key, decode=track, refine=refine, slope=refine_slope,
+                                                 lr=refine_lr)
             partial = None
             if adaptive and not key:
-                k_coded = _code_chunk(tok, tiles, b, True, decode=True, refine=refine, slope=refine_slope)
+                k_coded = _code_chunk(tok, tiles, b, True, decode=True, refine=refine, slope=refine_slope,
+                                      lr=refine_lr)
                 gain_db = 10 * np.log10(np.maximum(_tile_mse(recon, tiles), 1e-9) / np.maximum(_tile_mse(k_coded[1], tiles), 1e-9))
                 sel = gain_db > refresh_db
                 if sel.all():

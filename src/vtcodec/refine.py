@@ -47,8 +47,11 @@ def _tile_mse(video: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def soft_bits(quant, z: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
-    """(B,) a differentiable estimate of the range-coded bits of each tile's tokens quantized from
-    latents z (B, n, q), n = T*H*W of `grid`.
+    """(B,) a differentiable stand-in for the range-coded bits of each tile's tokens quantized from
+    latents z (B, n, q), n = T*H*W of `grid`: the search uses its gradient; its value overestimates
+    (a constant vidtok tile: 2783 against 288 coded bits; more in larger batches), which makes the
+    rate term's pull in the gradient weaker than `slope` says. The choice between steps uses exact
+    bits (`tile_bits`). Using the hard cost as the value (gradient from the soft one) is untried.
 
     The coder's context model (vtcodec.entropy) with its tables replaced by counts over the whole
     batch, each digit leaving itself out: cost(s | ctx) = -log2((INIT + INC n(ctx, s)) / (L INIT +

@@ -119,6 +119,13 @@ def select_models(available: Sequence[ModelSpec], ratio: int | None,
     return chosen
 
 
+def refine_lr() -> float:
+    """The refinement search's Adam step (vtcodec.refine, imported late: it imports torch)."""
+    from vtcodec.refine import DEFAULT_LR
+
+    return DEFAULT_LR
+
+
 def resolve_device(device: str) -> str:
     """The codec's device rule ("auto" -> cuda when present), as a string for the JSON."""
     from vtcodec.codec import resolve_device as codec_device  # torch imports lazily
@@ -409,8 +416,10 @@ def run_bench(
         module_name, codec_obj = None, codec
     runner = _ChildCodec(module_name) if (isolate and module_name) else None
     specs = list(models) if models is not None else select_models(available_models(codec_obj), ratio, model_keys)
-    if refine < 0 or not refine_slope >= 0:
-        raise VtcodecError(f"refine must be >= 0 steps and refine_slope >= 0, got {refine}, {refine_slope}")
+    if refine < 0 or not (math.isfinite(refine_slope) and refine_slope >= 0):
+        raise VtcodecError(f"refine must be >= 0 steps and refine_slope a finite number >= 0, got {refine}, {refine_slope}")
+    if refine_slope and not refine:
+        raise VtcodecError("--refine-slope shapes the search that --refine turns on; give --refine too")
     if refine:
         specs = [replace(s, refine=refine, refine_slope=refine_slope) for s in specs]
     keys = [s.key for s in specs]
@@ -431,7 +440,7 @@ def run_bench(
             "codecs": list(codecs),
             "crfs": {c: (crfs or {}).get(c) or classical.default_crfs(c) for c in codecs},
             "warmup": warmup,
-            "refine": {"steps": refine, "slope": refine_slope},
+            "refine": {"steps": refine, "slope": refine_slope, "lr": refine_lr()} if refine else None,
             "isolated_models": runner is not None,
             "vmaf": {"available": vmaf_reason is None, "model": metrics.VMAF_MODEL, "reason": vmaf_reason},
             "metric_definitions": metrics.__doc__,
