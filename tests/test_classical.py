@@ -35,15 +35,22 @@ def frames():
     return clip()
 
 
-def test_x264_round_trip_is_plausible_and_bpp_uses_the_real_size(frames):
+def test_x264_round_trip_is_plausible_and_bpp_uses_the_real_size(frames, monkeypatch):
+    packets = []  # what x264 emitted, before encode_classical strips its info SEI
+    strip = classical._strip_x264_info
+    monkeypatch.setattr(classical, "_strip_x264_info", lambda p: (packets.append(p), strip(p))[1])
     nbytes, decoded, enc_s, dec_s = classical.encode_classical(frames, 25, "x264", 23)
     assert decoded.shape == frames.shape and decoded.dtype == np.uint8
     assert 28 < psnr_rgb(frames, decoded) < 50
     assert enc_s > 0 and dec_s > 0
     t, h, w, _ = frames.shape
     assert classical.bpp(nbytes, t, w, h) == 8 * nbytes / (t * w * h)
-    # The same encode through PyAV's raw .h264 muxer: every byte of that file is counted except
-    # x264's informational version SEI, which encode_classical strips.
+    # Every byte x264 emitted is counted except its informational version SEI, exactly.
+    emitted = b"".join(packets)
+    info_sei = sum(len(n) for n in classical._split_annexb(emitted) if b"x264 - core" in n)
+    assert 0 < info_sei < 2000
+    assert nbytes == len(emitted) - info_sei
+    # And a plain encode through PyAV's raw .h264 muxer is an elementary stream of that size.
     buf = io.BytesIO()
     with av.open(buf, "w", format="h264") as c:
         s = c.add_stream("libx264", rate=25)
@@ -61,11 +68,10 @@ def test_x264_round_trip_is_plausible_and_bpp_uses_the_real_size(frames):
     data = buf.getvalue()
     sei = sum(len(n) for n in classical._split_annexb(data) if b"x264 - core" in n)
     assert 0 < sei < 2000
-    # Two x264 encodes of the same frames need not match byte for byte: 30 encode_classical calls
-    # on this clip gave 862 or 864 bytes (871 with threads=1; the input planes were identical), so
-    # the two sizes are compared within 2 %. Counting the info SEI (~675 bytes) or dropping the
-    # SPS/PPS (~30 bytes, 3.5 %) would still fail.
-    assert abs(nbytes - (len(data) - sei)) <= 0.02 * nbytes
+    # Two x264 encodes of the same frames need not match byte for byte (80 encode_classical calls
+    # on this clip: 862 bytes 72 times, 864-871 the rest; the muxed encode 862-889; the input
+    # planes were identical), so this comparison is loose; the exact one is above.
+    assert abs(nbytes - (len(data) - sei)) <= 0.1 * nbytes
 
 
 @pytest.mark.parametrize("codec", ["x265", "av1"])
