@@ -36,8 +36,8 @@ from vtcodec.errors import FormatError, ModelError, OutputError, VtcodecError
 from vtcodec.models.base import Streams, Tokenizer
 from vtcodec.models.registry import find_by_sha, load_checkpoint, resolve_model, sha256_file
 from vtcodec.packing import pack_streams
-from vtcodec.refine import DEFAULT_LR, refine_latents
-from vtcodec.tiling import TileLayout, frames_to_video, video_to_frames
+from vtcodec.refine import DEFAULT_LR, check_settings, refine_latents
+from vtcodec.tiling import TileLayout, frames_to_video, tile_mse, video_to_frames
 from vtcodec.tokens import TokenChunk, chunks_of
 from vtcodec.video import VideoWriter, check_file_output, check_output_path, probe, read_chunks, read_image
 
@@ -127,10 +127,12 @@ class _Batches:
 
 @torch.no_grad()
 def _code_chunk(model: Tokenizer, tiles: torch.Tensor, b: _Batches, key: bool, decode: bool, refine: int = 0,
-                slope: float = 0.0, lr: float | None = None):
+                slope: float = 0.0, lr: float = DEFAULT_LR):
     """Encode (and optionally decode) all tiles of a chunk; returns (streams, recon tiles, new states).
     `refine` > 0 searches that many steps for better tokens (vtcodec.refine), trading `slope` dB
-    per doubling of bits (Adam step `lr`, None: refine.DEFAULT_LR); it needs `decode`."""
+    per doubling of bits with Adam step `lr`; it decodes, whatever `decode` says (the encoder's
+    next state comes from the decoder's)."""
+    decode = decode or refine > 0
     dev = next(model.parameters()).device
     streams: dict[str, list] = {}
     recons, enc_states, dec_states = [], [], []
@@ -139,8 +141,7 @@ def _code_chunk(model: Tokenizer, tiles: torch.Tensor, b: _Batches, key: bool, d
         with _autocast(dev):
             if refine:
                 lat, es = model.encode_chunk_latents(x, None if key else b.enc[i])
-                s, _ = refine_latents(model, x, lat, None if key else b.dec[i], refine, slope=slope,
-                                      lr=DEFAULT_LR if lr is None else lr)
+                s, _ = refine_latents(model, x, lat, None if key else b.dec[i], refine, slope=slope, lr=lr)
             else:
                 s, es = model.encode_chunk(x, None if key else b.enc[i])
             if decode:
@@ -157,8 +158,9 @@ def _code_chunk(model: Tokenizer, tiles: torch.Tensor, b: _Batches, key: bool, d
 
 
 def _tile_mse(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
-    """Per-tile MSE on the 8-bit scale of tile batches (N, 3, T, H, W): (N,)."""
-    return ((a.clamp(-1, 1) - b) * 127.5).pow(2).flatten(1).mean(1).numpy()
+    """Per-tile MSE on the 8-bit scale of tile batches (N, 3, T, H, W): (N,); the refresh decision
+    (a name of its own so tests can steer that decision)."""
+    return tile_mse(a, b).numpy() * 127.5**2
 
 
 def _mix(tok: Tokenizer, b: _Batches, sel: np.ndarray, cont: tuple, key: tuple, key_names: set[str]):
@@ -204,14 +206,7 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
     check_file_output(src, dst, force, "a .vtk file")
     if segment_chunks < 1:
         raise VtcodecError(f"segment_chunks must be >= 1, got {segment_chunks}")
-    if refine < 0:
-        raise VtcodecError(f"refine must be >= 0 steps, got {refine}")
-    if not (math.isfinite(refine_slope) and refine_slope >= 0):
-        raise VtcodecError(f"refine_slope must be a finite number >= 0, got {refine_slope}")
-    if refine_lr is not None and not (math.isfinite(refine_lr) and refine_lr > 0):
-        raise VtcodecError(f"refine_lr must be a finite number > 0, got {refine_lr}")
-    if not refine and (refine_slope or refine_lr is not None):
-        raise VtcodecError("refine_slope and refine_lr shape the search that refine > 0 turns on; give refine too")
+    refine_lr = check_settings(refine, refine_slope, refine_lr)
     tok = model if isinstance(model, Tokenizer) else load_tokenizer(model, device)
     if refine and type(tok).encode_chunk_latents is Tokenizer.encode_chunk_latents:
         raise ModelError(f"model {tok.key} ({tok.arch}) exposes no latents to refine; encode without --refine")
@@ -232,7 +227,7 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
         "refresh_db": refresh_db if refresh_db is not None and math.isfinite(refresh_db) else None, "pixels_per_token": tok.pixels_per_token, "vtcodec_version": __version__,
     }
     if refine:  # informational, like refresh_db: the decoder needs nothing from it
-        header["refine"] = {"steps": refine, "slope": refine_slope, "lr": DEFAULT_LR if refine_lr is None else refine_lr}
+        header["refine"] = {"steps": refine, "slope": refine_slope, "lr": refine_lr}
     b = _Batches(layout.count, tile_batch)
     adaptive = refresh_db is not None and math.isfinite(refresh_db)
     track = adaptive or refine > 0  # decoder states are needed to compare restarts and to refine

@@ -29,11 +29,15 @@ measured through the real codec, bits from file sizes (`benchmarks/rd_sweep.py`;
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
+from vtcodec import entropy
+from vtcodec.errors import VtcodecError
 from vtcodec.models.base import Streams, Tokenizer
+from vtcodec.tiling import tile_mse
 
 DEFAULT_LR = 0.1   # Adam step on the latents (FSQ's tanh input); chosen on the validation clips (README)
 _CTX_BASE = 70      # > max level + 1: spatial context ids (a, b) -> SPATIAL + a * base + b
@@ -41,15 +45,24 @@ _SPATIAL = 1 << 12  # temporal context ids are 1 + digit < 65, spatial ones star
 _SMOOTH = 0.5       # soft_bits: a digit's weight on level j is softmax(-(u - j)^2 / _SMOOTH)
 
 
-def _tile_mse(video: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """(B,) mean squared error of decoded tiles, clamped to the pixel range as the codec outputs them."""
-    return (video.float().clamp(-1, 1) - target.float()).pow(2).flatten(1).mean(1)
+def check_settings(steps: int, slope: float = 0.0, lr: float | None = None) -> float:
+    """Validate a search's settings (VtcodecError, one line); returns the Adam step to use."""
+    if steps < 0:
+        raise VtcodecError(f"refine must be >= 0 steps, got {steps}")
+    if not (math.isfinite(slope) and slope >= 0):
+        raise VtcodecError(f"refine_slope must be a finite number >= 0, got {slope}")
+    if lr is not None and not (math.isfinite(lr) and lr > 0):
+        raise VtcodecError(f"refine_lr must be a finite number > 0, got {lr}")
+    if not steps and (slope or lr is not None):
+        raise VtcodecError("refine_slope and refine_lr shape the search that refine > 0 turns on; give refine too")
+    return DEFAULT_LR if lr is None else lr
 
 
 def soft_bits(quant, z: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
     """(B,) a differentiable stand-in for the range-coded bits of each tile's tokens quantized from
     latents z (B, n, q), n = T*H*W of `grid`: the search uses its gradient; its value overestimates
-    (a constant vidtok tile: 2783 against 288 coded bits; more in larger batches), which makes the
+    (1.3-1.5x the coded bits on real tiles, 9-11x on a constant one: `python
+    benchmarks/soft_bits_check.py out/val/vtest_val.mkv vidtok reftok tivtok`), which makes the
     rate term's pull in the gradient weaker than `slope` says. The choice between steps uses exact
     bits (`tile_bits`). Using the hard cost as the value (gradient from the soft one) is untried.
 
@@ -60,8 +73,6 @@ def soft_bits(quant, z: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tenso
     gradient points towards cheap levels, also those more than one step away (the context's own
     digit, typically).
     """
-    from vtcodec.entropy import INC, INIT
-
     b, n, q = z.shape
     t_, h, w = grid
     levels = quant._levels
@@ -82,7 +93,7 @@ def soft_bits(quant, z: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tenso
         total = torch.bincount(c, minlength=n_ctx).float()[c] - 1
         j = torch.arange(lv, device=z.device)
         k = count[c[:, None] * lv + j] - (j == di[:, None]).float()  # (N, L), leaving itself out
-        cost = -torch.log2((INIT + INC * k) / (lv * INIT + INC * total[:, None]))
+        cost = -torch.log2((entropy.INIT + entropy.INC * k) / (lv * entropy.INIT + entropy.INC * total[:, None]))
         weight = torch.softmax(-(ui[:, None] - j) ** 2 / _SMOOTH, dim=1)  # a soft digit: sees levels beyond the next
         bits = bits + (weight * cost).sum(1).view(b, -1).sum(1)
     return bits
@@ -90,8 +101,6 @@ def soft_bits(quant, z: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tenso
 
 def tile_bits(model: Tokenizer, streams: Streams) -> torch.Tensor:
     """(B,) range-coded bits of each tile's tokens, every stream coded on its own (vtcodec.entropy)."""
-    from vtcodec import entropy
-
     levels, grids = model.stream_levels, model.stream_grids
     out = []
     for row in range(next(iter(streams.values())).shape[0]):
@@ -127,7 +136,7 @@ def refine_latents(model: Tokenizer, video: torch.Tensor, latents: dict[str, tor
         for step in range(steps + 1):
             codes = {k: quant(z) for k, z in params.items()}
             out, _ = model.decode_chunk_codes(codes, state)
-            mse = _tile_mse(out, video).clamp_min(1e-12)  # a perfect tile must not make log10 -inf
+            mse = tile_mse(out, video).clamp_min(1e-12)  # a perfect tile must not make log10 -inf
             with torch.no_grad():
                 idx = {k: quant.codes_to_indices(c) for k, c in codes.items()}
                 err = mse.detach()

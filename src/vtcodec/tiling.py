@@ -84,6 +84,12 @@ class TileLayout:
         return (acc / wsum)[:, :, : self.height, : self.width]
 
 
+def tile_mse(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(N,) mean squared error per tile of tile batches (N, 3, T, H, W) in [-1, 1], the
+    reconstruction clamped to the pixel range as the codec outputs it (differentiable)."""
+    return (recon.float().clamp(-1, 1) - target.float()).pow(2).flatten(1).mean(1)
+
+
 def frames_to_video(frames: np.ndarray, chunk_frames: int) -> torch.Tensor:
     """uint8 (t, H, W, 3) -> float (3, chunk_frames, H, W) in [-1, 1]; a short last chunk repeats its last frame."""
     t = frames.shape[0]

@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -63,8 +63,7 @@ class ModelSpec:
     arch: str | None = None
     params: int | None = None
     sha256: str | None = None
-    refine: int = 0  # encoder-side refinement steps (vtcodec.refine); 0: the encoder's own tokens
-    refine_slope: float = 0.0  # its dB per doubling of bits (encode_file's refine_slope)
+    encode: dict = field(default_factory=dict)  # more encode_file keyword arguments (run_bench's refine)
 
     @property
     def family(self) -> str | None:
@@ -119,13 +118,6 @@ def select_models(available: Sequence[ModelSpec], ratio: int | None,
     return chosen
 
 
-def refine_lr() -> float:
-    """The refinement search's Adam step (vtcodec.refine, imported late: it imports torch)."""
-    from vtcodec.refine import DEFAULT_LR
-
-    return DEFAULT_LR
-
-
 def resolve_device(device: str) -> str:
     """The codec's device rule ("auto" -> cuda when present), as a string for the JSON."""
     from vtcodec.codec import resolve_device as codec_device  # torch imports lazily
@@ -176,8 +168,7 @@ class _ChildCodec:
             "device": device,
             "workdir": str(work),
             "warmup": warmup,
-            "refine": spec.refine,
-            "refine_slope": spec.refine_slope,
+            "encode": spec.encode,
             "result": str(work / "result.json"),
             "decoded": str(work / "decoded.npy"),
         }
@@ -217,8 +208,7 @@ def _bench_model(runner, codec_obj, spec, src, ref, fps, device, work, warmup, w
     if runner is not None:
         raw = runner.run(src, spec, device, work, warmup)
     else:
-        raw = measure(codec_obj, str(src), spec.model, device, str(work), warmup=warmup, refine=spec.refine,
-                      refine_slope=spec.refine_slope)
+        raw = measure(codec_obj, str(src), spec.model, device, str(work), warmup=warmup, encode=spec.encode)
     decoded = raw.pop("decoded")
     if decoded.shape != ref.shape or decoded.dtype != np.uint8:
         raise VtcodecError(
@@ -416,12 +406,11 @@ def run_bench(
         module_name, codec_obj = None, codec
     runner = _ChildCodec(module_name) if (isolate and module_name) else None
     specs = list(models) if models is not None else select_models(available_models(codec_obj), ratio, model_keys)
-    if refine < 0 or not (math.isfinite(refine_slope) and refine_slope >= 0):
-        raise VtcodecError(f"refine must be >= 0 steps and refine_slope a finite number >= 0, got {refine}, {refine_slope}")
-    if refine_slope and not refine:
-        raise VtcodecError("--refine-slope shapes the search that --refine turns on; give --refine too")
+    from vtcodec.refine import check_settings  # imports torch, as the device rule below does
+
+    lr = check_settings(refine, refine_slope)  # before the long run, not at its first encode
     if refine:
-        specs = [replace(s, refine=refine, refine_slope=refine_slope) for s in specs]
+        specs = [replace(s, encode={**s.encode, "refine": refine, "refine_slope": refine_slope}) for s in specs]
     keys = [s.key for s in specs]
     if len(set(keys)) != len(keys):
         raise VtcodecError(f"model keys must be unique, got {keys}")
@@ -440,7 +429,7 @@ def run_bench(
             "codecs": list(codecs),
             "crfs": {c: (crfs or {}).get(c) or classical.default_crfs(c) for c in codecs},
             "warmup": warmup,
-            "refine": {"steps": refine, "slope": refine_slope, "lr": refine_lr()} if refine else None,
+            "refine": {"steps": refine, "slope": refine_slope, "lr": lr} if refine else None,
             "isolated_models": runner is not None,
             "vmaf": {"available": vmaf_reason is None, "model": metrics.VMAF_MODEL, "reason": vmaf_reason},
             "metric_definitions": metrics.__doc__,

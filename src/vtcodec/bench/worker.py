@@ -99,16 +99,15 @@ def measure(
     *,
     warmup: bool = True,
     isolated: bool = False,
-    refine: int = 0,
-    refine_slope: float = 0.0,
+    encode: dict | None = None,
 ) -> dict:
     """Warm up, then time one encode and one decode of ``src`` with ``model``.
 
     ``codec`` is the object providing ``encode_file`` and ``decode_frames`` (the ``vtcodec``
-    module in real runs). ``refine`` > 0 (and ``refine_slope``) go to ``encode_file``. Returns raw numbers plus
-    ``decoded`` (uint8 frames).
+    module in real runs). ``encode``: more keyword arguments for ``encode_file`` (e.g. ``refine``).
+    Returns raw numbers plus ``decoded`` (uint8 frames).
     """
-    opts = {"refine": refine, "refine_slope": refine_slope} if refine else {}
+    opts = encode or {}
     work = Path(workdir)
     dst = str(work / "model.vtk")
     baseline = rss_mb()
@@ -177,8 +176,7 @@ def main(job_path: str) -> int:
             job["workdir"],
             warmup=job["warmup"],
             isolated=True,
-            refine=int(job.get("refine", 0)),
-            refine_slope=float(job.get("refine_slope", 0.0)),
+            encode=job.get("encode"),
         )
         np.save(job["decoded"], out.pop("decoded"))
         result_path.write_text(json.dumps({"ok": True, "result": out}))
