@@ -9,18 +9,19 @@ Both runs' training records go into the exported `info` (the part's under `parts
 """
 
 import argparse
+import fnmatch
 import json
 
 import torch
 
 from vtcodec.models.registry import load_checkpoint, read_metadata, save_checkpoint
-from vtcodec.train.steps import PARTS
+from vtcodec.train.steps import PARTS, part_patterns
 
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("src")
 ap.add_argument("dst")
 ap.add_argument("--part", action="append", default=[], metavar="NAME=CHECKPOINT",
-                help="take the submodule NAME's weights from CHECKPOINT (same arch and config)")
+                help="take the part NAME's weights (train.steps.PARTS) from CHECKPOINT (same arch and config)")
 args = ap.parse_args()
 
 model = load_checkpoint(args.src)
@@ -35,6 +36,8 @@ for spec in args.part:
         raise SystemExit(f"--part {spec}: {path} is not the same architecture and config as {args.src}")
     if donor_info.get("recipe", {}).get("part") != name:
         raise SystemExit(f"--part {spec}: {path} was not trained with --part {name}")
-    getattr(model, name).load_state_dict(getattr(donor, name).state_dict())
+    theirs = donor.state_dict()
+    model.load_state_dict({k: theirs[k] for k in theirs if any(fnmatch.fnmatchcase(k, p) for p in part_patterns(model, name))},
+                          strict=False)
     info.setdefault("parts", {})[name] = {"from": path, **donor_info}
 print(save_checkpoint(model, args.dst, info, dtype=torch.float16))

@@ -39,6 +39,10 @@ class Tokenizer(nn.Module):
     # copies them and zeroes the new inputs of old units, so a widened layer stack starts as
     # exactly the stored model (an output layer given extra channels, a wider pixel head).
     GROWABLE: ClassVar[tuple[str, ...]] = ()
+    # Name prefixes of tensors a warm start fills from another tensor of the stored model when the
+    # checkpoint lacks them (new -> source): a config that duplicates a module starts the copy
+    # as the original (registry.warm_start), e.g. RefTok's split target encoder.
+    DERIVED: ClassVar[dict[str, str]] = {}
 
     def __init__(self, config):
         super().__init__()
@@ -68,6 +72,13 @@ class Tokenizer(nn.Module):
         come from it (vtcodec.entropy); it is stored in the payload, so decoding needs no model.
         The default, one row per stream, gives left-neighbour contexts only."""
         return {k: (1, 1, n) for k, n in self.tokens_per_chunk(True).items()}
+
+    @property
+    def encoder_only(self) -> tuple[str, ...]:
+        """Name patterns (fnmatch) of the parameters only the encoder uses: decoding
+        (`decode_chunk_codes`) never reads them, so training them alone (`vtcodec train --part
+        encoder`) changes which tokens are sent, never what a token decodes to."""
+        return ()
 
     @property
     def pixels_per_token(self) -> int:

@@ -68,6 +68,10 @@ class RefTokConfig:
     # agreed to 0.01 dB on the validation split. Kept so round-1 checkpoints load unchanged.
     # 3: as 2, with a per-pixel correction of the gate from a fourth head channel.
     ref_path: int = 2
+    # True: the target tokens' encoder has its own transformer blocks (tgt_enc), so it can be
+    # trained with everything the decoder uses frozen (`vtcodec train --part encoder`); the shared
+    # blocks (enc) then only compute the reference features, exactly as the decoder does.
+    enc_split: bool = False
 
 
 def to_8bit(frame: torch.Tensor) -> torch.Tensor:
@@ -117,6 +121,8 @@ class RefTok(Tokenizer):
     LEGACY = {"ref_path": 1}
     # ref_path 3 appends the gate channel's rows to head.up2; head_width widens both pixel heads
     GROWABLE = ("head.*", "intra.head.*")
+    # enc_split: the target encoder's own blocks start as copies of the shared ones
+    DERIVED = {"tgt_enc.": "enc.", "tgt_enc_norm.": "enc_norm."}
 
     def __init__(self, config: RefTokConfig):
         super().__init__(config)
@@ -132,6 +138,9 @@ class RefTok(Tokenizer):
         self.tgt_embed = nn.Linear(3 * c.tubelet_t * c.patch * c.patch, d)
         self.enc = nn.ModuleList(Block(d, c.heads) for _ in range(c.enc_depth))
         self.enc_norm = nn.LayerNorm(d)
+        if c.enc_split:
+            self.tgt_enc = nn.ModuleList(Block(d, c.heads) for _ in range(c.enc_depth))
+            self.tgt_enc_norm = nn.LayerNorm(d)
         self.to_q = nn.Linear(d, q)
         self.from_q = nn.Linear(q, d)
         self.ref_in = nn.Linear(d, d)
@@ -168,6 +177,11 @@ class RefTok(Tokenizer):
         return {"intra": self.intra.grid**2, **tgt} if key else tgt
 
     @property
+    def encoder_only(self) -> tuple[str, ...]:
+        own = ("intra.embed.*", "intra.enc.*", "intra.to_q.*", "tgt_embed.*", "to_q.*")
+        return own + (("tgt_enc.*", "tgt_enc_norm.*") if self.config.enc_split else ())
+
+    @property
     def stream_grids(self) -> dict[str, tuple[int, int, int]]:
         g = self.grid
         return {"intra": (1, self.intra.grid, self.intra.grid), "target": (self.config.frames // self.config.tubelet_t, g, g)}
@@ -184,15 +198,17 @@ class RefTok(Tokenizer):
             x = blk(x, mask=mask)
         return self.enc_norm(x)
 
-    def encode_targets(self, video: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (target latents (B, n_tgt, q), h_r (B, n_ref, D))."""
+    def encode_targets(self, video: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """-> (target latents (B, n_tgt, q), h_r (B, n_ref, D), or None with enc_split, whose
+        encoder blocks are not the ones the decoder computes h_r with)."""
         c = self.config
         tgt = self.tgt_embed(patchify(video, c.tubelet_t, c.patch)) + self.pos_tgt
         x = torch.cat([self._ref_tokens(ref), tgt], dim=1)
-        for blk in self.enc:
+        blocks, norm = (self.tgt_enc, self.tgt_enc_norm) if c.enc_split else (self.enc, self.enc_norm)
+        for blk in blocks:
             x = blk(x, mask=self.mask)
-        x = self.enc_norm(x)
-        return self.to_q(x[:, self.n_ref:]), x[:, : self.n_ref]
+        x = norm(x)
+        return self.to_q(x[:, self.n_ref:]), None if c.enc_split else x[:, : self.n_ref]
 
     def decode_targets(self, codes: torch.Tensor, ref: torch.Tensor, h_ref: torch.Tensor | None = None) -> torch.Tensor:
         """(B, n_tgt, q) codes, reference frame (B, 3, H, W) -> video (B, 3, T, H, W).
@@ -234,7 +250,7 @@ class RefTok(Tokenizer):
             ref = intra_recon.detach()
         if drop is not None:
             ref = ref * (~drop).view(-1, 1, 1, 1).to(ref.dtype)
-        latents, h_ref = self.encode_targets(video, ref)  # h_ref equals reference_features(ref): the mask
+        latents, h_ref = self.encode_targets(video, ref)  # h_ref equals reference_features(ref) (the mask), or None
         codes = self.quant(latents)
         return {"recon": self.decode_targets(codes, ref, h_ref), "intra_recon": intra_recon}
 

@@ -147,6 +147,10 @@ def warm_start(path: str | Path, overrides: dict | None = None) -> tuple[Tokeniz
     widened this way (a pixel head given more channels) computes exactly what it computed before
     and the new channels start to matter as training moves their outgoing weights off zero. Grown
     tensors are reported as "name[o:]" / "name[:, i:]", the parts that start fresh.
+
+    A tensor the checkpoint lacks whose name starts with one of the model's DERIVED prefixes is
+    copied from the stored tensor under the source prefix (a duplicated module starts as the
+    original), and is not reported.
     """
     model = build_from_metadata(read_metadata(path), path, overrides)
     state = {k: v.float() for k, v in load_file(str(path)).items()}
@@ -155,6 +159,8 @@ def warm_start(path: str | Path, overrides: dict | None = None) -> tuple[Tokeniz
     load, fresh = {}, []
     for k, t in own.items():
         old = state.get(k)
+        if old is None:
+            old = next((state.get(src + k[len(new):]) for new, src in type(model).DERIVED.items() if k.startswith(new)), None)
         if old is not None and old.shape == t.shape:
             load[k] = old
         elif (old is not None and any(fnmatch.fnmatchcase(k, pat) for pat in growable) and old.ndim == t.ndim

@@ -128,6 +128,11 @@ class TivTok(Tokenizer):
         return {"tiv": (c.n_tiv // self.tiv_per_patch, 1, self.tiv_per_patch), "tv": (c.frames, 1, c.n_tv)}
 
     @property
+    def encoder_only(self) -> tuple[str, ...]:
+        return ("tiv_embed.*", "tiv_blocks.*", "tiv_out.*", "tiv_ctx_enc.*", "patch_embed.*", "tv_queries",
+                "tv_blocks.*", "tv_out.*")
+
+    @property
     def pixels_per_token(self) -> int:
         c = self.config
         return round(c.frames * c.tile * c.tile / (c.n_tiv + c.frames * c.n_tv))

@@ -160,6 +160,10 @@ class VidTok(Tokenizer):
         g = self.config.tile // self.config.spatial_down
         return {"latent": (self.config.frames // 4, g, g)}  # encode_chunk flattens (t, g, g)
 
+    @property
+    def encoder_only(self) -> tuple[str, ...]:
+        return ("stem.*", "enc.*", "to_q.*")
+
     # -- parts --------------------------------------------------------------------------------
     def encode_latent(self, video: torch.Tensor) -> torch.Tensor:
         """(B, 3, T, H, W) -> (B, q, T/4, H/s, W/s) pre-quantization latents."""

@@ -9,6 +9,7 @@ Multi-process: run under `torchrun`; gloo on CPU, nccl on CUDA; rank 0 writes fi
 from __future__ import annotations
 
 import copy
+import fnmatch
 import functools
 import json
 import math
@@ -29,7 +30,7 @@ from vtcodec.models.registry import build, save_checkpoint, warm_start
 from vtcodec.train.data import ClipSampler, fixed_set, load_sources
 from vtcodec.train.losses import psnr
 from vtcodec.train.preview import preview
-from vtcodec.train.steps import CLIP_FRAMES, PARTS, STEPS, knobs
+from vtcodec.train.steps import CLIP_FRAMES, PARTS, STEPS, knobs, part_patterns
 
 
 MAX_BAD_STEPS = 20  # consecutive steps with non-finite gradients before training stops
@@ -131,7 +132,7 @@ def validate(model, step_fn, val: torch.Tensor, device, amp, g, batch: int = 4, 
     recon, target = torch.cat(recons), torch.cat(targets)
     streams = model.tokens_per_chunk(key=True)
     levels = model.stream_levels
-    bits = sum(n * math.log2(math.prod(levels[s])) for s, n in streams.items() if part in (None, s))
+    bits = sum(n * math.log2(math.prod(levels[s])) for s, n in streams.items() if part in (None, s) or part not in streams)
     px = target.shape[2] * target.shape[3] * target.shape[4]
     return {"psnr": psnr(recon, target), "ssim": float(np.mean(ssims)), "bpp_raw_tokens": bits / px,
             "_recon": recon, "_target": target}
@@ -172,7 +173,10 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
             raise VtcodecError("--part trains one part of a trained model: give that model with --init")
         if opt.compile:
             raise VtcodecError("--part calls the part directly, which --compile would not compile; drop one of them")
-        outside = [n for n in fresh if not n.startswith(opt.part + ".")]
+        patterns = part_patterns(model, opt.part)
+        if not patterns:
+            raise VtcodecError(f"--part {opt.part}: {arch} with this config has no parameters of that part")
+        outside = [n for n in fresh if not any(fnmatch.fnmatchcase(n.split("[")[0], p) for p in patterns)]
         if outside:  # they would stay frozen at their random start
             raise VtcodecError(f"--part {opt.part}: --config starts {', '.join(outside[:3])} fresh outside the part; "
                                "train the whole model for that")
@@ -182,9 +186,10 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
     if unknown:
         who = f"{arch} --part {opt.part}" if opt.part else arch
         raise VtcodecError(f"--recipe: {who} has no knob {', '.join(unknown)} (it has: {', '.join(defaults) or 'none'})")
-    bad = [k for k, v in opt.recipe.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1]
+    bad = [k for k, v in opt.recipe.items() if isinstance(v, bool) or not isinstance(v, (int, float))
+           or not (0 <= v <= 1 if k.endswith("_p") else 0 <= v < math.inf)]
     if bad:
-        raise VtcodecError(f"--recipe: {', '.join(bad)} must be a number in [0, 1]")
+        raise VtcodecError(f"--recipe: {', '.join(bad)} must be a number in [0, 1] (a share, *_p) or a finite number >= 0")
     values = defaults | opt.recipe
     step_fn = functools.partial(base_fn, **values)
     recipe = values | ({"part": opt.part} if opt.part else {})  # recorded, and checked on --resume
@@ -203,7 +208,7 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
 
     decay, no_decay = [], []
     for n, p in model.named_parameters():
-        if opt.part is not None and not n.startswith(opt.part + "."):
+        if opt.part is not None and not any(fnmatch.fnmatchcase(n, pat) for pat in patterns):
             p.requires_grad_(False)  # frozen: stays as loaded, in the EMA checkpoint too
             continue
         (no_decay if p.ndim < 2 else decay).append(p)

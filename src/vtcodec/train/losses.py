@@ -41,7 +41,7 @@ def _ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return m.mean()
 
 
-def _frames01(video: torch.Tensor) -> torch.Tensor:
+def frames01(video: torch.Tensor) -> torch.Tensor:
     b, c, t, h, w = video.shape
     return (video.float().transpose(1, 2).reshape(b * t, c, h, w) + 1) / 2
 
@@ -49,7 +49,7 @@ def _frames01(video: torch.Tensor) -> torch.Tensor:
 def recon_loss(recon: torch.Tensor, target: torch.Tensor, ssim_weight: float = 0.25) -> tuple[torch.Tensor, dict]:
     recon, target = recon.float(), target.float()
     l1 = (recon - target).abs().mean()
-    s = ssim_frames(_frames01(recon), _frames01(target))
+    s = ssim_frames(frames01(recon), frames01(target))
     return l1 + ssim_weight * (1 - s), {"l1": l1.item(), "ssim": s.item()}
 
 

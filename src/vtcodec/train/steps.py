@@ -8,11 +8,14 @@ reuse, a reference frame at a random gap for RefTok).
 defaults); `vtcodec train --recipe '{"reuse_p": 0.8}'` overrides them and the run metadata
 records the values used.
 
-`PARTS` trains one submodule alone (`vtcodec train --part intra`): the rest of the model is frozen
-and the step function exercises only that part, so a part much cheaper than the whole model sees
-many more samples in the same time. RefTok's intra tokenizer codes one frame per segment and
-its reconstruction is the reference every following chunk builds on; as part of the full step
-it saw one frame per clip.
+`PARTS` trains one part alone (`vtcodec train --part NAME`), the rest of the model frozen:
+- `intra` (RefTok): the intra tokenizer, which codes one frame per segment and whose
+  reconstruction is the reference every following chunk builds on; as part of the full step it
+  saw one frame per clip, alone it sees eight.
+- `encoder` (every model): the parameters only the encoder uses (`Tokenizer.encoder_only`), trained
+  through the frozen decoder on the codec's own loop and objective (`encoder_step`). It is the
+  encoder-side refinement search (vtcodec.refine) amortised into the encoder: the decoder, and so
+  what every token means, stays exactly as it was.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import inspect
 
 import torch
 
-from vtcodec.train.losses import recon_loss
+from vtcodec.refine import soft_bits
+from vtcodec.tiling import tile_mse
+from vtcodec.train.losses import recon_loss, ssim_frames, frames01
 
 CLIP_FRAMES = 32
 
@@ -80,10 +85,46 @@ def vidtok_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = False
     return loss, out["recon"], target, logs
 
 
+def encoder_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = False, *, slope: float = 3.0):
+    """The codec's loop over the clip's chunks, as `vtcodec encode --refine` scores it: the first
+    chunk starts a segment, each next one continues from the decoder's state (closed loop, as the
+    codec's encoder carries it); the loss is the mean over tile-chunks of 10 log10(MSE) + slope *
+    log2(bits), the refinement search's objective, bits from the same smooth estimate
+    (`refine.soft_bits`, counts over the batch). Gradients reach the encoder through the FSQ's
+    straight-through rounding and through each reference the next chunk builds on."""
+    f = model.chunk_frames
+    grids = model.stream_grids
+    enc_state = dec_state = None
+    recons, losses, mses, bits_all = [], [], [], []
+    for i in range(clip.shape[2] // f):
+        chunk = clip[:, :, i * f:(i + 1) * f]
+        latents, enc_next = model.encode_chunk_latents(chunk, enc_state)
+        codes = {k: model.quant(z) for k, z in latents.items()}
+        recon, dec_state = model.decode_chunk_codes(codes, dec_state)
+        enc_state = model.next_encoder_state(enc_next, dec_state)
+        mse = tile_mse(recon, chunk).clamp_min(1e-8)
+        bits = sum(soft_bits(model.quant, z, tuple(grids[k])) for k, z in latents.items())
+        losses.append(10 * torch.log10(mse) + slope * torch.log2(bits))
+        recons.append(recon.float().clamp(-1, 1))
+        mses.append(mse.detach())
+        bits_all.append(bits.detach())
+    recon = torch.cat(recons, dim=2)
+    with torch.no_grad():
+        ssim = ssim_frames(frames01(recon), frames01(clip)).item()
+    logs = {"mse_db": float(10 * torch.log10(torch.stack(mses)).mean()), "soft_bits": float(torch.stack(bits_all).mean()),
+            "ssim": ssim}
+    return torch.stack(losses).mean(), recon, clip, logs
+
+
 STEPS = {"tivtok": tivtok_step, "reftok": reftok_step, "vidtok": vidtok_step}
-# (arch, part) -> step function training only the submodule named `part`, whose token stream has
-# the same name (validation reports that stream's bits)
-PARTS = {("reftok", "intra"): reftok_intra_step}
+# (arch, part) -> step function training only that part; a part named like one of the model's
+# token streams is that submodule (its validation reports that stream's bits)
+PARTS = {("reftok", "intra"): reftok_intra_step} | {(arch, "encoder"): encoder_step for arch in STEPS}
+
+
+def part_patterns(model, part: str) -> tuple[str, ...]:
+    """Name patterns (fnmatch) of the parameters `--part part` trains."""
+    return model.encoder_only if part == "encoder" else (f"{part}.*",)
 
 
 def knobs(fn) -> dict[str, float]:
