@@ -17,7 +17,8 @@ from vtcodec.bench.metrics import psnr_rgb
 from vtcodec.codec import _Batches, _code_chunk, decode_frames, encode_file
 from vtcodec.errors import VtcodecError
 from vtcodec.models.registry import build
-from vtcodec.refine import DEFAULT_LR, refine_latents, soft_bits, tile_bits
+from vtcodec import entropy
+from vtcodec.refine import DEFAULT_LR, contexts, refine_latents, soft_bits, tile_bits
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -145,6 +146,24 @@ def test_soft_bits_prefers_repeats_and_points_an_outlier_home():
     z = _latents_for_digits(q, odd).requires_grad_(True)
     soft_bits(q, z, grid).sum().backward()
     assert z.grad[0, 21, 0] > 0
+
+
+def test_soft_bits_contexts_are_the_coders():
+    """soft_bits' context ids partition a tile's digits exactly as the range coder's tables do."""
+    levels, (t_, h, w) = [8, 5, 3], (3, 4, 5)
+    g = torch.Generator().manual_seed(0)
+    d = torch.stack([torch.randint(0, lv, (2, t_, h, w), generator=g) for lv in levels], dim=-1)
+    soft = contexts(d)
+    basis = torch.tensor([1, 8, 40])
+    m, base = len(levels), max(levels) + 1
+    for b in range(2):
+        digits = entropy._digits((d[b] * basis).sum(-1).flatten().numpy(), levels)
+        for i in range(m):
+            pairs = set()
+            for p, (t, y, x) in enumerate(entropy._positions(t_ * h * w, (t_, h, w))):
+                coder = entropy._context(digits, p * m + i, i, t, y, x, m, w * m, h * w * m, base)
+                pairs.add((int(soft[b, t, y, x, i]), coder))
+            assert len(pairs) == len({s for s, _ in pairs}) == len({c for _, c in pairs}) > 10
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -74,17 +74,11 @@ def soft_bits(quant, z: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tenso
     digit, typically).
     """
     b, n, q = z.shape
-    t_, h, w = grid
     levels = quant._levels
     u = quant.bound(z.float()) + (levels.long() // 2)  # the continuous digit, in about [0, L - 1]
     d = u.detach().round().long().minimum(levels.long() - 1).clamp(min=0)
-    u, d = u.view(b, t_, h, w, q), d.view(b, t_, h, w, q)
-    ctx = torch.empty_like(d)
-    ctx[:, 1:] = 1 + d[:, :-1]
-    first = 1 + d[:, 0]
-    left, up = torch.zeros_like(first), torch.zeros_like(first)
-    left[:, :, 1:], up[:, 1:] = first[:, :, :-1], first[:, :-1]
-    ctx[:, 0] = _SPATIAL + left * _CTX_BASE + up
+    u, d = u.view(b, *grid, q), d.view(b, *grid, q)
+    ctx = contexts(d)
     n_ctx = _SPATIAL + _CTX_BASE * _CTX_BASE
     bits = u.new_zeros(b)
     for i, lv in enumerate(quant.levels):
@@ -97,6 +91,19 @@ def soft_bits(quant, z: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tenso
         weight = torch.softmax(-(ui[:, None] - j) ** 2 / _SMOOTH, dim=1)  # a soft digit: sees levels beyond the next
         bits = bits + (weight * cost).sum(1).view(b, -1).sum(1)
     return bits
+
+
+def contexts(d: torch.Tensor) -> torch.Tensor:
+    """Context ids of digits d (B, T, H, W, q), per digit position i the coder's rule (vtcodec.entropy:
+    the previous step's digit after the first step, else the left and upper neighbours' digits)
+    with other numbers: two digits i share an id here exactly when they share the coder's table."""
+    ctx = torch.empty_like(d)
+    ctx[:, 1:] = 1 + d[:, :-1]
+    first = 1 + d[:, 0]
+    left, up = torch.zeros_like(first), torch.zeros_like(first)
+    left[:, :, 1:], up[:, 1:] = first[:, :, :-1], first[:, :-1]
+    ctx[:, 0] = _SPATIAL + left * _CTX_BASE + up
+    return ctx
 
 
 def tile_bits(model: Tokenizer, streams: Streams) -> torch.Tensor:
