@@ -121,7 +121,7 @@ def test_part_encoder_trains_the_encoder_only(tmp_path, capsys):
     info = json.loads(read_metadata(out)["info"])
     assert info["recipe"] == {"slope": 2, "part": "encoder"} and info["fresh_from_init"] == []
     log = [json.loads(line) for line in (tmp_path / "enc" / "log.jsonl").read_text().splitlines()]
-    assert math.isfinite(log[-1]["val_psnr"]) and log[-1]["soft_bits"] > 0
+    assert math.isfinite(log[-1]["val_psnr"]) and log[-1]["soft_bits"] > 0 and log[-1]["val_soft_bits"] > 0
     capsys.readouterr()
     for extra, msg in ((["--recipe", '{"slope": -1}'], "finite number >= 0"),
                        (["--recipe", '{"near_p": 0.5}'], "reftok --part encoder has no knob")):

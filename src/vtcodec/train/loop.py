@@ -120,22 +120,23 @@ def _load_resume(out: Path, model, optim, ema, g: torch.Generator, sampler: Clip
 @torch.no_grad()
 def validate(model, step_fn, val: torch.Tensor, device, amp, g, batch: int = 4, part: str | None = None) -> dict:
     model.eval()
-    recons, targets, ssims = [], [], []
+    recons, targets, logs_all = [], [], []
     for i in range(0, len(val), batch):
         clip = val[i:i + batch].to(device)
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
             _, recon, target, logs = step_fn(model, clip, g, val=True)
         recons.append(recon.float().cpu())
         targets.append(target.float().cpu())
-        ssims.append(logs["ssim"])
+        logs_all.append(logs)
     model.train()
     recon, target = torch.cat(recons), torch.cat(targets)
     streams = model.tokens_per_chunk(key=True)
     levels = model.stream_levels
     bits = sum(n * math.log2(math.prod(levels[s])) for s, n in streams.items() if part in (None, s) or part not in streams)
     px = target.shape[2] * target.shape[3] * target.shape[4]
-    return {"psnr": psnr(recon, target), "ssim": float(np.mean(ssims)), "bpp_raw_tokens": bits / px,
-            "_recon": recon, "_target": target}
+    # the step's own figures (ssim; the encoder part's mse_db and soft_bits, ...), averaged over batches
+    means = {k: float(np.mean([lg[k] for lg in logs_all])) for k in logs_all[0]}
+    return {"psnr": psnr(recon, target), **means, "bpp_raw_tokens": bits / px, "_recon": recon, "_target": target}
 
 
 def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> Path:
