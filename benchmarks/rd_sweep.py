@@ -10,11 +10,17 @@ value (.vtk sizes, decoded frames); per value, the means over clips are printed,
 `--per-clip` each clip's row too. Settings are encode_file's keyword arguments (overlap,
 refresh_db, segment_chunks, refine, refine_slope, refine_lr, tile_batch); `inf` means never for refresh_db. At 256x256 with
 128-px tiles an overlap of 16 needs 9 tiles and an overlap of 0 needs 4.
+
+`--refine-only STREAM` (repeatable) makes the refinement search move only those token streams and
+keep the encoder's tokens in the others (`refine_latents(only=...)`): which stream holds the gain.
+
+    python benchmarks/rd_sweep.py out/val reftok refine=20 --refine-only intra
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +28,8 @@ from pathlib import Path
 import numpy as np
 
 import vtcodec
+import vtcodec.codec
+from vtcodec import refine
 from vtcodec.bench.metrics import psnr_rgb, ssim
 from vtcodec.bench.prepare import fit_size, load_clip, write_lossless
 from vtcodec.train.data import VIDEO_EXT
@@ -47,7 +55,10 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=32)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--per-clip", action="store_true")
+    ap.add_argument("--refine-only", action="append", metavar="STREAM", help="streams the refinement search moves")
     a = ap.parse_args()
+    if a.refine_only:  # the codec calls refine_latents with its settings; this narrows what it moves
+        vtcodec.codec.refine_latents = functools.partial(refine.refine_latents, only=tuple(a.refine_only))
     fixed = {k: v[0] for k, v in a.set}
     tok = vtcodec.load_tokenizer(a.model)
     clips = sorted(p for p in Path(a.folder).iterdir() if p.suffix.lower() in VIDEO_EXT)
@@ -71,7 +82,7 @@ def main() -> None:
                     print(f"  {path.stem}: bpp {rows[-1][0]:.5f}  PSNR {rows[-1][1]:.2f} dB  SSIM {rows[-1][2]:.4f}  "
                           f"encode {secs:.1f} s", flush=True)
             bpp, p, s, secs = np.mean(rows, axis=0)
-            extra = "".join(f" {k} {v:g}" for k, v in fixed.items())
+            extra = "".join(f" {k} {v:g}" for k, v in fixed.items()) + "".join(f" only {k}" for k in a.refine_only or ())
             print(f"{a.model} {name} {value:g}{extra}: {len(rows)} clips, bpp {bpp:.5f}  PSNR {p:.2f} dB  "
                   f"SSIM {s:.4f}  encode {secs:.1f} s/clip", flush=True)
 

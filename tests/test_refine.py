@@ -59,6 +59,22 @@ def test_encode_chunk_is_the_quantized_latents(arch):
     assert torch.equal(err[0], err[1])
 
 
+@pytest.mark.parametrize("slope", [0.0, 3.0])
+def test_refining_only_some_streams_keeps_the_others(slope):
+    """`only`: RefTok's target tokens move, its intra tokens stay the encoder's; an absent stream
+    moves nothing and returns the encoder's tokens."""
+    m = _model("reftok")
+    x = _video(m, b=3, seed=1)
+    with torch.no_grad():
+        own, _ = m.encode_chunk(x, None)
+        latents, _ = m.encode_chunk_latents(x, None)
+        part, err = refine_latents(m, x, latents, None, steps=6, slope=slope, only={"target"})
+        none, err0 = refine_latents(m, x, latents, None, steps=6, slope=slope, only={"tv"})
+    assert torch.equal(part["intra"], own["intra"]) and not torch.equal(part["target"], own["target"])
+    assert (err[1] <= err[0]).all() and (err[1] < err[0]).any()
+    assert all(torch.equal(none[k], own[k]) for k in own) and torch.equal(err0[0], err0[1])
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_refinement_never_worsens_a_tile_and_improves_some(arch):
     m, x, streams, err, out = _refined(arch, b=3, seed=1, steps=6)

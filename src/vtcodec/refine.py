@@ -30,6 +30,7 @@ measured through the real codec, bits from file sizes (`benchmarks/rd_sweep.py`;
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from typing import Any
 
 import torch
@@ -118,7 +119,8 @@ def tile_bits(model: Tokenizer, streams: Streams) -> torch.Tensor:
 
 @torch.enable_grad()
 def refine_latents(model: Tokenizer, video: torch.Tensor, latents: dict[str, torch.Tensor], state: Any | None,
-                   steps: int, lr: float = DEFAULT_LR, slope: float = 0.0) -> tuple[Streams, torch.Tensor]:
+                   steps: int, lr: float = DEFAULT_LR, slope: float = 0.0,
+                   only: Collection[str] | None = None) -> tuple[Streams, torch.Tensor]:
     """Search `steps` steps from the encoder's `latents` (B, n, q) per stream for the tokens that
     decode (from `state`) closest to `video` (B, 3, T, H, W).
 
@@ -126,22 +128,29 @@ def refine_latents(model: Tokenizer, video: torch.Tensor, latents: dict[str, tor
     log2(bits), i.e. a token change must buy `slope` dB per doubling of the tile's bits (bits
     exact in the choice, `soft_bits` in the gradient). 0: distortion only.
 
+    `only`: the streams the search moves (default all); the others keep the encoder's tokens
+    (benchmarks/rd_sweep.py --refine-only: which stream holds the gain).
+
     Returns (token indices (B, n) per stream, the (2, B) objective of the encoder's tokens and of
     the returned ones: per-tile MSE when slope is 0, else the dB objective above). With steps 0
     the encoder's tokens come back.
     """
     quant = model.quant
     grids = model.stream_grids
-    params = {k: z.detach().float().clone().requires_grad_(True) for k, z in latents.items()}
+    moved = set(latents) if only is None else set(only) & set(latents)
+    params = {k: z.detach().float().clone().requires_grad_(True) for k, z in latents.items() if k in moved}
+    kept = {k: quant(z.detach().float()) for k, z in latents.items() if k not in moved}
+    kept_bits = sum(soft_bits(quant, latents[k].detach(), tuple(grids[k])) for k in kept) if slope else 0
+    steps = steps if params else 0  # nothing to move in this chunk (e.g. only the intra stream, not a key chunk)
     best: dict[str, torch.Tensor] = {}
     first_err = best_err = None
-    opt = torch.optim.Adam(list(params.values()), lr=lr)
+    opt = torch.optim.Adam(list(params.values()), lr=lr) if params else None
     frozen = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
         p.requires_grad_(False)
     try:
         for step in range(steps + 1):
-            codes = {k: quant(z) for k, z in params.items()}
+            codes = {k: quant(z) for k, z in params.items()} | kept
             out, _ = model.decode_chunk_codes(codes, state)
             mse = tile_mse(out, video).clamp_min(1e-12)  # a perfect tile must not make log10 -inf
             with torch.no_grad():
@@ -158,7 +167,7 @@ def refine_latents(model: Tokenizer, video: torch.Tensor, latents: dict[str, tor
             if step == steps:
                 break
             if slope:
-                bits = sum(soft_bits(quant, z, tuple(grids[k])) for k, z in params.items())
+                bits = kept_bits + sum(soft_bits(quant, z, tuple(grids[k])) for k, z in params.items())
                 loss = (10 * torch.log10(mse) + slope * torch.log2(bits)).sum()
             else:
                 loss = mse.sum()
