@@ -18,7 +18,8 @@ from vtcodec.tiling import tile_mse
 from vtcodec.train.steps import encoder_step, part_patterns
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-CASES = [("tivtok", {}), ("reftok", {}), ("reftok", {"enc_split": True}), ("vidtok", {})]
+CASES = [("tivtok", {}), ("reftok", {}), ("reftok", {"enc_split": True}), ("reftok", {"enc_split": True, "intra_ctx": 1}),
+         ("vidtok", {})]
 
 
 def _model(arch: str, seed: int = 0, **extra):
@@ -78,6 +79,27 @@ def test_split_encoder_warm_starts_as_the_shared_one(tmp_path):
     with torch.no_grad():
         for (sa, va), (sb, vb) in zip(_codec_loop(old, clip), _codec_loop(new, clip)):
             assert all(torch.equal(sa[k], sb[k]) for k in sa) and torch.allclose(va, vb, atol=1e-6)
+
+
+@pytest.mark.parametrize("ctx", [0, 1])
+def test_intra_encoder_sees_the_chunk_only_with_intra_ctx(ctx, tmp_path):
+    """intra_ctx 1: the intra tokens depend on the chunk's later frames too, through an embedding
+    that starts at zero (a warm start codes exactly as the model it extends); intra_ctx 0: on
+    frame 0 alone."""
+    old = _model("reftok")
+    save_checkpoint(old, tmp_path / "old.safetensors")
+    m, fresh = warm_start(tmp_path / "old.safetensors", {"intra_ctx": ctx})
+    m.eval()
+    clip = _clip(m, chunks=1)
+    later = clip.clone()
+    later[:, :, 1:] = -later[:, :, 1:]  # the same frame 0, other frames after it
+    with torch.no_grad():
+        assert torch.equal(m.encode_chunk(clip, None)[0]["intra"], old.encode_chunk(clip, None)[0]["intra"])
+        if ctx:
+            assert fresh == ["intra.ctx_embed.bias", "intra.ctx_embed.weight"]
+            m.intra.ctx_embed.weight.normal_(0, 0.5)
+        a, b = m.encode_chunk_latents(clip, None)[0]["intra"], m.encode_chunk_latents(later, None)[0]["intra"]
+    assert torch.equal(a, b) != bool(ctx)
 
 
 @pytest.mark.parametrize("arch,extra", CASES)

@@ -72,6 +72,11 @@ class RefTokConfig:
     # trained with everything the decoder uses frozen (`vtcodec train --part encoder`); the shared
     # blocks (enc) then only compute the reference features, exactly as the decoder does.
     enc_split: bool = False
+    # 1: the intra encoder also sees the mean frame of the chunk its reference serves (through a
+    # zero-initialised embedding, so a warm start begins as the model without it). The intra
+    # frame is the reference every target frame of the chunk builds on, and round 7 found the
+    # search's gain mostly in it; frame 0 alone cannot tell the encoder what the chunk needs.
+    intra_ctx: int = 0
 
 
 def to_8bit(frame: torch.Tensor) -> torch.Tensor:
@@ -91,6 +96,8 @@ class IntraTokenizer(nn.Module):
         self.c, self.quant = c, quant
         self.grid = c.tile // p
         self.embed = nn.Linear(3 * p * p, d)
+        if c.intra_ctx:
+            self.ctx_embed = zero_linear(3 * p * p, d)
         self.enc = nn.ModuleList(Block(d, c.heads) for _ in range(c.intra_depth))
         self.to_q = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, quant.dim))
         self.from_q = nn.Linear(quant.dim, d)
@@ -99,8 +106,12 @@ class IntraTokenizer(nn.Module):
         self.head = PixelHead(d, p, c.head_width)
         self.register_buffer("pos", sincos_2d(self.grid, self.grid, d), persistent=False)
 
-    def encode(self, frame: torch.Tensor) -> torch.Tensor:
+    def encode(self, frame: torch.Tensor, chunk: torch.Tensor | None = None) -> torch.Tensor:
+        """frame (B, 3, H, W) -> latents; with intra_ctx the chunk (B, 3, T, H, W) it is the
+        reference for, seen as its mean frame (the frame itself alone when None)."""
         x = self.embed(patchify(frame[:, :, None], 1, self.c.intra_patch)) + self.pos
+        if self.c.intra_ctx and chunk is not None:
+            x = x + self.ctx_embed(patchify(chunk.mean(2, keepdim=True), 1, self.c.intra_patch))
         for blk in self.enc:
             x = blk(x)
         return self.to_q(x)
@@ -149,6 +160,8 @@ class RefTok(Tokenizer):
         # each target token decodes to tubelet_t frames' worth of patch features
         self.unfold_t = nn.Linear(d, c.tubelet_t * d)
         tt = c.frames // c.tubelet_t
+        if c.intra_ctx not in (0, 1):
+            raise ValueError(f"reftok intra_ctx must be 0 or 1, got {c.intra_ctx}")
         if c.ref_path not in (1, 2, 3):
             raise ValueError(f"reftok ref_path must be 1, 2 or 3, got {c.ref_path}")
         self.head = PixelHead(d, c.patch, c.head_width, out_ch=4 if c.ref_path == 3 else 3)
@@ -179,6 +192,7 @@ class RefTok(Tokenizer):
     @property
     def encoder_only(self) -> tuple[str, ...]:
         own = ("intra.embed.*", "intra.enc.*", "intra.to_q.*", "tgt_embed.*", "to_q.*")
+        own += ("intra.ctx_embed.*",) if self.config.intra_ctx else ()
         return own + (("tgt_enc.*", "tgt_enc_norm.*") if self.config.enc_split else ())
 
     @property
@@ -258,7 +272,7 @@ class RefTok(Tokenizer):
     def encode_chunk_latents(self, video: torch.Tensor, state: torch.Tensor | None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         latents: dict[str, torch.Tensor] = {}
         if state is None:
-            latents["intra"] = self.intra.encode(video[:, :, 0])
+            latents["intra"] = self.intra.encode(video[:, :, 0], video)
             state = to_8bit(self.intra.decode(self.quant(latents["intra"])))
         latents["target"], _ = self.encode_targets(video, state)
         # closed loop: the next reference is what the decoder will see
