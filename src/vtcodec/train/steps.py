@@ -85,13 +85,16 @@ def vidtok_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = False
     return loss, out["recon"], target, logs
 
 
-def encoder_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = False, *, slope: float = 3.0):
+def encoder_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = False, *, slope: float = 0.0):
     """The codec's loop over the clip's chunks, as `vtcodec encode --refine` scores it: the first
     chunk starts a segment, each next one continues from the decoder's state (closed loop, as the
     codec's encoder carries it); the loss is the mean over tile-chunks of 10 log10(MSE) + slope *
     log2(bits), the refinement search's objective, bits from the same smooth estimate
     (`refine.soft_bits`, counts over the batch). Gradients reach the encoder through the FSQ's
-    straight-through rounding and through each reference the next chunk builds on."""
+    straight-through rounding and through each reference the next chunk builds on.
+
+    slope defaults to 0: round 7's runs at 3 and 6 slid down the rate axis at a worse exchange than
+    the search at the same slope (models/README.md, round-7 card)."""
     f = model.chunk_frames
     grids = model.stream_grids
     enc_state = dec_state = None
