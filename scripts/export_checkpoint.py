@@ -9,13 +9,12 @@ Both runs' training records go into the exported `info` (the part's under `parts
 """
 
 import argparse
-import fnmatch
 import json
 
 import torch
 
 from vtcodec.models.registry import load_checkpoint, read_metadata, save_checkpoint
-from vtcodec.train.steps import PARTS, part_patterns
+from vtcodec.train.steps import PARTS, in_part, part_patterns
 
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("src")
@@ -36,8 +35,7 @@ for spec in args.part:
         raise SystemExit(f"--part {spec}: {path} is not the same architecture and config as {args.src}")
     if donor_info.get("recipe", {}).get("part") != name:
         raise SystemExit(f"--part {spec}: {path} was not trained with --part {name}")
-    theirs = donor.state_dict()
-    model.load_state_dict({k: theirs[k] for k in theirs if any(fnmatch.fnmatchcase(k, p) for p in part_patterns(model, name))},
-                          strict=False)
+    theirs, patterns = donor.state_dict(), part_patterns(model, name)
+    model.load_state_dict({k: v for k, v in theirs.items() if in_part(k, patterns)}, strict=False)
     info.setdefault("parts", {})[name] = {"from": path, **donor_info}
 print(save_checkpoint(model, args.dst, info, dtype=torch.float16))

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from vtcodec.models.registry import build, read_metadata, save_checkpoint, warm_start
 from vtcodec.tiling import tile_mse
-from vtcodec.train.steps import encoder_step, part_patterns
+from vtcodec.train.steps import encoder_step, in_part, part_patterns
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CASES = [("tivtok", {}), ("reftok", {}), ("reftok", {"enc_split": True}), ("reftok", {"enc_split": True, "intra_ctx": 1}),
@@ -33,7 +33,7 @@ def _clip(m, chunks: int = 2, seed: int = 1) -> torch.Tensor:
 
 
 def _is_encoder(m, name: str) -> bool:
-    return any(fnmatch.fnmatchcase(name, p) for p in m.encoder_only)
+    return in_part(name, m.encoder_only)
 
 
 def _codec_loop(m, clip):

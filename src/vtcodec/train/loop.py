@@ -9,7 +9,6 @@ Multi-process: run under `torchrun`; gloo on CPU, nccl on CUDA; rank 0 writes fi
 from __future__ import annotations
 
 import copy
-import fnmatch
 import functools
 import json
 import math
@@ -30,7 +29,7 @@ from vtcodec.models.registry import build, save_checkpoint, warm_start
 from vtcodec.train.data import ClipSampler, fixed_set, load_sources
 from vtcodec.train.losses import psnr
 from vtcodec.train.preview import preview
-from vtcodec.train.steps import CLIP_FRAMES, PARTS, STEPS, knobs, part_patterns
+from vtcodec.train.steps import CLIP_FRAMES, PARTS, STEPS, in_part, knobs, part_patterns
 
 
 MAX_BAD_STEPS = 20  # consecutive steps with non-finite gradients before training stops
@@ -177,7 +176,7 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
         patterns = part_patterns(model, opt.part)
         if not patterns:
             raise VtcodecError(f"--part {opt.part}: {arch} with this config has no parameters of that part")
-        outside = [n for n in fresh if not any(fnmatch.fnmatchcase(n.split("[")[0], p) for p in patterns)]
+        outside = [n for n in fresh if not in_part(n, patterns)]
         if outside:  # they would stay frozen at their random start
             raise VtcodecError(f"--part {opt.part}: --config starts {', '.join(outside[:3])} fresh outside the part; "
                                "train the whole model for that")
@@ -209,7 +208,7 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
 
     decay, no_decay = [], []
     for n, p in model.named_parameters():
-        if opt.part is not None and not any(fnmatch.fnmatchcase(n, pat) for pat in patterns):
+        if opt.part is not None and not in_part(n, patterns):
             p.requires_grad_(False)  # frozen: stays as loaded, in the EMA checkpoint too
             continue
         (no_decay if p.ndim < 2 else decay).append(p)

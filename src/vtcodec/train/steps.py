@@ -20,6 +20,7 @@ records the values used.
 
 from __future__ import annotations
 
+import fnmatch
 import inspect
 
 import torch
@@ -128,6 +129,11 @@ PARTS = {("reftok", "intra"): reftok_intra_step} | {(arch, "encoder"): encoder_s
 def part_patterns(model, part: str) -> tuple[str, ...]:
     """Name patterns (fnmatch) of the parameters `--part part` trains."""
     return model.encoder_only if part == "encoder" else (f"{part}.*",)
+
+
+def in_part(name: str, patterns: tuple[str, ...]) -> bool:
+    """Whether tensor `name` (a warm start's "name[o:]" too) matches one of a part's patterns."""
+    return any(fnmatch.fnmatchcase(name.split("[")[0], p) for p in patterns)
 
 
 def knobs(fn) -> dict[str, float]:
