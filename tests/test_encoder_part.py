@@ -19,6 +19,7 @@ from vtcodec.train.steps import encoder_step, in_part, part_patterns
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CASES = [("tivtok", {}), ("reftok", {}), ("reftok", {"enc_split": True}), ("reftok", {"enc_split": True, "intra_ctx": 1}),
+         ("reftok", {"enc_split": True, "intra_ctx": 2}),
          ("vidtok", {})]
 
 
@@ -81,11 +82,11 @@ def test_split_encoder_warm_starts_as_the_shared_one(tmp_path):
             assert all(torch.equal(sa[k], sb[k]) for k in sa) and torch.allclose(va, vb, atol=1e-6)
 
 
-@pytest.mark.parametrize("ctx", [0, 1])
+@pytest.mark.parametrize("ctx", [0, 1, 2])
 def test_intra_encoder_sees_the_chunk_only_with_intra_ctx(ctx, tmp_path):
-    """intra_ctx 1: the intra tokens depend on the chunk's later frames too, through an embedding
-    that starts at zero (a warm start codes exactly as the model it extends); intra_ctx 0: on
-    frame 0 alone."""
+    """intra_ctx 1 and 2: the intra tokens depend on the chunk's later frames too, through
+    embeddings that start at zero (a warm start codes exactly as the model it extends); intra_ctx
+    0: on frame 0 alone."""
     old = _model("reftok")
     save_checkpoint(old, tmp_path / "old.safetensors")
     m, fresh = warm_start(tmp_path / "old.safetensors", {"intra_ctx": ctx})
@@ -96,8 +97,9 @@ def test_intra_encoder_sees_the_chunk_only_with_intra_ctx(ctx, tmp_path):
     with torch.no_grad():
         assert torch.equal(m.encode_chunk(clip, None)[0]["intra"], old.encode_chunk(clip, None)[0]["intra"])
         if ctx:
-            assert fresh == ["intra.ctx_embed.bias", "intra.ctx_embed.weight"]
-            m.intra.ctx_embed.weight.normal_(0, 0.5)
+            new = [f"intra.{e}.{t}" for e in ("ctx_embed", "ctx_quarters")[:ctx] for t in ("bias", "weight")]
+            assert sorted(fresh) == sorted(new)
+            (m.intra.ctx_quarters if ctx == 2 else m.intra.ctx_embed).weight.normal_(0, 0.5)
         a, b = m.encode_chunk_latents(clip, None)[0]["intra"], m.encode_chunk_latents(later, None)[0]["intra"]
     assert torch.equal(a, b) != bool(ctx)
 
@@ -122,6 +124,21 @@ def test_encoder_step_is_the_codec_loop(arch, extra):
     with torch.no_grad():
         loss3 = encoder_step(m, clip, g, slope=3.0)[0]
     assert loss3.item() > loss.item() + 3 * math.log2(logs["soft_bits"]) * 0.5
+
+
+@pytest.mark.parametrize("arch,extra", CASES)
+def test_open_loop_encoding_sends_the_same_latents(arch, extra):
+    """closed_loop=False (the caller takes the decoder's state) changes no latent, and the state
+    that next_encoder_state then gives is the closed-loop one; RefTok skips its decode (None)."""
+    m = _model(arch, **extra)
+    clip = _clip(m, chunks=1)
+    with torch.no_grad():
+        lat, es = m.encode_chunk_latents(clip, None)
+        lat_o, es_o = m.encode_chunk_latents(clip, None, closed_loop=False)
+        _, ds = m.decode_chunk_codes({k: m.quant(z) for k, z in lat.items()}, None)
+    assert lat.keys() == lat_o.keys() and all(torch.equal(lat[k], lat_o[k]) for k in lat)
+    assert (es_o is None) == (arch == "reftok")
+    assert torch.allclose(m.next_encoder_state(es_o, ds), es, atol=1e-6)
 
 
 def test_part_encoder_trains_the_encoder_only(tmp_path, capsys):

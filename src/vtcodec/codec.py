@@ -140,7 +140,7 @@ def _code_chunk(model: Tokenizer, tiles: torch.Tensor, b: _Batches, key: bool, d
         x = tiles[sl].to(dev)
         with _autocast(dev):
             if refine:
-                lat, es = model.encode_chunk_latents(x, None if key else b.enc[i])
+                lat, es = model.encode_chunk_latents(x, None if key else b.enc[i], closed_loop=False)
                 s, _ = refine_latents(model, x, lat, None if key else b.dec[i], refine, slope=slope, lr=lr)
             else:
                 s, es = model.encode_chunk(x, None if key else b.enc[i])

@@ -110,10 +110,15 @@ class Tokenizer(nn.Module):
         latents, state = self.encode_chunk_latents(video, state)
         return {k: self.quant.quantize(z)[1] for k, z in latents.items()}, state
 
-    def encode_chunk_latents(self, video: torch.Tensor, state: Any | None) -> tuple[dict[str, torch.Tensor], Any]:
+    def encode_chunk_latents(self, video: torch.Tensor, state: Any | None, *,
+                             closed_loop: bool = True) -> tuple[dict[str, torch.Tensor], Any]:
         """Video -> (pre-quantization latents (B, n, q) per stream, new state). Quantizing them
         with `self.quant` gives the chunk's tokens; encoder-side refinement (vtcodec.refine) starts
-        its search from them."""
+        its search from them.
+
+        closed_loop False: the caller takes the next state from `next_encoder_state(state, the
+        decoder's state)` (refinement, `train.steps.encoder_step`), so a model whose next state
+        is the decoder's may skip computing it and return None (RefTok: one decode less)."""
         raise NotImplementedError
 
     def decode_chunk(self, streams: Streams, state: Any | None) -> tuple[torch.Tensor, Any]:

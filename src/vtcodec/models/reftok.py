@@ -76,6 +76,8 @@ class RefTokConfig:
     # zero-initialised embedding, so a warm start begins as the model without it). The intra
     # frame is the reference every target frame of the chunk builds on, and round 7 found the
     # search's gain mostly in it; frame 0 alone cannot tell the encoder what the chunk needs.
+    # 2: as 1, and also the means of the chunk's four quarters (where things go within the chunk),
+    # through a second zero-initialised embedding (a warm start from 1 codes exactly as before).
     intra_ctx: int = 0
 
 
@@ -98,6 +100,8 @@ class IntraTokenizer(nn.Module):
         self.embed = nn.Linear(3 * p * p, d)
         if c.intra_ctx:
             self.ctx_embed = zero_linear(3 * p * p, d)
+        if c.intra_ctx >= 2:
+            self.ctx_quarters = zero_linear(4 * 3 * p * p, d)
         self.enc = nn.ModuleList(Block(d, c.heads) for _ in range(c.intra_depth))
         self.to_q = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, quant.dim))
         self.from_q = nn.Linear(quant.dim, d)
@@ -108,10 +112,15 @@ class IntraTokenizer(nn.Module):
 
     def encode(self, frame: torch.Tensor, chunk: torch.Tensor | None = None) -> torch.Tensor:
         """frame (B, 3, H, W) -> latents; with intra_ctx the chunk (B, 3, T, H, W) it is the
-        reference for, seen as its mean frame (the frame itself alone when None)."""
-        x = self.embed(patchify(frame[:, :, None], 1, self.c.intra_patch)) + self.pos
+        reference for, seen as its mean frame (and with intra_ctx 2 its quarters' means; the frame
+        itself alone when None)."""
+        p = self.c.intra_patch
+        x = self.embed(patchify(frame[:, :, None], 1, p)) + self.pos
         if self.c.intra_ctx and chunk is not None:
-            x = x + self.ctx_embed(patchify(chunk.mean(2, keepdim=True), 1, self.c.intra_patch))
+            x = x + self.ctx_embed(patchify(chunk.mean(2, keepdim=True), 1, p))
+            if self.c.intra_ctx >= 2:
+                quarters = chunk.unflatten(2, (4, chunk.shape[2] // 4)).mean(3)  # (B, 3, 4, H, W)
+                x = x + self.ctx_quarters(patchify(quarters, 4, p))
         for blk in self.enc:
             x = blk(x)
         return self.to_q(x)
@@ -160,8 +169,10 @@ class RefTok(Tokenizer):
         # each target token decodes to tubelet_t frames' worth of patch features
         self.unfold_t = nn.Linear(d, c.tubelet_t * d)
         tt = c.frames // c.tubelet_t
-        if c.intra_ctx not in (0, 1):
-            raise ValueError(f"reftok intra_ctx must be 0 or 1, got {c.intra_ctx}")
+        if c.intra_ctx not in (0, 1, 2):
+            raise ValueError(f"reftok intra_ctx must be 0, 1 or 2, got {c.intra_ctx}")
+        if c.intra_ctx == 2 and c.frames % 4:
+            raise ValueError(f"reftok intra_ctx 2 needs frames divisible by 4, got {c.frames}")
         if c.ref_path not in (1, 2, 3):
             raise ValueError(f"reftok ref_path must be 1, 2 or 3, got {c.ref_path}")
         self.head = PixelHead(d, c.patch, c.head_width, out_ch=4 if c.ref_path == 3 else 3)
@@ -193,6 +204,7 @@ class RefTok(Tokenizer):
     def encoder_only(self) -> tuple[str, ...]:
         own = ("intra.embed.*", "intra.enc.*", "intra.to_q.*", "tgt_embed.*", "to_q.*")
         own += ("intra.ctx_embed.*",) if self.config.intra_ctx else ()
+        own += ("intra.ctx_quarters.*",) if self.config.intra_ctx >= 2 else ()
         return own + (("tgt_enc.*", "tgt_enc_norm.*") if self.config.enc_split else ())
 
     @property
@@ -269,12 +281,15 @@ class RefTok(Tokenizer):
         return {"recon": self.decode_targets(codes, ref, h_ref), "intra_recon": intra_recon}
 
     # -- codec --------------------------------------------------------------------------------
-    def encode_chunk_latents(self, video: torch.Tensor, state: torch.Tensor | None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def encode_chunk_latents(self, video: torch.Tensor, state: torch.Tensor | None, *,
+                             closed_loop: bool = True) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
         latents: dict[str, torch.Tensor] = {}
         if state is None:
             latents["intra"] = self.intra.encode(video[:, :, 0], video)
             state = to_8bit(self.intra.decode(self.quant(latents["intra"])))
         latents["target"], _ = self.encode_targets(video, state)
+        if not closed_loop:  # the caller takes the decoder's state (next_encoder_state)
+            return latents, None
         # closed loop: the next reference is what the decoder will see
         recon = self.decode_targets(self.quant(latents["target"]), state)
         return latents, to_8bit(recon[:, :, -1])

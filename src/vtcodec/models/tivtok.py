@@ -185,7 +185,8 @@ class TivTok(Tokenizer):
         return {"recon": self.decode_codes(tiv_codes, tv_codes)}
 
     # -- codec --------------------------------------------------------------------------------
-    def encode_chunk_latents(self, video: torch.Tensor, state: torch.Tensor | None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def encode_chunk_latents(self, video: torch.Tensor, state: torch.Tensor | None, *,
+                             closed_loop: bool = True) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         latents: dict[str, torch.Tensor] = {}
         if state is None:
             latents["tiv"] = self.encode_tiv(video)

@@ -196,7 +196,8 @@ class VidTok(Tokenizer):
         return {"recon": self.decode_latent(codes)}
 
     # -- codec (causal cache) -----------------------------------------------------------------
-    def encode_chunk_latents(self, video: torch.Tensor, state: torch.Tensor | None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def encode_chunk_latents(self, video: torch.Tensor, state: torch.Tensor | None, *,
+                             closed_loop: bool = True) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         c = self.config
         x = video if state is None else torch.cat([state, video], dim=2)
         z = self.encode_latent(x)[:, :, -(video.shape[2] // 4):]

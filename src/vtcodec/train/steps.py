@@ -102,7 +102,7 @@ def encoder_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = Fals
     recons, losses, mses, bits_all = [], [], [], []
     for i in range(clip.shape[2] // f):
         chunk = clip[:, :, i * f:(i + 1) * f]
-        latents, enc_next = model.encode_chunk_latents(chunk, enc_state)
+        latents, enc_next = model.encode_chunk_latents(chunk, enc_state, closed_loop=False)
         codes = {k: model.quant(z) for k, z in latents.items()}
         recon, dec_state = model.decode_chunk_codes(codes, dec_state)
         enc_state = model.next_encoder_state(enc_next, dec_state)
