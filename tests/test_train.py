@@ -62,6 +62,24 @@ def test_resume_continues_from_saved_step(tmp_path):
     assert steps == [1, 2, 3, 4]
 
 
+def test_resume_keeps_the_runs_totals(tmp_path):
+    """Skipped steps and wall time count from the start of the run, across a --resume."""
+    out, data = tmp_path / "run", _data(tmp_path)
+    args = ["train", "--model", "vidtok", "--config", TINY, "--data", str(data), "--out", str(out),
+            "--batch", "1", "--val-every", "100", "--save-every", "2"]
+    with pytest.raises(SystemExit):
+        main(args + ["--steps", "2"])
+    meta = json.loads((out / "resume.json").read_text())
+    assert meta["totals"]["skipped"] == 0 and meta["totals"]["wall_s"] > 0
+    meta["totals"] = {"skipped": 3, "wall_s": 1000.0}  # as if the first session had skipped 3 bad batches
+    (out / "resume.json").write_text(json.dumps(meta))
+    with pytest.raises(SystemExit):
+        main(args + ["--steps", "4", "--resume"])
+    logs = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["skipped"] for r in logs[2:]] == [3, 3]
+    assert json.loads(read_metadata(out / "model.safetensors")["info"])["wall_s"] > 1000
+
+
 def test_torchrun_two_cpu_processes(tmp_path):
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
     if not os.path.exists(torchrun):

@@ -80,7 +80,9 @@ def lr_at(step: int, opt: TrainOptions) -> float:
 
 
 def _save_resume(out: Path, model, optim, ema, step: int, g: torch.Generator, sampler: ClipSampler,
-                 recipe: dict) -> None:
+                 recipe: dict, totals: dict) -> None:
+    """`totals`: the run's running counts over all its sessions (skipped steps, wall seconds), so
+    a resumed run's log and checkpoint count from the start of the run, not of the session."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tensors |= {f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()}
     sd = optim.state_dict()
@@ -91,11 +93,14 @@ def _save_resume(out: Path, model, optim, ema, step: int, g: torch.Generator, sa
     tensors["rng.gen"] = g.get_state()
     save_file(tensors, str(out / "resume.safetensors.tmp"))
     os.replace(out / "resume.safetensors.tmp", out / "resume.safetensors")
-    meta = {"step": step, "param_groups": sd["param_groups"], "sampler": sampler.g.bit_generator.state, "recipe": recipe}
+    meta = {"step": step, "param_groups": sd["param_groups"], "sampler": sampler.g.bit_generator.state, "recipe": recipe,
+            "totals": totals}
     (out / "resume.json").write_text(json.dumps(meta))
 
 
-def _load_resume(out: Path, model, optim, ema, g: torch.Generator, sampler: ClipSampler, recipe: dict) -> int:
+def _load_resume(out: Path, model, optim, ema, g: torch.Generator, sampler: ClipSampler,
+                 recipe: dict) -> tuple[int, dict]:
+    """-> (the step to continue from, the run's totals so far; zeros for state saved before they were kept)."""
     if not (out / "resume.safetensors").is_file():
         raise VtcodecError(f"--resume: no resume state in {out}")
     t = load_file(str(out / "resume.safetensors"))
@@ -113,7 +118,7 @@ def _load_resume(out: Path, model, optim, ema, g: torch.Generator, sampler: Clip
     torch.set_rng_state(t["rng.torch"])
     g.set_state(t["rng.gen"])
     sampler.g.bit_generator.state = meta["sampler"]
-    return int(meta["step"])
+    return int(meta["step"]), {"skipped": 0, "wall_s": 0.0} | meta.get("totals", {})
 
 
 @torch.no_grad()
@@ -216,7 +221,7 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
     ema_pairs = [(pe, pm) for pe, pm in zip(ema.parameters(), model.parameters()) if pm.requires_grad]
     optim = torch.optim.AdamW([{"params": decay, "weight_decay": opt.weight_decay},
                                {"params": no_decay, "weight_decay": 0.0}], lr=opt.lr, betas=(0.9, 0.95))
-    start = _load_resume(out, model, optim, ema, g, sampler, recipe) if opt.resume else 0
+    start, before = _load_resume(out, model, optim, ema, g, sampler, recipe) if opt.resume else (0, {"skipped": 0, "wall_s": 0.0})
     net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
     if opt.compile:
         net = torch.compile(net)
@@ -224,7 +229,7 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
     log = open(out / "log.jsonl", "a") if rank == 0 else None
-    t0, seen, data_time, skipped, bad_run = time.perf_counter(), 0, 0.0, 0, 0
+    t0, seen, data_time, skipped, bad_run = time.perf_counter(), 0, 0.0, before["skipped"], 0
     info = {"arch": arch, "init": str(opt.init) if opt.init else None, "fresh_from_init": fresh, "steps": opt.steps, "batch": opt.batch, "world": world, "data": str(opt.data),
             "device": str(device), "amp": str(amp), "seed": opt.seed, "recipe": recipe}
     for step in range(start, opt.steps):
@@ -266,10 +271,11 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
             if progress:
                 progress(rec)
             if (step + 1) % opt.save_every == 0 or last:
-                info_now = info | {"step": step + 1, "wall_s": round(time.perf_counter() - t0, 1),
+                wall = before["wall_s"] + time.perf_counter() - t0
+                info_now = info | {"step": step + 1, "wall_s": round(wall, 1),
                                    **{k: rec[k] for k in rec if k.startswith("val_")}}
                 save_checkpoint(ema, out / "model.safetensors", info_now)
-                _save_resume(out, model, optim, ema, step + 1, g, sampler, recipe)
+                _save_resume(out, model, optim, ema, step + 1, g, sampler, recipe, {"skipped": skipped, "wall_s": wall})
     if distributed:
         dist.barrier()
         dist.destroy_process_group()
