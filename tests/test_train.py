@@ -49,12 +49,18 @@ def test_train_20_steps_on_bundled_example_loads_and_decodes(tmp_path, monkeypat
     assert frames.shape == (r.frames, 256, 256, 3)
 
 
-def test_resume_continues_from_saved_step(tmp_path):
-    out, data = tmp_path / "run", _data(tmp_path)
-    args = ["train", "--model", "vidtok", "--config", TINY, "--data", str(data), "--out", str(out),
+def _two_steps_saved(tmp_path) -> tuple[Path, list[str]]:
+    """A tiny run stopped after 2 steps (saved): (its folder, the arguments that resume it)."""
+    out = tmp_path / "run"
+    args = ["train", "--model", "vidtok", "--config", TINY, "--data", str(_data(tmp_path)), "--out", str(out),
             "--batch", "1", "--val-every", "100", "--save-every", "2"]
     with pytest.raises(SystemExit):
         main(args + ["--steps", "2"])
+    return out, args
+
+
+def test_resume_continues_from_saved_step(tmp_path):
+    out, args = _two_steps_saved(tmp_path)
     with pytest.raises(SystemExit) as e:
         main(args + ["--steps", "4", "--resume"])
     assert e.value.code == 0
@@ -64,11 +70,7 @@ def test_resume_continues_from_saved_step(tmp_path):
 
 def test_resume_keeps_the_runs_totals(tmp_path):
     """Skipped steps and wall time count from the start of the run, across a --resume."""
-    out, data = tmp_path / "run", _data(tmp_path)
-    args = ["train", "--model", "vidtok", "--config", TINY, "--data", str(data), "--out", str(out),
-            "--batch", "1", "--val-every", "100", "--save-every", "2"]
-    with pytest.raises(SystemExit):
-        main(args + ["--steps", "2"])
+    out, args = _two_steps_saved(tmp_path)
     meta = json.loads((out / "resume.json").read_text())
     assert meta["totals"]["skipped"] == 0 and meta["totals"]["wall_s"] > 0
     meta["totals"] = {"skipped": 3, "wall_s": 1000.0}  # as if the first session had skipped 3 bad batches
