@@ -8,7 +8,9 @@ commands so `vtcodec --help` answers at once.
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -243,9 +245,20 @@ def demo(
     from vtcodec.codec import decode_file, encode_file
     from vtcodec.video import read_frames
 
+    from vtcodec.errors import OutputError
+    from vtcodec.models.registry import resolve_model
+    from vtcodec.video import check_file_output, check_output_path, probe
+
     src = src or _bundled_example()
-    out.mkdir(parents=True, exist_ok=True)
+    probe(src)  # the inputs first: a refused demo leaves no folder behind
+    resolve_model(model)
     vtk, mp4 = out / f"demo_{model}.vtk", out / f"demo_{model}_recon.mp4"
+    check_file_output(src, vtk, True, "a .vtk file")  # the demo rewrites its own outputs, never its input
+    check_output_path(src, mp4, True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"--out {out}: cannot create the folder ({e.strerror or e})") from None
     bar, cb = _progress(f"encode {model}")
     with bar:
         e = encode_file(src, vtk, model=model, device=device, force=True, progress=cb)
@@ -278,11 +291,30 @@ _register_bench()
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point (console script, `python -m vtcodec`, and tests via argv). Exits with the status."""
+    # SIGTERM (kill, timeout) unwinds like Ctrl-C, so half-written outputs are removed
+    on_term = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
+    if on_term is not None:
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         app(args=argv, prog_name="vtcodec")  # standalone: Click prints usage errors itself
     except VtcodecError as e:
         typer.echo(f"error: {e}", err=True)
         sys.exit(1)
+    except Terminated:
+        typer.echo("terminated", err=True)
+        sys.exit(128 + signal.SIGTERM)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    finally:
+        if on_term is not None:
+            signal.signal(signal.SIGTERM, on_term)
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the process is, so every cleanup that Ctrl-C runs runs too (a
+    BaseException, as KeyboardInterrupt is; not one, which typer would turn into a silent exit)."""
+
+
+def _terminated(signum, frame) -> None:
+    raise Terminated

@@ -15,12 +15,24 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from vtcodec.errors import VideoError
+from vtcodec.errors import OutputError, VideoError
 
 RATIO_HELP = (
     "Pixels per token: pick the installed models that spend one token per N input pixels, "
     "e.g. 1024 = one token per 4 frames x 16 x 16 pixels. Default: every installed model."
 )
+
+
+def _check_result_path(path: Path, flag: str, sources: list[Path]) -> None:
+    """OutputError unless `path` can take a results file: its folder exists, and it is not a
+    folder, a special file or one of the input videos (an existing results file is replaced)."""
+    if path.is_dir() or not path.parent.is_dir():
+        raise OutputError(f"{flag} {path}: give a file path in an existing folder")
+    if path.exists() and not path.is_file():
+        raise OutputError(f"{flag} {path}: exists and is not a regular file")
+    inputs = [f for s in sources for f in (sorted(s.iterdir()) if s.is_dir() else [s])]
+    if path.exists() and any(f.exists() and path.samefile(f) for f in inputs):
+        raise OutputError(f"{flag} {path} is one of the input videos; choose another path")
 
 
 def _default_data() -> list[Path]:
@@ -202,6 +214,9 @@ def bench(
 
         require_matplotlib()  # fail before the long run, not after it
     sources = data or _default_data()
+    for path, flag in ((json_path, "--json"), (plot, "--plot")):  # likewise the output paths
+        if path is not None:
+            _check_result_path(path, flag, sources)
     err = Console(stderr=True)
     with err.status("starting benchmark") as status:
         results = run_bench(

@@ -203,9 +203,14 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
     """
     t0 = time.perf_counter()
     info = probe(src)
-    check_file_output(src, dst, force, "a .vtk file")
+    ckpt = None if isinstance(model, Tokenizer) else resolve_model(model)
+    check_file_output(src, dst, force, "a .vtk file", inputs=(ckpt,))
     if segment_chunks < 1:
         raise VtcodecError(f"segment_chunks must be >= 1, got {segment_chunks}")
+    if isinstance(tile_batch, bool) or not isinstance(tile_batch, int) or tile_batch < 1:
+        raise VtcodecError(f"tile_batch must be a whole number >= 1, got {tile_batch!r}")
+    if refresh_db is not None and math.isnan(refresh_db):
+        raise VtcodecError("refresh_db must be a number of dB ('inf': never refresh), got nan")
     refine_lr = check_settings(refine, refine_slope, refine_lr)
     tok = model if isinstance(model, Tokenizer) else load_tokenizer(model, device)
     if refine and type(tok).encode_chunk_latents is Tokenizer.encode_chunk_latents:
@@ -412,7 +417,7 @@ def decode_file(src: str | Path, dst: str | Path, *, start: int = 0, stop: int |
     `reference`: an image to use as the reference frame (RefTok zero-shot editing).
     """
     t0 = time.perf_counter()
-    check_output_path(src, dst, force)
+    check_output_path(src, dst, force, inputs=(reference,))
     with VtkReader(src) as r:
         h = dict(r.header)
     try:

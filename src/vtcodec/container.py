@@ -375,10 +375,14 @@ class VtkWriter:
             raise OutputError(f"output directory {parent!r} does not exist")
         self._force = force
         self._open_temp()
-        if self.version >= 3:
-            blob = pack_header(blob)
-        pre = _PREAMBLE.pack(MAGIC, self.version, len(blob)) + blob
-        self._write(pre + _CRC.pack(zlib.crc32(pre)))
+        try:  # until the caller's `with` holds the writer, its temp file is ours to remove
+            if self.version >= 3:
+                blob = pack_header(blob)
+            pre = _PREAMBLE.pack(MAGIC, self.version, len(blob)) + blob
+            self._write(pre + _CRC.pack(zlib.crc32(pre)))
+        except BaseException:
+            self.abort()
+            raise
         self._data_start = self.bytes_written
 
     def _open_temp(self) -> None:

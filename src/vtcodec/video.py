@@ -344,27 +344,45 @@ def read_image(f: str | os.PathLike) -> np.ndarray:
 # Writing
 
 
-def check_output_path(src: str | os.PathLike, dst: str | os.PathLike, force: bool) -> None:
-    """Raise OutputError if writing `dst` would overwrite the input `src`, or an existing output without force."""
+def _same_path(a: Path, b: Path) -> bool:
+    """Whether two paths name the same file or folder (resolved, or the same inode)."""
+    if a.resolve() == b.resolve():
+        return True
+    return a.exists() and b.exists() and os.path.samefile(a, b)
+
+
+def _not_an_input(dst: str | os.PathLike, d: Path, inputs) -> None:
+    """OutputError if `d` (the output file or folder) is one of the other `inputs` (paths or None:
+    a checkpoint, a reference image) or exists as something other than a file or folder."""
+    for other in inputs:
+        if other is not None and _same_path(d, Path(os.fspath(other))):
+            raise OutputError(f"output {os.fspath(dst)!r} is an input ({os.fspath(other)}); choose another path")
+    if d.exists() and not (d.is_file() or d.is_dir()):
+        raise OutputError(f"output {os.fspath(dst)!r} exists and is not a regular file; choose another path")
+
+
+def check_output_path(src: str | os.PathLike, dst: str | os.PathLike, force: bool, inputs=()) -> None:
+    """Raise OutputError if writing `dst` would overwrite the input `src` or one of the other
+    `inputs`, or an existing output without force."""
     s, d = Path(os.fspath(src)), _target(dst)[1]
-    same = d.resolve() == s.resolve()
-    if not same and d.exists() and s.exists():
-        same = os.path.samefile(s, d)
+    same = _same_path(d, s)
     if not same and _PRINTF.search(os.fspath(src)):
         same = Path(os.fspath(src)).parent.resolve() == d.resolve()
     if same:
         raise OutputError(f"output {os.fspath(dst)!r} is the input file; choose another path")
+    _not_an_input(dst, d, inputs)
     if not force and _target_exists(dst):
         raise OutputError(f"output {os.fspath(dst)!r} already exists (use --force to overwrite)")
 
 
-def check_file_output(src: str | os.PathLike, dst: str | os.PathLike, force: bool, what: str) -> None:
+def check_file_output(src: str | os.PathLike, dst: str | os.PathLike, force: bool, what: str, inputs=()) -> None:
     """As check_output_path, for a single-file output that is not a video (`what`: 'a .vtk file')."""
     s, d = Path(os.fspath(src)), Path(os.fspath(dst))
-    if d.exists() and (d.resolve() == s.resolve() or (s.exists() and d.samefile(s))):
+    if d.exists() and _same_path(d, s):
         raise OutputError(f"output {os.fspath(dst)!r} is the input file; choose another path")
     if d.is_dir():
         raise OutputError(f"output {os.fspath(dst)!r} is a directory; give {what} path")
+    _not_an_input(dst, d, inputs)
     if d.exists() and not force:
         raise OutputError(f"output {os.fspath(dst)!r} already exists (use --force to overwrite)")
 
@@ -400,7 +418,10 @@ def _target_exists(path: str | os.PathLike) -> bool:
 def temp_beside(path: Path) -> Path:
     """A new empty temporary file next to `path` (same folder, so os.replace is atomic), named
     `.NAME.XXXX.tmpSUFFIX`, with the permissions a plain new file would get (mkstemp's are private)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())
     return Path(tmp)
@@ -473,12 +494,13 @@ class VideoWriter:
         parent = self._where.parent
         if not parent.is_dir():
             raise OutputError(f"cannot write {self.path!r}: directory {str(parent)!r} does not exist")
-        if self._kind == "png":
-            self._open_png()
-        else:
-            if self._where.is_dir():
-                raise OutputError(f"cannot write {self.path!r}: it is a directory")
-            self._open_container(lossless, crf)
+        if self._kind != "png" and self._where.is_dir():
+            raise OutputError(f"cannot write {self.path!r}: it is a directory")
+        try:  # until the caller's `with` holds the writer, its temporary output is ours to remove
+            self._open_png() if self._kind == "png" else self._open_container(lossless, crf)
+        except BaseException:
+            self._discard()
+            raise
 
     # -- setup -----------------------------------------------------------------------------------
 
@@ -486,35 +508,31 @@ class VideoWriter:
         suffix = self._where.suffix
         self._tmp = temp_beside(self._where)
         tmp = str(self._tmp)
-        try:
-            if self._kind == "y4m":
-                self._container = av.open(tmp, mode="w", format="yuv4mpegpipe")
-                stream = self._container.add_stream("rawvideo", rate=self.fps)
-                stream.pix_fmt = "yuv444p"
-                self._convert = dict(format="yuv444p", dst_colorspace="ITU601", dst_color_range="MPEG")
+        if self._kind == "y4m":
+            self._container = av.open(tmp, mode="w", format="yuv4mpegpipe")
+            stream = self._container.add_stream("rawvideo", rate=self.fps)
+            stream.pix_fmt = "yuv444p"
+            self._convert = dict(format="yuv444p", dst_colorspace="ITU601", dst_color_range="MPEG")
+        else:
+            self._container = av.open(tmp, mode="w", format=_H264_FORMATS[suffix.lower()])
+            if lossless:
+                stream = self._container.add_stream("libx264rgb", rate=self.fps)
+                stream.pix_fmt = "rgb24"
+                stream.options = {"qp": "0"}
+                self._convert = None  # libx264rgb takes rgb24 as is
             else:
-                self._container = av.open(tmp, mode="w", format=_H264_FORMATS[suffix.lower()])
-                if lossless:
-                    stream = self._container.add_stream("libx264rgb", rate=self.fps)
-                    stream.pix_fmt = "rgb24"
-                    stream.options = {"qp": "0"}
-                    self._convert = None  # libx264rgb takes rgb24 as is
-                else:
-                    stream = self._container.add_stream("libx264", rate=self.fps)
-                    even = self.width % 2 == 0 and self.height % 2 == 0
-                    stream.pix_fmt = "yuv420p" if even else "yuv444p"
-                    stream.options = {"crf": str(crf)}
-                    cc = stream.codec_context
-                    cc.colorspace = cc.color_primaries = cc.color_trc = _BT709
-                    cc.color_range = _RANGE_MPEG
-                    self._convert = dict(format=stream.pix_fmt, dst_colorspace="ITU709", dst_color_range="MPEG")
-            stream.width, stream.height = self.width, self.height
-            # pts = frame index in a 1/fps time base: the container stores exactly this rate.
-            stream.time_base = 1 / self.fps
-            self._stream = stream
-        except Exception:
-            self._discard()
-            raise
+                stream = self._container.add_stream("libx264", rate=self.fps)
+                even = self.width % 2 == 0 and self.height % 2 == 0
+                stream.pix_fmt = "yuv420p" if even else "yuv444p"
+                stream.options = {"crf": str(crf)}
+                cc = stream.codec_context
+                cc.colorspace = cc.color_primaries = cc.color_trc = _BT709
+                cc.color_range = _RANGE_MPEG
+                self._convert = dict(format=stream.pix_fmt, dst_colorspace="ITU709", dst_color_range="MPEG")
+        stream.width, stream.height = self.width, self.height
+        # pts = frame index in a 1/fps time base: the container stores exactly this rate.
+        stream.time_base = 1 / self.fps
+        self._stream = stream
 
     def _open_png(self) -> None:
         self._fresh_dir = not self._where.exists()
@@ -523,7 +541,10 @@ class VideoWriter:
         # A new folder is built beside the target and renamed; into an existing one the frames are
         # staged in a hidden subfolder and moved in one by one on close.
         base = self._where.parent if self._fresh_dir else self._where
-        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self._where.name}.tmp-", dir=base))
+        try:
+            self._tmp = Path(tempfile.mkdtemp(prefix=f".{self._where.name}.tmp-", dir=base))
+        except OSError as e:
+            raise OutputError(f"cannot write PNG frames into {str(self._where)!r}: {e.strerror or e}") from None
         os.chmod(self._tmp, 0o777 & ~_umask())  # mkdtemp makes it private; a new folder should not be
         self._png = av.CodecContext.create("png", "w")
         self._png.width, self._png.height, self._png.pix_fmt = self.width, self.height, "rgb24"

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
+from vtcodec.bench.jsonio import replace_atomically
 from vtcodec.errors import VtcodecError
 
 _LABELS = {"psnr_rgb": "PSNR (RGB) [dB]", "psnr_y": "PSNR-Y (BT.601) [dB]"}
@@ -65,5 +67,7 @@ def plot_rd(results: dict, path: str | os.PathLike, metric: str = "psnr_rgb") ->
     for ax in list(axes.flat)[len(videos):]:
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(os.fspath(path), dpi=120)
-    plt.close(fig)
+    try:
+        replace_atomically(Path(path), lambda tmp: fig.savefig(os.fspath(tmp), dpi=120, format="png"))
+    finally:
+        plt.close(fig)

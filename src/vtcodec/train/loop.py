@@ -24,7 +24,7 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
 from vtcodec.codec import resolve_device
-from vtcodec.errors import VtcodecError
+from vtcodec.errors import OutputError, VtcodecError
 from vtcodec.models.registry import build, save_checkpoint, warm_start
 from vtcodec.train.data import ClipSampler, fixed_set, load_sources
 from vtcodec.train.losses import psnr
@@ -59,6 +59,35 @@ class TrainOptions:
     init: str | None = None  # start from this checkpoint's weights
     recipe: dict = field(default_factory=dict)  # overrides of the step function's knobs (train.steps.RECIPES)
     part: str | None = None  # train only this submodule (train.steps.PARTS), the rest frozen
+
+    def problem(self) -> str | None:
+        """Why these options cannot start a run (one line), or None: checked before anything is
+        built or written, so a refused run leaves nothing behind."""
+        for name in ("steps", "batch", "val_every", "save_every", "val_clips"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                return f"--{name.replace('_', '-')} must be a whole number >= 1, got {v!r}"
+        if not (isinstance(self.warmup, int) and self.warmup >= 0):
+            return f"warmup must be a whole number >= 0, got {self.warmup!r}"
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            return f"--lr must be a finite number > 0, got {self.lr!r}"
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0 and math.isfinite(self.clip_grad)
+                and self.clip_grad > 0 and 0 <= self.ema < 1):
+            return "weight_decay >= 0, clip_grad > 0 and ema in [0, 1) are required"
+        if self.amp not in AMP_MODES:
+            return f"--amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}"
+        out = Path(self.out)
+        if out.exists() and not out.is_dir():
+            return f"--out {self.out}: exists and is not a folder"
+        run_files = [n for n in RUN_FILES if (out / n).exists()]
+        if run_files and not self.resume:
+            return (f"--out {self.out} already holds a run ({', '.join(run_files)}): pass --resume to continue it, "
+                    "or choose another --out")
+        return None
+
+
+AMP_MODES = ("auto", "bf16", "fp32")
+RUN_FILES = ("model.safetensors", "resume.safetensors", "log.jsonl")  # what a run writes into --out
 
 
 def _amp_dtype(opt: TrainOptions, device: torch.device):
@@ -146,6 +175,9 @@ def validate(model, step_fn, val: torch.Tensor, device, amp, g, batch: int = 4, 
 def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> Path:
     """Train; returns the path of the EMA checkpoint."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    why = opt.problem()  # every rank checks before the process group forms, so none writes first
+    if why:
+        raise VtcodecError(why)
     device = resolve_device(opt.device)
     if distributed:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
@@ -161,7 +193,8 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
     fresh: list[str] = []
     if opt.init:
         model, fresh = warm_start(opt.init, opt.config)
-        arch = model.arch
+        if model.arch != arch:
+            raise VtcodecError(f"--init {opt.init} is a {model.arch} checkpoint, not {arch}; pass --model {model.arch}")
     else:
         model = build(arch, opt.config)
     if opt.part is None:
@@ -226,9 +259,13 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
     if opt.compile:
         net = torch.compile(net)
 
+    log = None
     if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-    log = open(out / "log.jsonl", "a") if rank == 0 else None
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            log = open(out / "log.jsonl", "a")
+        except OSError as e:
+            raise OutputError(f"--out {out}: cannot write the run there ({e.strerror or e})") from None
     t0, seen, data_time, skipped, bad_run = time.perf_counter(), 0, 0.0, before["skipped"], 0
     info = {"arch": arch, "init": str(opt.init) if opt.init else None, "fresh_from_init": fresh, "steps": opt.steps, "batch": opt.batch, "world": world, "data": str(opt.data),
             "device": str(device), "amp": str(amp), "seed": opt.seed, "recipe": recipe}
