@@ -112,7 +112,8 @@ def train_args(tmp_path):
                                         (["--save-every", "0"], "--save-every must be"),
                                         (["--lr", "nan"], "--lr must be a finite number > 0"),
                                         (["--lr", "-1"], "--lr must be a finite number > 0"),
-                                        (["--amp", "bogus"], "--amp must be one of auto, bf16, fp32")])
+                                        (["--amp", "bogus"], "--amp must be one of auto, bf16, fp32"),
+                                        (["--data", "/nonexistent/media"], "--data /nonexistent/media: not a folder")])
 def test_train_options_are_checked_before_anything_is_written(train_args, extra, says, tmp_path, capsys):
     refused(capsys, *train_args, "--out", tmp_path / "run", *extra, says=says)
     assert not (tmp_path / "run").exists()

@@ -76,6 +76,8 @@ class TrainOptions:
             return "weight_decay >= 0, clip_grad > 0 and ema in [0, 1) are required"
         if self.amp not in AMP_MODES:
             return f"--amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}"
+        if not Path(self.data).is_dir():
+            return f"--data {self.data}: not a folder (give a folder of videos and images)"
         out = Path(self.out)
         if out.exists() and not out.is_dir():
             return f"--out {self.out}: exists and is not a folder"
