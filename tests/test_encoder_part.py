@@ -170,7 +170,25 @@ def test_part_encoder_trains_the_encoder_only(tmp_path, capsys):
         assert not (tmp_path / "bad").exists()
 
 
+def test_part_codec_trains_the_decoder_too_on_the_codec_loop(tmp_path):
+    from test_train import tiny_reftok_run
+
+    from vtcodec.cli import main
+
+    base, init = tiny_reftok_run(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        main(base + ["--init", str(init), "--part", "codec", "--out", str(tmp_path / "all"), "--steps", "2", "--lr", "1e-2"])
+    assert e.value.code == 0
+    before, after = load_file(init), load_file(tmp_path / "all" / "model.safetensors")
+    model = build("reftok", {})
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any(not _is_encoder(model, k) for k in changed) and any(k.startswith("intra.dec.") for k in changed)
+    log = [json.loads(line) for line in (tmp_path / "all" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["soft_bits"] > 0 and "mse_db" in log[-1]  # encoder_step's figures
+
+
 def test_part_patterns_name_the_part():
     m = _model("reftok")
     assert part_patterns(m, "intra") == ("intra.*",) and part_patterns(m, "encoder") == m.encoder_only
+    assert part_patterns(m, "codec") == ("*",) and all(in_part(n, ("*",)) for n, _ in m.named_parameters())
     assert "tgt_enc.*" not in m.encoder_only and "tgt_enc.*" in _model("reftok", enc_split=True).encoder_only

@@ -122,12 +122,17 @@ def encoder_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = Fals
 
 STEPS = {"tivtok": tivtok_step, "reftok": reftok_step, "vidtok": vidtok_step}
 # (arch, part) -> step function training only that part; a part named like one of the model's
-# token streams is that submodule (its validation reports that stream's bits)
-PARTS = {("reftok", "intra"): reftok_intra_step} | {(arch, "encoder"): encoder_step for arch in STEPS}
+# token streams is that submodule (its validation reports that stream's bits). "codec" is every
+# parameter, decoder included, on the codec's own loop (encoder_step): a trained model fine-tuned
+# to the chunks, references and states it meets when coding a file.
+PARTS = ({("reftok", "intra"): reftok_intra_step} | {(arch, "encoder"): encoder_step for arch in STEPS}
+         | {(arch, "codec"): encoder_step for arch in STEPS})
 
 
 def part_patterns(model, part: str) -> tuple[str, ...]:
     """Name patterns (fnmatch) of the parameters `--part part` trains."""
+    if part == "codec":
+        return ("*",)
     return model.encoder_only if part == "encoder" else (f"{part}.*",)
 
 
