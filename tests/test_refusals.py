@@ -89,6 +89,8 @@ def test_bench_checks_its_result_paths_before_the_run(make_video, tmp_path, caps
     refused(capsys, *common, "--json", src, says="is one of the input videos")
     refused(capsys, *common, "--json", tmp_path / "nodir" / "r.json", says="existing folder")
     refused(capsys, *common, "--json", tmp_path, says="existing folder")
+    (tmp_path / "empty").mkdir()
+    refused(capsys, "bench", "--model", "vidtok", "--data", tmp_path / "empty", says="holds no videos")
     assert _snapshot(Path(src)) == before
 
 

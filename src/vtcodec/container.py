@@ -158,7 +158,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from vtcodec.errors import FormatError, OutputError, VtcodecError
+from vtcodec.errors import FormatError, OutputError, VtcodecError, held_signals
 
 __all__ = [
     "FORMAT_VERSION",
@@ -374,8 +374,8 @@ class VtkWriter:
         if not os.path.isdir(parent):
             raise OutputError(f"output directory {parent!r} does not exist")
         self._force = force
-        self._open_temp()
         try:  # until the caller's `with` holds the writer, its temp file is ours to remove
+            self._open_temp()
             if self.version >= 3:
                 blob = pack_header(blob)
             pre = _PREAMBLE.pack(MAGIC, self.version, len(blob)) + blob
@@ -389,15 +389,16 @@ class VtkWriter:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
         for _ in range(16):
             tmp = f"{self.path}.{secrets.token_hex(6)}.tmp"
-            try:
-                # os.open rather than mkstemp: mode 0o666 lets the umask decide, as for any new file.
-                fd = os.open(tmp, flags, 0o666)
-            except FileExistsError:
-                continue
-            except OSError as e:
-                raise OutputError(f"cannot create a temp file next to {self.path!r}: {e.strerror}") from None
-            self._tmp = tmp
-            self._fp = os.fdopen(fd, "wb")
+            with held_signals():  # created and recorded as one step, for abort() to find
+                try:
+                    # os.open rather than mkstemp: mode 0o666 lets the umask decide, as for any new file.
+                    fd = os.open(tmp, flags, 0o666)
+                except FileExistsError:
+                    continue
+                except OSError as e:
+                    raise OutputError(f"cannot create a temp file next to {self.path!r}: {e.strerror}") from None
+                self._tmp = tmp
+                self._fp = os.fdopen(fd, "wb")
             return
         raise OutputError(f"cannot create a temp file next to {self.path!r}: names keep colliding")
 
@@ -526,6 +527,12 @@ class VtkWriter:
 
     def __enter__(self) -> VtkWriter:
         return self
+
+    def __del__(self) -> None:
+        # The backstop for a writer dropped unclosed, e.g. interrupted between its constructor
+        # and `with` taking hold of it: its temp file goes.
+        if not getattr(self, "_closed", True):
+            self.abort()
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from vtcodec.container import REFRESH_TILES, SEGMENT, SHARED, TOKENS, VtkReader, check_chunk_units
-from vtcodec.errors import FormatError, OutputError, VtcodecError
+from vtcodec.errors import FormatError, OutputError, VtcodecError, held_signals
 from vtcodec.entropy import grid_problem
 from vtcodec.packing import unpack_streams
 
@@ -163,7 +163,8 @@ def export_npz(src: str | os.PathLike, dst: str | os.PathLike, *, force: bool = 
     arrays["header"] = np.asarray(json.dumps({"vtk": header, "levels": levels}))
     tmp = None
     try:
-        tmp = temp_beside(dst)
+        with held_signals():
+            tmp = temp_beside(dst)
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
         os.replace(tmp, dst)

@@ -28,7 +28,7 @@ import av
 import numpy as np
 from av.video.reformatter import Interpolation
 
-from vtcodec.errors import OutputError, VideoError, VtcodecError
+from vtcodec.errors import OutputError, VideoError, VtcodecError, held_signals
 
 MIN_SIDE = 16
 # What a source without a frame rate (PNG folders, some raw streams) is assumed to run at.
@@ -506,7 +506,8 @@ class VideoWriter:
 
     def _open_container(self, lossless: bool, crf: int) -> None:
         suffix = self._where.suffix
-        self._tmp = temp_beside(self._where)
+        with held_signals():  # created and recorded as one step, for _discard() to find
+            self._tmp = temp_beside(self._where)
         tmp = str(self._tmp)
         if self._kind == "y4m":
             self._container = av.open(tmp, mode="w", format="yuv4mpegpipe")
@@ -542,7 +543,8 @@ class VideoWriter:
         # staged in a hidden subfolder and moved in one by one on close.
         base = self._where.parent if self._fresh_dir else self._where
         try:
-            self._tmp = Path(tempfile.mkdtemp(prefix=f".{self._where.name}.tmp-", dir=base))
+            with held_signals():
+                self._tmp = Path(tempfile.mkdtemp(prefix=f".{self._where.name}.tmp-", dir=base))
         except OSError as e:
             raise OutputError(f"cannot write PNG frames into {str(self._where)!r}: {e.strerror or e}") from None
         os.chmod(self._tmp, 0o777 & ~_umask())  # mkdtemp makes it private; a new folder should not be
@@ -630,6 +632,12 @@ class VideoWriter:
 
     def __enter__(self) -> VideoWriter:
         return self
+
+    def __del__(self) -> None:
+        # The backstop for a writer dropped unclosed, e.g. interrupted between its constructor
+        # and `with` taking hold of it: its temporary output goes.
+        if not getattr(self, "_closed", True):
+            self._discard()
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:

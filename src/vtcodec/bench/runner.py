@@ -135,6 +135,9 @@ def expand_data(data: Sequence[str | os.PathLike]) -> list[Path]:
         p = Path(item)
         if p.is_dir():
             vids = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in VIDEO_SUFFIXES)
+            if not vids and not any(f.suffix.lower() == ".png" for f in p.iterdir()):
+                raise VideoError(f"folder {str(p)!r} holds no videos ({', '.join(sorted(VIDEO_SUFFIXES))}) "
+                                 "and no .png frames")
             out.extend(vids if vids else [p])
         elif p.exists():
             out.append(p)
