@@ -18,7 +18,8 @@ centre-cropped/resized to size x size as `vtcodec bench --size` does):
   that clip (header, framing, index: what the format would carry either way).
 
 Also printed per arm: the PSNR of the reference frame itself and its bits (RefTok's intra tokens
-alone, decoded by its intra decoder; x265's frame). Nothing here is a format; if it pays, the
+alone, decoded by its intra decoder; x265's frame); and `copy crf N`, every frame replaced by the
+x265 reference, no tokens at all: what copying the reference alone reaches. Nothing here is a format; if it pays, the
 format needs a key stream that holds an image bitstream.
 """
 
@@ -115,6 +116,11 @@ def main() -> None:
                      psnr_rgb(ref[:1], x.decoded_frames[:1])))
                 line.append(f"crf {crf} {rows[f'x265 crf {crf}'][-1][0]:.5f} bpp {rows[f'x265 crf {crf}'][-1][1]:.2f} dB "
                             f"(reference {x.bitstream_bytes} B, {rows[f'x265 crf {crf}'][-1][4]:.2f} dB)")
+                # no tokens at all: every frame is the reference (what copying alone reaches)
+                copy = np.repeat(x.decoded_frames[:1], len(ref), axis=0)
+                rows.setdefault(f"copy crf {crf}", []).append(
+                    (8 * (overhead + x.bitstream_bytes) / px, psnr_rgb(ref, copy), ssim(ref, copy),
+                     8 * x.bitstream_bytes / px * ref.shape[0], psnr_rgb(ref[:1], x.decoded_frames[:1])))
             print("  " + "; ".join(line), flush=True)
     print(f"means over {len(clips)} clips ({a.frames} frames, {a.size}x{a.size}); reference bpp is per pixel of frame 0:")
     for name, vals in rows.items():

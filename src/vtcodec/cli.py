@@ -243,11 +243,9 @@ def demo(
     """The main job on the bundled example: encode -> .vtk -> decode, and a summary with PSNR."""
     from vtcodec.bench.metrics import psnr_rgb, ssim
     from vtcodec.codec import decode_file, encode_file
-    from vtcodec.video import read_frames
-
     from vtcodec.errors import OutputError
     from vtcodec.models.registry import resolve_model
-    from vtcodec.video import check_file_output, check_output_path, probe
+    from vtcodec.video import check_file_output, check_output_path, probe, read_frames
 
     src = src or _bundled_example()
     probe(src)  # the inputs first: a refused demo leaves no folder behind

@@ -497,7 +497,10 @@ class VideoWriter:
         if self._kind != "png" and self._where.is_dir():
             raise OutputError(f"cannot write {self.path!r}: it is a directory")
         try:  # until the caller's `with` holds the writer, its temporary output is ours to remove
-            self._open_png() if self._kind == "png" else self._open_container(lossless, crf)
+            if self._kind == "png":
+                self._open_png()
+            else:
+                self._open_container(lossless, crf)
         except BaseException:
             self._discard()
             raise
