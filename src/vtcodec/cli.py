@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from vtcodec.errors import VtcodecError
+from vtcodec.errors import VtcodecError, interrupt
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="A video codec built on neural video tokenizers.")
@@ -289,10 +289,13 @@ _register_bench()
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point (console script, `python -m vtcodec`, and tests via argv). Exits with the status."""
-    # SIGTERM (kill, timeout) unwinds like Ctrl-C, so half-written outputs are removed
-    on_term = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
-    if on_term is not None:
-        signal.signal(signal.SIGTERM, _terminated)
+    # SIGTERM (kill, timeout) unwinds like Ctrl-C, so half-written outputs are removed; both wait
+    # while a temporary output is being created (errors.held_signals)
+    main_thread = threading.current_thread() is threading.main_thread()
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
+    for s, handler in ((signal.SIGINT, _interrupted), (signal.SIGTERM, _terminated)):
+        if s in before:
+            signal.signal(s, handler)
     try:
         app(args=argv, prog_name="vtcodec")  # standalone: Click prints usage errors itself
     except VtcodecError as e:
@@ -305,8 +308,8 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo("interrupted", err=True)
         sys.exit(130)
     finally:
-        if on_term is not None:
-            signal.signal(signal.SIGTERM, on_term)
+        for s, handler in before.items():
+            signal.signal(s, handler)
 
 
 class Terminated(BaseException):
@@ -315,4 +318,8 @@ class Terminated(BaseException):
 
 
 def _terminated(signum, frame) -> None:
-    raise Terminated
+    interrupt(Terminated())
+
+
+def _interrupted(signum, frame) -> None:
+    interrupt(KeyboardInterrupt())

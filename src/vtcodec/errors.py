@@ -6,24 +6,41 @@ into one-line messages and exit codes.
 
 
 import contextlib
-import signal
-import threading
+
+_held = 0                                   # depth of held_signals() sections
+_pending: BaseException | None = None       # an interruption that arrived inside one
 
 
 @contextlib.contextmanager
 def held_signals():
-    """Hold Ctrl-C and SIGTERM while a temporary output is created and recorded, so whatever
-    cleans up after an interruption knows the file it must remove (an interruption arriving in
-    between would leave it behind); a held signal is delivered on leaving. A no-op where signals
-    cannot be masked (Windows, threads other than the main one)."""
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    """Hold interruptions (Ctrl-C, SIGTERM) while a temporary output is created and recorded, so
+    whatever cleans up after one knows the file it must remove; a held interruption is raised on
+    leaving. It holds what the CLI's handlers route through `interrupt` (vtcodec.cli.main installs
+    them); a library caller keeps Python's own Ctrl-C, and its writers' cleanup backstops instead.
+    (Masking the signals cannot do this: another thread of the process may take the signal, and
+    Python then runs the handler in the main thread at once.)"""
+    global _held, _pending
+    _held += 1
     try:
         yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    except BaseException:
+        _held -= 1
+        if not _held:
+            _pending = None  # already unwinding: the cleanup runs either way
+        raise
+    _held -= 1
+    if not _held and _pending is not None:
+        exc, _pending = _pending, None
+        raise exc
+
+
+def interrupt(exc: BaseException) -> None:
+    """For signal handlers: raise `exc` now, or on leaving the held_signals() section it arrived in."""
+    global _pending
+    if _held:
+        _pending = _pending or exc
+    else:
+        raise exc
 
 
 class VtcodecError(Exception):
