@@ -94,6 +94,34 @@ def test_bench_checks_its_result_paths_before_the_run(make_video, tmp_path, caps
     assert _snapshot(Path(src)) == before
 
 
+def test_bench_rewrites_its_own_results_file_in_a_data_folder(make_video, tmp_path, capsys):
+    """Only videos and frames of a --data folder are inputs: a results file beside them is not."""
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    make_video("clips/in.mkv", n=4, width=64, height=64)
+    (clips / "results.json").write_text("{}")
+    code, _, err = run_cli(capsys, ["bench", "--model", "vidtok", "--frames", "2", "--data", clips,
+                                    "--json", clips / "results.json", "--plot", clips / "rd.svg"])
+    if "matplotlib" in err:
+        pytest.skip("vtcodec[plot] not installed")
+    assert code == 0, err
+    assert json.loads((clips / "results.json").read_text())["schema"].startswith("vtcodec-bench")
+    assert (clips / "rd.svg").read_bytes().lstrip().startswith((b"<?xml", b"<svg"))  # the suffix's format
+
+
+def test_a_path_too_long_is_an_output_error(make_video, tmp_path, capsys):
+    src, _ = make_video("in.mkv", n=4, width=64, height=64)
+    refused(capsys, "encode", src, "-o", tmp_path / ("x" * 300 + ".vtk"), "--model", "vidtok", says="output")
+
+
+def test_a_run_stopped_before_its_first_save_can_be_started_again(train_args, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.jsonl").write_text("")  # what a run interrupted before step 1's save leaves
+    code, _, err = run_cli(capsys, [*train_args, "--out", run])
+    assert code == 0, err and (run / "model.safetensors").is_file()
+
+
 def test_a_temporary_file_that_cannot_be_made_is_an_output_error(tmp_path):
     with pytest.raises(OutputError, match="cannot write"):
         temp_beside(tmp_path / "no" / "such" / "folder" / "o.mp4")
@@ -164,3 +192,42 @@ def test_sigterm_mid_write_leaves_nothing_behind(command, tmp_path):
         pytest.skip(f"{command} finished before SIGTERM arrived")
     assert p.returncode == 128 + signal.SIGTERM and err.decode().strip() == "terminated", err.decode()[-2000:]
     assert list(out.iterdir()) == []
+
+
+def test_options_take_numpy_integers(tmp_path):
+    import numpy as np
+
+    from vtcodec.train.loop import TrainOptions
+
+    opt = TrainOptions(model="vidtok", data=str(tmp_path), out=str(tmp_path / "run"), steps=np.int64(5), batch=np.int32(2))
+    assert opt.problem() is None
+
+
+def test_an_interruption_is_held_only_by_the_main_threads_sections():
+    """Signal handlers run on the main thread: another thread inside held_signals() must not
+    defer the main thread's interruption (it would then be raised in that other thread)."""
+    import threading
+
+    from vtcodec.errors import held_signals, interrupt
+
+    inside, release = threading.Event(), threading.Event()
+
+    def worker():
+        with held_signals():
+            inside.set()
+            release.wait(10)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    inside.wait(10)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            interrupt(KeyboardInterrupt())  # as the main thread's handler would
+    finally:
+        release.set()
+        t.join()
+    with pytest.raises(KeyboardInterrupt):  # and the main thread's own section holds it until its end
+        with held_signals():
+            interrupt(KeyboardInterrupt())
+            held = True
+    assert held

@@ -8,6 +8,7 @@ commands so `vtcodec --help` answers at once.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -291,12 +292,14 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point (console script, `python -m vtcodec`, and tests via argv). Exits with the status."""
     # SIGTERM (kill, timeout) unwinds like Ctrl-C, so half-written outputs are removed; both wait
     # while a temporary output is being created (errors.held_signals)
-    main_thread = threading.current_thread() is threading.main_thread()
-    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
-    for s, handler in ((signal.SIGINT, _interrupted), (signal.SIGTERM, _terminated)):
-        if s in before:
-            signal.signal(s, handler)
+    # (not in torchrun's workers, whose agent stops them with SIGTERM and expects them gone)
+    ours = threading.current_thread() is threading.main_thread() and not {"TORCHELASTIC_RUN_ID", "LOCAL_RANK"} & set(os.environ)
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if ours else {}
+    before = {s: h for s, h in before.items() if h is not None}  # None: set from C, cannot be restored
     try:
+        for s, handler in ((signal.SIGINT, _interrupted), (signal.SIGTERM, _terminated)):
+            if s in before:
+                signal.signal(s, handler)
         app(args=argv, prog_name="vtcodec")  # standalone: Click prints usage errors itself
     except VtcodecError as e:
         typer.echo(f"error: {e}", err=True)

@@ -30,7 +30,10 @@ def _check_result_path(path: Path, flag: str, sources: list[Path]) -> None:
         raise OutputError(f"{flag} {path}: give a file path in an existing folder")
     if path.exists() and not path.is_file():
         raise OutputError(f"{flag} {path}: exists and is not a regular file")
-    inputs = [f for s in sources for f in (sorted(s.iterdir()) if s.is_dir() else [s])]
+    from vtcodec.bench.runner import VIDEO_SUFFIXES
+
+    inputs = [f for s in sources for f in (sorted(s.iterdir()) if s.is_dir() else [s])
+              if not s.is_dir() or f.suffix.lower() in VIDEO_SUFFIXES | {".png"}]
     if path.exists() and any(f.exists() and path.samefile(f) for f in inputs):
         raise OutputError(f"{flag} {path} is one of the input videos; choose another path")
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -207,7 +208,7 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
     check_file_output(src, dst, force, "a .vtk file", inputs=(ckpt,))
     if segment_chunks < 1:
         raise VtcodecError(f"segment_chunks must be >= 1, got {segment_chunks}")
-    if isinstance(tile_batch, bool) or not isinstance(tile_batch, int) or tile_batch < 1:
+    if isinstance(tile_batch, bool) or not isinstance(tile_batch, numbers.Integral) or tile_batch < 1:
         raise VtcodecError(f"tile_batch must be a whole number >= 1, got {tile_batch!r}")
     if refresh_db is not None and math.isnan(refresh_db):
         raise VtcodecError("refresh_db must be a number of dB ('inf': never refresh), got nan")

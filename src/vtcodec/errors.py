@@ -6,6 +6,7 @@ into one-line messages and exit codes.
 
 
 import contextlib
+import threading
 
 _held = 0                                   # depth of held_signals() sections
 _pending: BaseException | None = None       # an interruption that arrived inside one
@@ -20,6 +21,9 @@ def held_signals():
     (Masking the signals cannot do this: another thread of the process may take the signal, and
     Python then runs the handler in the main thread at once.)"""
     global _held, _pending
+    if threading.current_thread() is not threading.main_thread():  # handlers run on the main thread only
+        yield
+        return
     _held += 1
     try:
         yield

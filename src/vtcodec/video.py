@@ -15,6 +15,7 @@ containing a printf pattern such as `out/frame_%04d.png`.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -361,6 +362,18 @@ def _not_an_input(dst: str | os.PathLike, d: Path, inputs) -> None:
         raise OutputError(f"output {os.fspath(dst)!r} exists and is not a regular file; choose another path")
 
 
+def _path_errors_as_output_errors(check):
+    """A path check whose OSError (a name too long, a folder it may not read) is an OutputError."""
+    @functools.wraps(check)
+    def checked(src, dst, *args, **kwargs):
+        try:
+            return check(src, dst, *args, **kwargs)
+        except OSError as e:
+            raise OutputError(f"output {os.fspath(dst)!r}: {e.strerror or e}") from None
+    return checked
+
+
+@_path_errors_as_output_errors
 def check_output_path(src: str | os.PathLike, dst: str | os.PathLike, force: bool, inputs=()) -> None:
     """Raise OutputError if writing `dst` would overwrite the input `src` or one of the other
     `inputs`, or an existing output without force."""
@@ -375,6 +388,7 @@ def check_output_path(src: str | os.PathLike, dst: str | os.PathLike, force: boo
         raise OutputError(f"output {os.fspath(dst)!r} already exists (use --force to overwrite)")
 
 
+@_path_errors_as_output_errors
 def check_file_output(src: str | os.PathLike, dst: str | os.PathLike, force: bool, what: str, inputs=()) -> None:
     """As check_output_path, for a single-file output that is not a video (`what`: 'a .vtk file')."""
     s, d = Path(os.fspath(src)), Path(os.fspath(dst))
@@ -635,12 +649,6 @@ class VideoWriter:
 
     def __enter__(self) -> VideoWriter:
         return self
-
-    def __del__(self) -> None:
-        # The backstop for a writer dropped unclosed, e.g. interrupted between its constructor
-        # and `with` taking hold of it: its temporary output goes.
-        if not getattr(self, "_closed", True):
-            self._discard()
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:

@@ -68,6 +68,6 @@ def plot_rd(results: dict, path: str | os.PathLike, metric: str = "psnr_rgb") ->
         ax.axis("off")
     fig.tight_layout()
     try:
-        replace_atomically(Path(path), lambda tmp: fig.savefig(os.fspath(tmp), dpi=120, format="png"))
+        replace_atomically(Path(path), lambda tmp: fig.savefig(os.fspath(tmp), dpi=120, format=Path(path).suffix[1:].lower() or "png"))
     finally:
         plt.close(fig)

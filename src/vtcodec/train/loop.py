@@ -12,6 +12,7 @@ import copy
 import functools
 import json
 import math
+import numbers
 import os
 import time
 from dataclasses import dataclass, field
@@ -65,9 +66,9 @@ class TrainOptions:
         built or written, so a refused run leaves nothing behind."""
         for name in ("steps", "batch", "val_every", "save_every", "val_clips"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
                 return f"--{name.replace('_', '-')} must be a whole number >= 1, got {v!r}"
-        if not (isinstance(self.warmup, int) and self.warmup >= 0):
+        if not (isinstance(self.warmup, numbers.Integral) and self.warmup >= 0):
             return f"warmup must be a whole number >= 0, got {self.warmup!r}"
         if not (math.isfinite(self.lr) and self.lr > 0):
             return f"--lr must be a finite number > 0, got {self.lr!r}"
@@ -89,7 +90,8 @@ class TrainOptions:
 
 
 AMP_MODES = ("auto", "bf16", "fp32")
-RUN_FILES = ("model.safetensors", "resume.safetensors", "log.jsonl")  # what a run writes into --out
+# what a run has saved into --out (a log alone, from a run stopped before its first save, is no run)
+RUN_FILES = ("model.safetensors", "resume.safetensors")
 
 
 def _amp_dtype(opt: TrainOptions, device: torch.device):
