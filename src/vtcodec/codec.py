@@ -213,7 +213,7 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
     if refresh_db is not None and math.isnan(refresh_db):
         raise VtcodecError("refresh_db must be a number of dB ('inf': never refresh), got nan")
     refine_lr = check_settings(refine, refine_slope, refine_lr)
-    tok = model if isinstance(model, Tokenizer) else load_tokenizer(model, device)
+    tok = model if isinstance(model, Tokenizer) else load_tokenizer(ckpt, device)
     if refine and type(tok).encode_chunk_latents is Tokenizer.encode_chunk_latents:
         raise ModelError(f"model {tok.key} ({tok.arch}) exposes no latents to refine; encode without --refine")
     if not 0 <= overlap < tok.tile // 2:

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from vtcodec.container import REFRESH_TILES, SEGMENT, SHARED, TOKENS, VtkReader, check_chunk_units
-from vtcodec.errors import FormatError, OutputError, VtcodecError, held_signals
+from vtcodec.errors import FormatError, OutputError, VtcodecError
 from vtcodec.entropy import grid_problem
 from vtcodec.packing import unpack_streams
 
@@ -139,7 +139,7 @@ def export_npz(src: str | os.PathLike, dst: str | os.PathLike, *, force: bool = 
     rows (chunk, first_frame, n_frames, key), and `header` (the .vtk header, whose `stream_grids`
     give each stream's (T, H, W) layout in files since round 5, and each stream's levels, JSON).
     """
-    from vtcodec.video import check_file_output, temp_beside  # PyAV: only the export needs it
+    from vtcodec.video import check_file_output, replace_atomically  # PyAV: only the export needs it
 
     dst = Path(dst)
     if dst.suffix != ".npz":
@@ -161,18 +161,11 @@ def export_npz(src: str | os.PathLike, dst: str | os.PathLike, *, force: bool = 
             levels |= c.levels
     arrays["chunks"] = np.asarray(rows, dtype=np.int64).reshape(-1, 4)
     arrays["header"] = np.asarray(json.dumps({"vtk": header, "levels": levels}))
-    tmp = None
-    try:
-        with held_signals():
-            tmp = temp_beside(dst)
+
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
-        os.replace(tmp, dst)
-    except OSError as e:
-        raise OutputError(f"cannot write {os.fspath(dst)!r}: {e.strerror or e}") from None
-    finally:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
+    replace_atomically(dst, write)
     return {"path": str(dst), "chunks": len(rows), "tokens": tokens, "streams": sorted(levels)}
 
 

@@ -441,6 +441,23 @@ def temp_beside(path: Path) -> Path:
     return Path(tmp)
 
 
+def replace_atomically(path: Path, write) -> None:
+    """Call write(a temporary path beside `path`, same suffix), then rename it onto `path`: a
+    reader never sees half a file, and a failure or an interruption leaves `path` as it was.
+    OSError becomes OutputError."""
+    tmp = None
+    try:
+        with held_signals():  # created and recorded as one step, for the finally to find
+            tmp = temp_beside(path)
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise OutputError(f"cannot write {os.fspath(path)!r}: {e.strerror or e}") from None
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+
+
 def _umask() -> int:
     mask = os.umask(0)  # the only way to read it is to set it
     os.umask(mask)

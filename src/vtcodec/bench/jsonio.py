@@ -62,23 +62,10 @@ def _restore(obj):
 
 def write_results(results: dict, path: str | os.PathLike) -> None:
     """Write the results file atomically (a temporary file beside it, then renamed)."""
+    from vtcodec.video import replace_atomically  # PyAV: only writing needs it
+
     text = json.dumps(to_jsonable(results), indent=2, allow_nan=False) + "\n"
     replace_atomically(Path(path), lambda tmp: tmp.write_text(text))
-
-
-def replace_atomically(path: Path, write) -> None:
-    """Call write(temporary path beside `path`), then rename it onto `path`: a reader never sees
-    half a file, and a failure leaves `path` as it was. OSError becomes OutputError."""
-    from vtcodec.errors import OutputError
-
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def read_results(path: str | os.PathLike) -> dict:

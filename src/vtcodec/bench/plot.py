@@ -12,7 +12,6 @@ import math
 import os
 from pathlib import Path
 
-from vtcodec.bench.jsonio import replace_atomically
 from vtcodec.errors import VtcodecError
 
 _LABELS = {"psnr_rgb": "PSNR (RGB) [dB]", "psnr_y": "PSNR-Y (BT.601) [dB]"}
@@ -67,6 +66,8 @@ def plot_rd(results: dict, path: str | os.PathLike, metric: str = "psnr_rgb") ->
     for ax in list(axes.flat)[len(videos):]:
         ax.axis("off")
     fig.tight_layout()
+    from vtcodec.video import replace_atomically
+
     try:
         replace_atomically(Path(path), lambda tmp: fig.savefig(os.fspath(tmp), dpi=120, format=Path(path).suffix[1:].lower() or "png"))
     finally:

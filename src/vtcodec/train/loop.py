@@ -90,6 +90,7 @@ class TrainOptions:
 
 
 AMP_MODES = ("auto", "bf16", "fp32")
+FRESH_TOTALS = {"skipped": 0, "wall_s": 0.0}  # a run's running counts at its start (_save_resume)
 # what a run has saved into --out (a log alone, from a run stopped before its first save, is no run)
 RUN_FILES = ("model.safetensors", "resume.safetensors")
 
@@ -151,7 +152,7 @@ def _load_resume(out: Path, model, optim, ema, g: torch.Generator, sampler: Clip
     torch.set_rng_state(t["rng.torch"])
     g.set_state(t["rng.gen"])
     sampler.g.bit_generator.state = meta["sampler"]
-    return int(meta["step"]), {"skipped": 0, "wall_s": 0.0} | meta.get("totals", {})
+    return int(meta["step"]), FRESH_TOTALS | meta.get("totals", {})
 
 
 @torch.no_grad()
@@ -258,7 +259,7 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
     ema_pairs = [(pe, pm) for pe, pm in zip(ema.parameters(), model.parameters()) if pm.requires_grad]
     optim = torch.optim.AdamW([{"params": decay, "weight_decay": opt.weight_decay},
                                {"params": no_decay, "weight_decay": 0.0}], lr=opt.lr, betas=(0.9, 0.95))
-    start, before = _load_resume(out, model, optim, ema, g, sampler, recipe) if opt.resume else (0, {"skipped": 0, "wall_s": 0.0})
+    start, before = _load_resume(out, model, optim, ema, g, sampler, recipe) if opt.resume else (0, FRESH_TOTALS)
     net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
     if opt.compile:
         net = torch.compile(net)
