@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from vtcodec.models.registry import build, read_metadata, save_checkpoint, warm_start
 from vtcodec.tiling import tile_mse
+from vtcodec.train.losses import frames01, ssim_frames
 from vtcodec.train.steps import encoder_step, in_part, part_patterns
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -124,6 +125,13 @@ def test_encoder_step_is_the_codec_loop(arch, extra):
     with torch.no_grad():
         loss3 = encoder_step(m, clip, g, slope=3.0)[0]
     assert loss3.item() > loss.item() + 3 * math.log2(logs["soft_bits"]) * 0.5
+    # the structural term: each tile-chunk's 10 log10(1 - SSIM) of the clamped output, weighted
+    with torch.no_grad():
+        loss_s = encoder_step(m, clip, g, slope=0.0, ssim_weight=2.0)[0]
+    dis = torch.stack([torch.stack([10 * torch.log10(1 - ssim_frames(frames01(v[j:j + 1].clamp(-1, 1)),
+                                                                     frames01(clip[j:j + 1, :, i * f:(i + 1) * f])))
+                                    for j in range(clip.shape[0])]) for i, (_, v) in enumerate(codec)])
+    assert loss_s.item() == pytest.approx(loss.item() + 2 * dis.mean().item(), abs=1e-3)
 
 
 @pytest.mark.parametrize("arch,extra", CASES)

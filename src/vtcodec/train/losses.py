@@ -13,17 +13,19 @@ from vtcodec.bench.metrics import gaussian_window, psnr_rgb
 from vtcodec.tiling import video_to_frames
 
 
-def ssim_frames(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Mean SSIM over frames and channels of (N, C, H, W) images in [0, 1]; differentiable.
+def ssim_frames(a: torch.Tensor, b: torch.Tensor, per_image: bool = False) -> torch.Tensor:
+    """Mean SSIM over frames and channels of (N, C, H, W) images in [0, 1] (with per_image, the
+    (N,) mean of each image); differentiable.
 
     Always float32, autocast or not: the variances are differences of blurred squares, and in bf16
     they cancel to zero or below, so SSIM turned infinite and the first bf16 run (AMX CPU) went to
     NaN at step 13."""
     with torch.autocast(a.device.type, enabled=False):
-        return _ssim(a.float(), b.float())
+        m = _ssim_map(a.float(), b.float())
+    return m.flatten(1).mean(1) if per_image else m.mean()
 
 
-def _ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def _ssim_map(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     c = a.shape[1]
     g = gaussian_window(11, 1.5).to(device=a.device, dtype=torch.float32)
     kx = g.view(1, 1, 1, -1).repeat(c, 1, 1, 1)
@@ -37,8 +39,7 @@ def _ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     s_bb = blur(b * b) - mu_b**2
     s_ab = blur(a * b) - mu_a * mu_b
     c1, c2 = 0.01**2, 0.03**2
-    m = ((2 * mu_a * mu_b + c1) * (2 * s_ab + c2)) / ((mu_a**2 + mu_b**2 + c1) * (s_aa + s_bb + c2))
-    return m.mean()
+    return ((2 * mu_a * mu_b + c1) * (2 * s_ab + c2)) / ((mu_a**2 + mu_b**2 + c1) * (s_aa + s_bb + c2))
 
 
 def frames01(video: torch.Tensor) -> torch.Tensor:
