@@ -7,7 +7,6 @@ Inputs are float video (B, 3, T, H, W) in [-1, 1].
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from vtcodec.bench.metrics import gaussian_window, psnr_rgb
 from vtcodec.tiling import video_to_frames
@@ -25,14 +24,21 @@ def ssim_frames(a: torch.Tensor, b: torch.Tensor, per_image: bool = False) -> to
     return m.flatten(1).mean(1) if per_image else m.mean()
 
 
-def _ssim_map(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    c = a.shape[1]
-    g = gaussian_window(11, 1.5).to(device=a.device, dtype=torch.float32)
-    kx = g.view(1, 1, 1, -1).repeat(c, 1, 1, 1)
-    ky = g.view(1, 1, -1, 1).repeat(c, 1, 1, 1)
+def _band(n: int, g: torch.Tensor) -> torch.Tensor:
+    """(n, n - k + 1) matrix whose product with a length-n signal is its valid correlation with g."""
+    k = g.numel()
+    m = torch.zeros(n, n - k + 1, device=g.device, dtype=g.dtype)
+    for j in range(n - k + 1):
+        m[j:j + k, j] = g
+    return m
 
-    def blur(x):
-        return F.conv2d(F.conv2d(x, kx, groups=c), ky, groups=c)
+
+def _ssim_map(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    g = gaussian_window(11, 1.5).to(device=a.device, dtype=torch.float32)
+    bw, bh = _band(a.shape[-1], g), _band(a.shape[-2], g)
+
+    def blur(x):  # the separable Gaussian as two matrix products: ~8x a grouped conv2d on CPU
+        return bh.T @ (x @ bw)
 
     mu_a, mu_b = blur(a), blur(b)
     s_aa = blur(a * a) - mu_a**2
