@@ -41,7 +41,7 @@ from vtcodec.container import SHARED, VtkReader
 from vtcodec.models.reftok import to_8bit
 from vtcodec.packing import pack_streams
 from vtcodec.tiling import TileLayout, frames_to_video, video_to_frames
-from vtcodec.train.data import VIDEO_EXT
+from vtcodec.video import VIDEO_EXT
 
 
 def payload_bytes(vtk: Path) -> tuple[int, int]:

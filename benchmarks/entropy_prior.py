@@ -36,7 +36,8 @@ from vtcodec.entropy import split_digits as digits
 from vtcodec.bench.prepare import fit_size, load_clip, write_lossless
 from vtcodec.container import VtkReader
 from vtcodec.packing import pack_streams
-from vtcodec.train.data import VIDEO_EXT, load_sources
+from vtcodec.train.data import load_sources
+from vtcodec.video import VIDEO_EXT
 
 
 def adaptive_bits(idx: np.ndarray, levels: list[int], inc: float = 4.0, init: float = 0.5) -> float:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from vtcodec.train.data import VAL_FRACTION, VIDEO_EXT
+from vtcodec.train.data import VAL_FRACTION
+from vtcodec.video import VIDEO_EXT
 from vtcodec.video import VideoWriter, probe, read_frames
 
 

@@ -28,7 +28,7 @@ import torch
 
 from vtcodec.models.registry import load_checkpoint
 from vtcodec.tiling import frames_to_video
-from vtcodec.train.data import VIDEO_EXT
+from vtcodec.video import VIDEO_EXT
 from vtcodec.train.losses import psnr
 from vtcodec.video import read_frames
 

@@ -32,7 +32,7 @@ import vtcodec.codec
 from vtcodec import refine
 from vtcodec.bench.metrics import psnr_rgb, ssim
 from vtcodec.bench.prepare import fit_size, load_clip, write_lossless
-from vtcodec.train.data import VIDEO_EXT
+from vtcodec.video import VIDEO_EXT
 
 
 def _value(text: str) -> int | float:

@@ -52,11 +52,21 @@ def test_encode_never_writes_over_its_checkpoint_or_a_special_file(make_video, m
 
 
 @pytest.mark.parametrize("option,value,says", [("--tile-batch", "0", "tile_batch must be a whole number >= 1"),
+                                               ("--segment", "0", "segment_chunks must be a whole number >= 1"),
                                                ("--refresh-db", "nan", "refresh_db must be a number of dB")])
 def test_encode_settings_that_used_to_crash_or_be_ignored(option, value, says, make_video, tmp_path, capsys):
     src, _ = make_video("in.mkv", n=4, width=64, height=64)
     refused(capsys, "encode", src, "-o", tmp_path / "o.vtk", "--model", "vidtok", option, value, says=says)
     assert not (tmp_path / "o.vtk").exists()
+
+
+@pytest.mark.parametrize("name,says", [("out.mp4", "name it 'out.vtk'"), ("frame.PNG", "name it 'frame.vtk'"),
+                                       ("-", "standard output) is not supported")])
+def test_encode_refuses_a_token_file_named_like_a_video_or_stdout(name, says, make_video, tmp_path, capsys, monkeypatch):
+    src, _ = make_video("in.mkv", n=4, width=64, height=64)
+    monkeypatch.chdir(tmp_path)
+    refused(capsys, "encode", src, "-o", name, "--model", "vidtok", says=says)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mkv"]
 
 
 def test_edit_never_writes_over_its_reference(make_video, tmp_path, capsys):

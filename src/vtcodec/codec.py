@@ -20,8 +20,8 @@ The codec never special-cases a model: everything it needs comes from the Tokeni
 from __future__ import annotations
 
 import json
+import os
 import math
-import numbers
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -33,14 +33,15 @@ import torch
 
 from vtcodec import __version__
 from vtcodec.container import REFRESH_TILES, SEGMENT, SHARED, TOKENS, VtkReader, VtkWriter
-from vtcodec.errors import FormatError, ModelError, OutputError, VtcodecError
+from vtcodec.errors import FormatError, ModelError, OutputError, VtcodecError, whole_number_problem
 from vtcodec.models.base import Streams, Tokenizer
 from vtcodec.models.registry import find_by_sha, load_checkpoint, resolve_model, sha256_file
 from vtcodec.packing import pack_streams
 from vtcodec.refine import DEFAULT_LR, check_settings, refine_latents
 from vtcodec.tiling import TileLayout, frames_to_video, tile_mse, video_to_frames
 from vtcodec.tokens import TokenChunk, chunks_of
-from vtcodec.video import VideoWriter, check_file_output, check_output_path, probe, read_chunks, read_image
+from vtcodec.video import (IMAGE_EXT, VIDEO_EXT, VideoWriter, check_file_output, check_output_path, probe, read_chunks,
+                           read_image)
 
 Progress = Callable[[int, int], None]  # (frames done, frames total)
 
@@ -180,6 +181,18 @@ def _mix(tok: Tokenizer, b: _Batches, sel: np.ndarray, cont: tuple, key: tuple, 
     return streams, es, ds
 
 
+def _check_vtk_name(dst) -> None:
+    """Refuse a .vtk output named like a video or an image (`-o out.mp4`: a token file under a
+    name players would open), or '-' (standard output, which is not supported)."""
+    text = os.fspath(dst)
+    if text == "-":
+        raise OutputError("output '-' (standard output) is not supported; name a .vtk file")
+    suffix = Path(text).suffix.lower()
+    if suffix in VIDEO_EXT | IMAGE_EXT:
+        raise OutputError(f"output {text!r} is named like a {suffix} file, but encode writes tokens; "
+                          f"name it {Path(text).with_suffix('.vtk').name!r} (`vtcodec decode` makes the video)")
+
+
 def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok", device: str = "auto",
                 force: bool = False, segment_chunks: int = 8, refresh_db: float | None = 1.0,
                 overlap: int = 0, tile_batch: int = 8, refine: int = 0, refine_slope: float = 0.0,
@@ -206,11 +219,11 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
     info = probe(src)
     ckpt = None if isinstance(model, Tokenizer) else resolve_model(model)
     check_file_output(src, dst, force, "a .vtk file", inputs=(ckpt,))
-    if segment_chunks < 1:
-        raise VtcodecError(f"segment_chunks must be >= 1, got {segment_chunks}")
-    if isinstance(tile_batch, bool) or not isinstance(tile_batch, numbers.Integral) or tile_batch < 1:
-        raise VtcodecError(f"tile_batch must be a whole number >= 1, got {tile_batch!r}")
-    if refresh_db is not None and math.isnan(refresh_db):
+    _check_vtk_name(dst)
+    for name, value in (("segment_chunks", segment_chunks), ("tile_batch", tile_batch)):
+        if problem := whole_number_problem(name, value):
+            raise VtcodecError(problem)
+    if refresh_db is not None and math.isnan(refresh_db):  # a negative one refreshes even at a loss: allowed
         raise VtcodecError("refresh_db must be a number of dB ('inf': never refresh), got nan")
     refine_lr = check_settings(refine, refine_slope, refine_lr)
     tok = model if isinstance(model, Tokenizer) else load_tokenizer(ckpt, device)

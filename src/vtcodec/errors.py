@@ -5,7 +5,10 @@ into one-line messages and exit codes.
 """
 
 
+from __future__ import annotations
+
 import contextlib
+import numbers
 import threading
 
 _held = 0                                   # depth of held_signals() sections
@@ -45,6 +48,14 @@ def interrupt(exc: BaseException) -> None:
         _pending = _pending or exc
     else:
         raise exc
+
+
+def whole_number_problem(name: str, value, minimum: int = 1) -> str | None:
+    """What is wrong with `value` as a whole number >= minimum (None when nothing); bools are not
+    numbers here, numpy integers are."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        return f"{name} must be a whole number >= {minimum}, got {value!r}"
+    return None
 
 
 class VtcodecError(Exception):

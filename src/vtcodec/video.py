@@ -29,7 +29,7 @@ import av
 import numpy as np
 from av.video.reformatter import Interpolation
 
-from vtcodec.errors import OutputError, VideoError, VtcodecError, held_signals
+from vtcodec.errors import OutputError, VideoError, VtcodecError, held_signals, whole_number_problem
 
 MIN_SIDE = 16
 # What a source without a frame rate (PNG folders, some raw streams) is assumed to run at.
@@ -38,6 +38,8 @@ DEFAULT_FPS = Fraction(25)
 PNG_PATTERN = "%06d.png"
 PNG_START = 1
 
+VIDEO_EXT = {".mp4", ".avi", ".mkv", ".mov", ".mpeg", ".mpg", ".webm", ".y4m"}  # what a training folder's videos end in
+IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 _H264_FORMATS = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov"}
 # Demuxers that hold a single still image or text, which FFmpeg happily reports as a video stream.
 _STILL_FORMATS = {"image2", "tty"}
@@ -127,8 +129,8 @@ def read_chunks(
     probe() counted.
     """
     # Not a generator itself, so a bad path or range raises here, at the call, not at first next().
-    if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or chunk_frames < 1:
-        raise VtcodecError(f"chunk_frames must be a positive integer, got {chunk_frames!r}")
+    if problem := whole_number_problem("chunk_frames", chunk_frames):
+        raise VtcodecError(problem)
     info = probe(path)
     start, stop = _frame_range(start, stop, info.frame_count, path)
     seq = _png_sequence(path)
@@ -509,8 +511,8 @@ class VideoWriter:
         force: bool = False,
     ) -> None:
         for name, value in (("width", width), ("height", height)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise VtcodecError(f"{name} must be a positive integer, got {value!r}")
+            if problem := whole_number_problem(name, value):
+                raise VtcodecError(problem)
         if isinstance(crf, bool) or not isinstance(crf, int) or not 0 <= crf <= 51:
             raise VtcodecError(f"crf {crf!r} is outside 0..51")
         self.path = os.fspath(path)

@@ -20,10 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vtcodec.video import read_frames, read_image
+from vtcodec.video import IMAGE_EXT, VIDEO_EXT, read_frames, read_image
 
-VIDEO_EXT = {".mp4", ".avi", ".mkv", ".mov", ".mpeg", ".mpg", ".webm", ".y4m"}
-IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 VAL_PHOTOS = {"flower", "fruits", "coffee", "P1070514", "P1070515", "leuvenB"}
 VAL_FRACTION = 0.15
 

@@ -12,7 +12,6 @@ import copy
 import functools
 import json
 import math
-import numbers
 import os
 import time
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
 from vtcodec.codec import resolve_device
-from vtcodec.errors import OutputError, VtcodecError
+from vtcodec.errors import OutputError, VtcodecError, whole_number_problem
 from vtcodec.models.registry import build, save_checkpoint, warm_start
 from vtcodec.train.data import ClipSampler, fixed_set, load_sources
 from vtcodec.train.losses import psnr
@@ -65,11 +64,10 @@ class TrainOptions:
         """Why these options cannot start a run (one line), or None: checked before anything is
         built or written, so a refused run leaves nothing behind."""
         for name in ("steps", "batch", "val_every", "save_every", "val_clips"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-                return f"--{name.replace('_', '-')} must be a whole number >= 1, got {v!r}"
-        if not (isinstance(self.warmup, numbers.Integral) and self.warmup >= 0):
-            return f"warmup must be a whole number >= 0, got {self.warmup!r}"
+            if problem := whole_number_problem(f"--{name.replace('_', '-')}", getattr(self, name)):
+                return problem
+        if problem := whole_number_problem("warmup", self.warmup, minimum=0):
+            return problem
         if not (math.isfinite(self.lr) and self.lr > 0):
             return f"--lr must be a finite number > 0, got {self.lr!r}"
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0 and math.isfinite(self.clip_grad)
