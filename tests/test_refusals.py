@@ -241,3 +241,11 @@ def test_an_interruption_is_held_only_by_the_main_threads_sections():
             interrupt(KeyboardInterrupt())
             held = True
     assert held
+    with pytest.raises(KeyboardInterrupt) as caught:  # a section that then fails still stops as interrupted
+        with held_signals():
+            interrupt(KeyboardInterrupt())
+            raise OSError("disk full")
+    assert isinstance(caught.value.__cause__, OSError)
+    with pytest.raises(OSError):  # and nothing stays pending for the next section
+        with held_signals():
+            raise OSError("disk full")

@@ -30,10 +30,12 @@ def held_signals():
     _held += 1
     try:
         yield
-    except BaseException:
+    except BaseException as error:
         _held -= 1
-        if not _held:
-            _pending = None  # already unwinding: the cleanup runs either way
+        if not _held and _pending is not None:  # the interruption wins (its exit status), the error as its context
+            exc, _pending = _pending, None
+            if exc is not error:
+                raise exc from error
         raise
     _held -= 1
     if not _held and _pending is not None:
