@@ -61,6 +61,7 @@ def test_encode_settings_that_used_to_crash_or_be_ignored(option, value, says, m
 
 
 @pytest.mark.parametrize("name,says", [("out.mp4", "name it 'out.vtk'"), ("frame.PNG", "name it 'frame.vtk'"),
+                                       ("clip.hevc", "name it 'clip.vtk'"),
                                        ("-", "standard output) is not supported")])
 def test_encode_refuses_a_token_file_named_like_a_video_or_stdout(name, says, make_video, tmp_path, capsys, monkeypatch):
     src, _ = make_video("in.mkv", n=4, width=64, height=64)

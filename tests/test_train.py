@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from vtcodec.cli import main
 from vtcodec.codec import decode_frames, encode_file
-from vtcodec.models.registry import load_checkpoint, read_metadata
+from vtcodec.models.registry import build, load_checkpoint, read_metadata, save_checkpoint
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "pan_astronaut.mp4"
 TINY = json.dumps({"channels": [8, 8, 8]})
@@ -49,11 +49,11 @@ def test_train_20_steps_on_bundled_example_loads_and_decodes(tmp_path, monkeypat
     assert frames.shape == (r.frames, 256, 256, 3)
 
 
-def _two_steps_saved(tmp_path) -> tuple[Path, list[str]]:
+def _two_steps_saved(tmp_path, *extra: str) -> tuple[Path, list[str]]:
     """A tiny run stopped after 2 steps (saved): (its folder, the arguments that resume it)."""
     out = tmp_path / "run"
     args = ["train", "--model", "vidtok", "--config", TINY, "--data", str(_data(tmp_path)), "--out", str(out),
-            "--batch", "1", "--val-every", "100", "--save-every", "2"]
+            "--batch", "1", "--val-every", "100", "--save-every", "2", *extra]
     with pytest.raises(SystemExit):
         main(args + ["--steps", "2"])
     return out, args
@@ -66,6 +66,25 @@ def test_resume_continues_from_saved_step(tmp_path):
     assert e.value.code == 0
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
+
+
+def test_resume_of_a_run_saved_before_a_knob_existed(tmp_path, capsys):
+    """A knob added to a step after a run was saved (round 9's ssim_weight) counts as its default
+    on --resume; any other value is still refused."""
+    init = tmp_path / "init.safetensors"
+    save_checkpoint(build("vidtok", json.loads(TINY)), init)
+    out, args = _two_steps_saved(tmp_path, "--part", "codec", "--init", str(init))
+    meta = json.loads((out / "resume.json").read_text())
+    assert meta["recipe"] == {"slope": 0.0, "ssim_weight": 0.0, "part": "codec"}
+    del meta["recipe"]["ssim_weight"]  # as round 8's runs saved it
+    (out / "resume.json").write_text(json.dumps(meta))
+    with pytest.raises(SystemExit) as e:
+        main(args + ["--steps", "3", "--resume", "--recipe", '{"ssim_weight": 1}'])
+    assert e.value.code == 1 and "pass the same --recipe" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(args + ["--steps", "3", "--resume"])
+    assert e.value.code == 0
+    assert [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
 
 
 def test_resume_keeps_the_runs_totals(tmp_path):

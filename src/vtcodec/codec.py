@@ -181,6 +181,12 @@ def _mix(tok: Tokenizer, b: _Batches, sel: np.ndarray, cont: tuple, key: tuple, 
     return streams, es, ds
 
 
+# what a .vtk output must not be named like: the videos and images vtcodec reads, and other common
+# video and elementary-stream suffixes
+_MEDIA_SUFFIXES = VIDEO_EXT | IMAGE_EXT | {".m4v", ".ts", ".gif", ".yuv", ".264", ".h264", ".265", ".hevc", ".ivf",
+                                           ".flv", ".wmv", ".3gp"}
+
+
 def _check_vtk_name(dst) -> None:
     """Refuse a .vtk output named like a video or an image (`-o out.mp4`: a token file under a
     name players would open), or '-' (standard output, which is not supported)."""
@@ -188,7 +194,7 @@ def _check_vtk_name(dst) -> None:
     if text == "-":
         raise OutputError("output '-' (standard output) is not supported; name a .vtk file")
     suffix = Path(text).suffix.lower()
-    if suffix in VIDEO_EXT | IMAGE_EXT:
+    if suffix in _MEDIA_SUFFIXES:
         raise OutputError(f"output {text!r} is named like a {suffix} file, but encode writes tokens; "
                           f"name it {Path(text).with_suffix('.vtk').name!r} (`vtcodec decode` makes the video)")
 

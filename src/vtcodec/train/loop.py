@@ -131,13 +131,15 @@ def _save_resume(out: Path, model, optim, ema, step: int, g: torch.Generator, sa
 
 
 def _load_resume(out: Path, model, optim, ema, g: torch.Generator, sampler: ClipSampler,
-                 recipe: dict) -> tuple[int, dict]:
-    """-> (the step to continue from, the run's totals so far; zeros for state saved before they were kept)."""
+                 recipe: dict, defaults: dict) -> tuple[int, dict]:
+    """-> (the step to continue from, the run's totals so far; zeros for state saved before they were kept).
+    A knob added after the run was saved counts as having had its default (`defaults`)."""
     if not (out / "resume.safetensors").is_file():
         raise VtcodecError(f"--resume: no resume state in {out}")
     t = load_file(str(out / "resume.safetensors"))
     meta = json.loads((out / "resume.json").read_text())
-    if meta.get("recipe", recipe) != recipe:  # state saved before recipes were recorded: no check
+    saved = meta.get("recipe")  # None: state saved before recipes were recorded, no check
+    if saved is not None and defaults | saved != recipe:
         raise VtcodecError(f"--resume: the run used recipe {meta['recipe']}, not {recipe}; pass the same --recipe")
     model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")}, strict=True)
     ema.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("ema.")}, strict=True)
@@ -257,7 +259,7 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
     ema_pairs = [(pe, pm) for pe, pm in zip(ema.parameters(), model.parameters()) if pm.requires_grad]
     optim = torch.optim.AdamW([{"params": decay, "weight_decay": opt.weight_decay},
                                {"params": no_decay, "weight_decay": 0.0}], lr=opt.lr, betas=(0.9, 0.95))
-    start, before = _load_resume(out, model, optim, ema, g, sampler, recipe) if opt.resume else (0, FRESH_TOTALS)
+    start, before = _load_resume(out, model, optim, ema, g, sampler, recipe, defaults) if opt.resume else (0, FRESH_TOTALS)
     net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
     if opt.compile:
         net = torch.compile(net)

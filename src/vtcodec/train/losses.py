@@ -27,18 +27,19 @@ def ssim_frames(a: torch.Tensor, b: torch.Tensor, per_image: bool = False) -> to
 def _band(n: int, g: torch.Tensor) -> torch.Tensor:
     """(n, n - k + 1) matrix whose product with a length-n signal is its valid correlation with g."""
     k = g.numel()
-    m = torch.zeros(n, n - k + 1, device=g.device, dtype=g.dtype)
-    for j in range(n - k + 1):
-        m[j:j + k, j] = g
-    return m
+    offset = torch.arange(n, device=g.device)[:, None] - torch.arange(n - k + 1, device=g.device)[None]
+    inside = (offset >= 0) & (offset < k)
+    return torch.where(inside, g[offset.clamp(0, k - 1)], torch.zeros((), device=g.device, dtype=g.dtype))
 
 
 def _ssim_map(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     g = gaussian_window(11, 1.5).to(device=a.device, dtype=torch.float32)
+    if min(a.shape[-2:]) < g.numel():
+        raise ValueError(f"SSIM needs images of at least {g.numel()}x{g.numel()} pixels, got {tuple(a.shape[-2:])}")
     bw, bh = _band(a.shape[-1], g), _band(a.shape[-2], g)
 
-    def blur(x):  # the separable Gaussian as two matrix products: ~8x a grouped conv2d on CPU
-        return bh.T @ (x @ bw)
+    def blur(x):  # the separable Gaussian as two matrix products: 2-6x faster than a grouped
+        return bh.T @ (x @ bw)  # conv2d on this CPU at training sizes (128 px), forward and backward
 
     mu_a, mu_b = blur(a), blur(b)
     s_aa = blur(a * a) - mu_a**2
