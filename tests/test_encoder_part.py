@@ -121,6 +121,7 @@ def test_encoder_step_is_the_codec_loop(arch, extra):
     db = torch.stack([10 * torch.log10(tile_mse(v, clip[:, :, i * f:(i + 1) * f])) for i, (_, v) in enumerate(codec)])
     assert loss.item() == pytest.approx(db.mean().item(), abs=1e-4)
     assert logs["soft_bits"] > 0 and 0 < logs["ssim"] <= 1
+    assert logs["ssim"] == pytest.approx(ssim_frames(frames01(recon), frames01(clip)).item(), abs=1e-6)  # the clip's
     # the rate term: the same tokens at slope 3 cost 3 * mean log2(bits) more
     with torch.no_grad():
         loss3 = encoder_step(m, clip, g, slope=3.0)[0]

@@ -30,10 +30,9 @@ def _check_result_path(path: Path, flag: str, sources: list[Path]) -> None:
         raise OutputError(f"{flag} {path}: give a file path in an existing folder")
     if path.exists() and not path.is_file():
         raise OutputError(f"{flag} {path}: exists and is not a regular file")
-    from vtcodec.bench.runner import VIDEO_SUFFIXES
+    from vtcodec.bench.runner import expand_data
 
-    inputs = [f for s in sources for f in (sorted(s.iterdir()) if s.is_dir() else [s])
-              if not s.is_dir() or f.suffix.lower() in VIDEO_SUFFIXES | {".png"}]
+    inputs = [f for p in expand_data(sources) for f in (sorted(p.glob("*.png")) if p.is_dir() else [p])]
     if path.exists() and any(f.exists() and path.samefile(f) for f in inputs):
         raise OutputError(f"{flag} {path} is one of the input videos; choose another path")
 

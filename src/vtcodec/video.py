@@ -38,7 +38,8 @@ DEFAULT_FPS = Fraction(25)
 PNG_PATTERN = "%06d.png"
 PNG_START = 1
 
-VIDEO_EXT = {".mp4", ".avi", ".mkv", ".mov", ".mpeg", ".mpg", ".webm", ".y4m"}  # what a training folder's videos end in
+# what a folder's videos end in (training data, bench --data)
+VIDEO_EXT = {".mp4", ".m4v", ".avi", ".mkv", ".mov", ".mpeg", ".mpg", ".webm", ".y4m"}
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 _H264_FORMATS = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov"}
 # Demuxers that hold a single still image or text, which FFmpeg happily reports as a video stream.

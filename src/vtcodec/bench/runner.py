@@ -41,9 +41,9 @@ from vtcodec.bench.machine import machine_info
 from vtcodec.bench.prepare import fit_size, load_clip, write_lossless
 from vtcodec.bench.worker import measure
 from vtcodec.errors import ModelError, VideoError, VtcodecError
+from vtcodec.video import VIDEO_EXT
 
 SCHEMA = "vtcodec-bench/1"
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".y4m"}
 ANCHOR = "x264"
 METRIC_KEYS = ("psnr_rgb", "psnr_y", "ssim", "ms_ssim", "vmaf")
 
@@ -134,9 +134,9 @@ def expand_data(data: Sequence[str | os.PathLike]) -> list[Path]:
     for item in data:
         p = Path(item)
         if p.is_dir():
-            vids = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in VIDEO_SUFFIXES)
+            vids = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in VIDEO_EXT)
             if not vids and not any(f.suffix.lower() == ".png" for f in p.iterdir()):
-                raise VideoError(f"folder {str(p)!r} holds no videos ({', '.join(sorted(VIDEO_SUFFIXES))}) "
+                raise VideoError(f"folder {str(p)!r} holds no videos ({', '.join(sorted(VIDEO_EXT))}) "
                                  "and no .png frames")
             out.extend(vids if vids else [p])
         elif p.exists():

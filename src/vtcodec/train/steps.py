@@ -105,31 +105,29 @@ def encoder_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = Fals
     f = model.chunk_frames
     grids = model.stream_grids
     enc_state = dec_state = None
-    recons, losses, mses, bits_all = [], [], [], []
+    recons, losses, mses, bits_all, ssims = [], [], [], [], []
     for i in range(clip.shape[2] // f):
         chunk = clip[:, :, i * f:(i + 1) * f]
         latents, enc_next = model.encode_chunk_latents(chunk, enc_state, closed_loop=False)
         codes = {k: model.quant(z) for k, z in latents.items()}
         recon, dec_state = model.decode_chunk_codes(codes, dec_state)
         enc_state = model.next_encoder_state(enc_next, dec_state)
-        mse = tile_mse(recon, chunk).clamp_min(1e-8)
+        out = recon.float().clamp(-1, 1)  # as the codec writes it
+        mse = tile_mse(out, chunk).clamp_min(1e-8)
         bits = sum(soft_bits(model.quant, z, tuple(grids[k])) for k, z in latents.items())
         loss = 10 * torch.log10(mse) + slope * torch.log2(bits)
-        out = recon.float().clamp(-1, 1)
-        if ssim_weight:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and bool(ssim_weight)):  # else for the log only
             tile_ssim = ssim_frames(frames01(out), frames01(chunk), per_image=True).view(out.shape[0], -1).mean(1)
-            dissim = (1 - tile_ssim).clamp_min(1e-6)
-            loss = loss + ssim_weight * 10 * torch.log10(dissim)
+        if ssim_weight:
+            loss = loss + ssim_weight * 10 * torch.log10((1 - tile_ssim).clamp_min(1e-6))
         losses.append(loss)
         recons.append(out)
         mses.append(mse.detach())
         bits_all.append(bits.detach())
-    recon = torch.cat(recons, dim=2)
-    with torch.no_grad():
-        ssim = ssim_frames(frames01(recon), frames01(clip)).item()
+        ssims.append(tile_ssim.detach())
     logs = {"mse_db": float(10 * torch.log10(torch.stack(mses)).mean()), "soft_bits": float(torch.stack(bits_all).mean()),
-            "ssim": ssim}
-    return torch.stack(losses).mean(), recon, clip, logs
+            "ssim": float(torch.stack(ssims).mean())}  # every tile-chunk has as many frames: the clip's mean SSIM
+    return torch.stack(losses).mean(), torch.cat(recons, dim=2), clip, logs
 
 
 STEPS = {"tivtok": tivtok_step, "reftok": reftok_step, "vidtok": vidtok_step}
