@@ -183,7 +183,7 @@ def _mix(tok: Tokenizer, b: _Batches, sel: np.ndarray, cont: tuple, key: tuple, 
 
 # what a .vtk output must not be named like: the videos and images vtcodec reads, and other common
 # video and elementary-stream suffixes
-_MEDIA_SUFFIXES = VIDEO_EXT | IMAGE_EXT | {".m4v", ".ts", ".gif", ".yuv", ".264", ".h264", ".265", ".hevc", ".ivf",
+_MEDIA_SUFFIXES = VIDEO_EXT | IMAGE_EXT | {".ts", ".gif", ".yuv", ".264", ".h264", ".265", ".hevc", ".ivf",
                                            ".flv", ".wmv", ".3gp"}
 
 
