@@ -1,6 +1,6 @@
 """Shared fixtures for the codec and CLI tests.
 
-Tiny random-init checkpoints of all three architectures (dim 32, one layer, 64-pixel tiles,
+Tiny random-init checkpoints of every architecture (dim 32, one layer, 64-pixel tiles,
 8-frame chunks) are written once per session into a temporary models directory, and every test
 runs with $VTCODEC_MODELS pointing there. Test videos are synthetic (a gradient with a moving
 square) and written losslessly, so every result is deterministic.
@@ -19,11 +19,13 @@ from vtcodec.models.registry import build, save_checkpoint
 from vtcodec.video import VideoWriter
 
 NTSC = Fraction(30000, 1001)
-ARCHS = ("tivtok", "reftok", "vidtok")
+ARCHS = ("tivtok", "tivtok2", "reftok", "vidtok")
 TINY = {
     "tivtok": dict(dim=32, heads=2, tiv_depth=1, tv_depth=1, dec_depth=1, n_tiv=16, n_tv=2, frames=8, tile=64,
                patch=16, head_width=8),
     "reftok": dict(dim=32, heads=2, enc_depth=1, dec_depth=1, frames=8, tile=64, intra_dim=32, intra_depth=1),
+    "tivtok2": dict(dim=32, heads=2, enc_depth=1, dec_depth=1, frames=8, tile=64, intra_dim=32, intra_depth=1,
+                    ref_path=3, intra_ctx=1),
     "vidtok": dict(channels=(8, 8, 8), frames=8, tile=64),
 }
 

@@ -41,6 +41,7 @@ TINY = {
                    head_width=8, intra_patch=8, intra_dim=32, intra_depth=1),
     "vidtok": dict(tile=TILE, frames=FRAMES, channels=(16, 16, 16)),
 }
+TINY["tivtok2"] = {**TINY["reftok"], "ref_path": 3, "intra_ctx": 1}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -257,6 +258,98 @@ def test_reftok_closed_loop_three_chunks(reftok):
             assert torch.allclose(px, px.round(), atol=1e-3) and px.min() >= 0 and px.max() <= 255
 
 
+# == TivTok2 (image TIV tokens) ===================================================================
+@pytest.fixture(scope="module")
+def tivtok2():
+    return tiny("tivtok2", seed=5)
+
+
+@pytest.mark.parametrize("slot", [0, 1])
+def test_tivtok2_tv_tokens_see_only_their_slot_and_the_tiv_image(tivtok2, slot):
+    """The scope rule, encoder side: changing the frames of one time slot (tubelet_t frames) changes
+    that slot's TV tokens only; the TIV image (the state) is given."""
+    m, tt = tivtok2, TINY["tivtok2"]["tubelet_t"]
+    video = rand_video(seed=20)
+    with torch.no_grad():
+        _, tiv = m.encode_chunk_latents(video, None)
+        a, _ = m.encode_chunk_latents(video, tiv)
+        changed = video.clone()
+        changed[:, :, slot * tt:(slot + 1) * tt] = rand_video(seed=21)[:, :, :tt]
+        b, _ = m.encode_chunk_latents(changed, tiv)
+    per_slot = (a["tv"] - b["tv"]).abs().amax(-1).view(FRAMES // tt, -1).amax(-1)
+    assert per_slot[slot] > 1e-4
+    assert torch.all(per_slot[torch.arange(len(per_slot)) != slot] == 0), per_slot
+
+
+def test_tivtok2_decoder_decodes_each_slot_from_its_own_tv_tokens(tivtok2):
+    """The scope rule, decoder side: a slot's frames depend on that slot's TV tokens and the TIV image."""
+    m, tt = tivtok2, TINY["tivtok2"]["tubelet_t"]
+    with torch.no_grad():
+        streams, state = m.encode_chunk(rand_video(seed=22), None)
+        out, _ = m.decode_chunk(streams, None)
+        n = streams["tv"].shape[1] // (FRAMES // tt)
+        other = dict(streams, tv=streams["tv"].clone())
+        other["tv"][:, n:] = other_indices(other["tv"][:, n:], m.quant.codebook_size)  # every slot but the first
+        out2, _ = m.decode_chunk(other, None)
+    assert torch.equal(out[:, :, :tt], out2[:, :, :tt])
+    assert max_diff(out[:, :, tt:], out2[:, :, tt:]) > 1e-3
+
+
+def test_tivtok2_later_chunks_reuse_the_tiv_image_and_decode_alone(tivtok2):
+    """Invariant broadcasting: the state is the segment's TIV image for every chunk, on the 8-bit grid,
+    the same on both sides; so any later chunk decodes from the TIV tokens plus its own TV tokens."""
+    m = tivtok2
+    video = rand_video(b=2, t=3 * FRAMES, seed=23)
+    enc = dec = None
+    coded = []
+    with torch.no_grad():
+        for k in range(3):
+            streams, enc = m.encode_chunk(video[:, :, k * FRAMES:(k + 1) * FRAMES], enc)
+            assert ("tiv" in streams) == (k == 0)
+            out, dec = m.decode_chunk(streams, dec)
+            coded.append((streams, out))
+            assert torch.equal(enc, dec)
+        tiv_image = m.tiv_image(m.quant.indices_to_codes(coded[0][0]["tiv"]))
+        assert torch.equal(dec, tiv_image)
+        px = (tiv_image + 1) * 127.5
+        assert torch.allclose(px, px.round(), atol=1e-3)
+        # chunk 2 straight from the TIV tokens, chunk 1 never decoded
+        direct, _ = m.decode_chunk({"tiv": coded[0][0]["tiv"], "tv": coded[2][0]["tv"]}, None)
+    assert torch.equal(direct, coded[2][1])
+    with pytest.raises(ValueError, match="TIV"):
+        m.decode_chunk({"tv": coded[1][0]["tv"]}, None)
+
+
+def test_tivtok2_warm_starts_from_reftok_and_whole_chunk_scope_is_reftok(tmp_path):
+    """A RefTok checkpoint fills every tensor of tivtok2; with tv_scope 0 a key chunk decodes
+    exactly as RefTok's (same network, other stream names); tv_scope 1 changes it. Other archs refuse."""
+    cfg = {**TINY["reftok"], "ref_path": 3, "intra_ctx": 1}
+    torch.manual_seed(9)
+    ref = build("reftok", cfg).eval()
+    with torch.no_grad():  # the gate channel starts at zero; give it something to carry
+        ref.head.up2.weight.normal_(0, 0.1)
+    p = tmp_path / "reftok.safetensors"
+    save_checkpoint(ref, p)
+    video = rand_video(seed=24)
+    outs = {}
+    for scope in (0, 1):
+        m, fresh = warm_start(p, {"tv_scope": scope}, "tivtok2")
+        assert m.arch == "tivtok2" and fresh == []
+        with torch.no_grad():
+            streams, _ = m.eval().encode_chunk(video, None)
+            outs[scope] = (streams, m.decode_chunk(streams, None)[0])
+    with torch.no_grad():
+        rs, _ = ref.encode_chunk(video, None)
+        rout, _ = ref.decode_chunk(rs, None)
+    assert torch.equal(outs[0][0]["tiv"], rs["intra"]) and torch.equal(outs[0][0]["tv"], rs["target"])
+    assert torch.equal(outs[0][1], rout)
+    assert max_diff(outs[1][1], rout) > 1e-4
+    v = tmp_path / "vidtok.safetensors"
+    save_checkpoint(tiny("vidtok"), v)
+    with pytest.raises(ModelError, match="cannot start from it"):
+        warm_start(v, None, "tivtok2")
+
+
 # == VidTok ======================================================================================
 def vidtok_model(**overrides):
     return tiny("vidtok", **overrides)
@@ -354,7 +447,8 @@ def test_stream_grids_lay_out_every_stream(arch):
         assert len(grid) == 3 and min(grid) >= 1
         assert math.prod(grid) == m.tokens_per_chunk(True)[name]
         assert math.prod(grid) == m.tokens_per_chunk(False).get(name, math.prod(grid))
-    t = {"vidtok": {"latent": 4}, "reftok": {"intra": 1, "target": 4}, "tivtok": {"tiv": 16, "tv": 16}}[arch]
+    t = {"vidtok": {"latent": 4}, "reftok": {"intra": 1, "target": 4}, "tivtok": {"tiv": 16, "tv": 16},
+         "tivtok2": {"tiv": 1, "tv": 4}}[arch]
     assert {k: g[0] for k, g in m.stream_grids.items()} == t  # latent time / patches / frames
 
 
@@ -367,7 +461,7 @@ def code_two_chunks(m, video):
             streams, enc = m.encode_chunk(video[:, :, k * FRAMES:(k + 1) * FRAMES], enc)
             rec, dec = m.decode_chunk(streams, dec)
             out += [streams, rec]
-        out.append(m(video[:, :, :FRAMES], video[:, :, 0])["recon"] if m.arch == "reftok"
+        out.append(m(video[:, :, :FRAMES], video[:, :, 0])["recon"] if m.arch in ("reftok", "tivtok2")
                    else m(video[:, :, :FRAMES])["recon"])
     return out
 

@@ -30,7 +30,7 @@ def _root() -> None:
 
 @app.command()
 def train(
-    model: Annotated[str, typer.Option(help="architecture: tivtok | reftok | vidtok")],
+    model: Annotated[str, typer.Option(help="architecture: tivtok | tivtok2 | reftok | vidtok")],
     data: Annotated[Path, typer.Option(help="folder of training videos and images (any layout)")],
     out: Annotated[Path, typer.Option(help="run folder: model.safetensors, log.jsonl, preview.png, resume state")],
     steps: Annotated[int, typer.Option()] = 1000,

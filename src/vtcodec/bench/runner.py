@@ -48,6 +48,10 @@ ANCHOR = "x264"
 METRIC_KEYS = ("psnr_rgb", "psnr_y", "ssim", "ms_ssim", "vmaf")
 
 
+# architectures that are a later design of a paper's tokenizer, paired as that paper's model
+ARCH_FAMILY = {"tivtok2": "tivtok"}
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """One tokenizer to benchmark.
@@ -68,7 +72,7 @@ class ModelSpec:
     @property
     def family(self) -> str | None:
         if self.arch:
-            return self.arch
+            return ARCH_FAMILY.get(self.arch, self.arch)
         name = Path(self.key).name.lower()
         for arch in ("tivtok", "reftok", "vidtok"):
             if name.startswith(arch):

@@ -43,6 +43,9 @@ class Tokenizer(nn.Module):
     # checkpoint lacks them (new -> source): a config that duplicates a module starts the copy
     # as the original (registry.warm_start), e.g. RefTok's split target encoder.
     DERIVED: ClassVar[dict[str, str]] = {}
+    # Architectures whose checkpoints this one can warm-start from (the same module names):
+    # `vtcodec train --model THIS --init THAT.safetensors`.
+    WARM_FROM: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config):
         super().__init__()

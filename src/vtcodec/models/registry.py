@@ -29,22 +29,27 @@ from vtcodec.errors import ModelError
 from vtcodec.models.base import Tokenizer
 from vtcodec.models.reftok import RefTok
 from vtcodec.models.tivtok import TivTok
+from vtcodec.models.tivtok2 import TivTok2
 from vtcodec.models.vidtok import VidTok
 
-ARCHS: dict[str, type[Tokenizer]] = {m.arch: m for m in (TivTok, RefTok, VidTok)}
+ARCHS: dict[str, type[Tokenizer]] = {m.arch: m for m in (TivTok, TivTok2, RefTok, VidTok)}
 REPO_MODELS = Path(__file__).resolve().parents[3] / "models"
 SUPERSEDED = "superseded"  # models/superseded/: replaced checkpoints, kept so old .vtk files decode
 
 
-def build_from_metadata(meta: dict[str, str], path: str | Path, overrides: dict | None = None) -> Tokenizer:
+def build_from_metadata(meta: dict[str, str], path: str | Path, overrides: dict | None = None,
+                        arch: str | None = None) -> Tokenizer:
     """The model a checkpoint's metadata describes (config fields it predates take the arch's
-    LEGACY values), updated by `overrides`; any problem with it is a ModelError."""
+    LEGACY values), updated by `overrides`; any problem with it is a ModelError. `arch`: build
+    that architecture instead, from the stored config (it must list the stored one in WARM_FROM)."""
     if "arch" not in meta or "config" not in meta:
         raise ModelError(f"{path}: checkpoint metadata lacks 'arch'/'config' (not a vtcodec checkpoint)")
+    if arch is not None and arch != meta["arch"] and meta["arch"] not in getattr(ARCHS.get(arch), "WARM_FROM", ()):
+        raise ModelError(f"{path} is a {meta['arch']} checkpoint; {arch} cannot start from it")
     try:
         stored = json.loads(meta["config"])
         legacy = ARCHS[meta["arch"]].LEGACY if meta["arch"] in ARCHS else {}
-        return build(meta["arch"], {**legacy, **stored, **(overrides or {})})
+        return build(arch or meta["arch"], {**legacy, **stored, **(overrides or {})})
     except (json.JSONDecodeError, TypeError, ValueError) as e:
         raise ModelError(f"{path}: bad model config in checkpoint metadata ({e})") from None
 
@@ -134,8 +139,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Tok
     return model.to(device).eval()
 
 
-def warm_start(path: str | Path, overrides: dict | None = None) -> tuple[Tokenizer, list[str]]:
-    """A model for training from a checkpoint's weights: its config updated by `overrides`.
+def warm_start(path: str | Path, overrides: dict | None = None, arch: str | None = None) -> tuple[Tokenizer, list[str]]:
+    """A model for training from a checkpoint's weights: its config updated by `overrides`; `arch`
+    another architecture built on the same modules (one whose WARM_FROM lists the stored arch).
 
     Tensors whose name and shape match are copied; the rest (modules an override adds, e.g.
     RefTok's ref_path 2 skip) keep their fresh initialisation and are returned by name.
@@ -152,7 +158,7 @@ def warm_start(path: str | Path, overrides: dict | None = None) -> tuple[Tokeniz
     copied from the stored tensor under the source prefix (a duplicated module starts as the
     original), and is not reported.
     """
-    model = build_from_metadata(read_metadata(path), path, overrides)
+    model = build_from_metadata(read_metadata(path), path, overrides, arch)
     state = {k: v.float() for k, v in load_file(str(path)).items()}
     own = model.state_dict()
     growable = type(model).GROWABLE

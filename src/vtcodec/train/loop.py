@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from vtcodec.codec import resolve_device
 from vtcodec.errors import OutputError, VtcodecError, whole_number_problem
-from vtcodec.models.registry import build, save_checkpoint, warm_start
+from vtcodec.models.registry import ARCHS, build, read_metadata, save_checkpoint, warm_start
 from vtcodec.train.data import ClipSampler, fixed_set, load_sources
 from vtcodec.train.losses import psnr
 from vtcodec.train.preview import preview
@@ -197,7 +197,8 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
     arch = opt.model
     fresh: list[str] = []
     if opt.init:
-        model, fresh = warm_start(opt.init, opt.config)
+        stored = read_metadata(opt.init).get("arch")  # another arch on the same modules may start from it
+        model, fresh = warm_start(opt.init, opt.config, arch if stored in getattr(ARCHS.get(arch), "WARM_FROM", ()) else None)
         if model.arch != arch:
             raise VtcodecError(f"--init {opt.init} is a {model.arch} checkpoint, not {arch}; pass --model {model.arch}")
     else:

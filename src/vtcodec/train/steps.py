@@ -130,12 +130,15 @@ def encoder_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = Fals
     return torch.stack(losses).mean(), torch.cat(recons, dim=2), clip, logs
 
 
-STEPS = {"tivtok": tivtok_step, "reftok": reftok_step, "vidtok": vidtok_step}
+# tivtok2 is RefTok's network with the TIV image as the reference: RefTok's step trains it whole
+# (the reference at a random gap is a TIV image the targets are that far from); its own
+# behaviour, one TIV image for the segment, is what `--part codec` trains.
+STEPS = {"tivtok": tivtok_step, "tivtok2": reftok_step, "reftok": reftok_step, "vidtok": vidtok_step}
 # (arch, part) -> step function training only that part; a part named like one of the model's
 # token streams is that submodule (its validation reports that stream's bits). "codec" is every
 # parameter, decoder included, on the codec's own loop (encoder_step): a trained model fine-tuned
 # to the chunks, references and states it meets when coding a file.
-PARTS = ({("reftok", "intra"): reftok_intra_step} | {(arch, "encoder"): encoder_step for arch in STEPS}
+PARTS = ({(arch, "intra"): reftok_intra_step for arch in ("reftok", "tivtok2")} | {(arch, "encoder"): encoder_step for arch in STEPS}
          | {(arch, "codec"): encoder_step for arch in STEPS})
 
 

@@ -1,0 +1,96 @@
+"""TivTok, round 10: the time-invariant tokens are a coded image, broadcast to every frame of a segment.
+
+Round 1-3's TivTok (models/tivtok.py, arch `tivtok`) read its TIV tokens out of the clip through a
+32-px tubelet embedding and decoded 32-px patches; through the codec it stayed 2.7-3.1 dB behind
+the baseline however it was trained (models/README.md, rounds 3-9). This design keeps the paper's
+two rules and changes what a TIV token is:
+
+* TIV tokens: the tokens of one image (8x8 patches, 64 px/token) that the whole segment builds on.
+  Its encoder sees the key chunk's first frame and its mean frame (`intra_ctx`), so its scope is
+  the whole clip; what the image shows is learned on the codec's own loop (`--part codec`), where
+  every chunk of the segment is decoded from it, so it is the image that serves all of them, not a
+  copy of frame 0.
+* Invariant Broadcasting: the decoder turns the TIV tokens into that image once, and its features
+  (computed from the image alone, as RefTok computes a reference's) condition every frame; later
+  chunks of the segment reuse it and send TV tokens only (cross-chunk reuse). Unlike RefTok, whose
+  state is the previous chunk's last decoded frame, the state never changes within a segment, so
+  any chunk decodes from the segment's TIV tokens plus its own TV tokens: a chunk needs no
+  earlier chunk's pixels, nothing accumulates from chunk to chunk, and chunks decode in parallel.
+* Scope-Induced Factorization (`tv_scope 1`): TV tokens are 4x16x16 tubelets; an attention mask
+  lets the TV tokens of one time slot (4 frames) see only each other and the TIV features, in the
+  encoder and in the decoder. The paper scopes TV tokens to one frame; a slot of 4 frames keeps
+  the 1024 px/token budget on 16-px patches. `tv_scope 0` lets TV tokens see the whole chunk.
+
+The network is RefTok's (models/reftok.py), so a TivTok of this design warm-starts from a trained
+RefTok checkpoint (`vtcodec train --model tivtok2 --init models/reftok.safetensors --part codec`):
+the same modules, a different scope, a different state, and TIV/TV stream names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from vtcodec.models.reftok import RefTok, RefTokConfig, to_8bit
+
+
+@dataclass(frozen=True)
+class TivTok2Config(RefTokConfig):
+    """TivTok (image TIV tokens) at 1024 px/token: 4x16x16 TV tubelets; TIV image at 64 px/token."""
+    # 1: TV tokens of one time slot see only that slot and the TIV features (the scope rule).
+    # 0: TV tokens see the whole chunk.
+    tv_scope: int = 1
+
+
+class TivTok2(RefTok):
+    arch = "tivtok2"
+    Config = TivTok2Config
+    LEGACY = {}
+    WARM_FROM = ("reftok",)  # registry.warm_start may fill this arch from a RefTok checkpoint
+
+    def __init__(self, config: TivTok2Config):
+        super().__init__(config)
+        c = config
+        if c.tv_scope not in (0, 1):
+            raise ValueError(f"tivtok2 tv_scope must be 0 or 1, got {c.tv_scope}")
+        if c.ref_path < 2:
+            raise ValueError("tivtok2 needs ref_path 2 or 3 (TV tokens start from their position's TIV features)")
+        if c.tv_scope:
+            slot = torch.arange(self.n_tgt) // self.n_ref  # tokens lie in (t', h', w') order
+            self.mask[self.n_ref:, self.n_ref:] = slot[:, None] == slot[None, :]
+
+    # -- interface ----------------------------------------------------------------------------
+    @property
+    def stream_levels(self) -> dict[str, list[int]]:
+        return {"tiv": list(self.config.levels), "tv": list(self.config.levels)}
+
+    def tokens_per_chunk(self, key: bool) -> dict[str, int]:
+        tv = {"tv": self.n_tgt}
+        return {"tiv": self.intra.grid**2, **tv} if key else tv
+
+    @property
+    def stream_grids(self) -> dict[str, tuple[int, int, int]]:
+        g = self.grid
+        return {"tiv": (1, self.intra.grid, self.intra.grid), "tv": (self.config.frames // self.config.tubelet_t, g, g)}
+
+    # -- codec --------------------------------------------------------------------------------
+    def tiv_image(self, tiv_codes: torch.Tensor) -> torch.Tensor:
+        """Quantized TIV codes -> the segment's image, on the 8-bit grid both sides share."""
+        return to_8bit(self.intra.decode(tiv_codes))
+
+    def encode_chunk_latents(self, video: torch.Tensor, state: torch.Tensor | None, *,
+                             closed_loop: bool = True) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        latents: dict[str, torch.Tensor] = {}
+        if state is None:
+            latents["tiv"] = self.intra.encode(video[:, :, 0], video)
+            state = self.tiv_image(self.quant(latents["tiv"]))
+        latents["tv"], _ = self.encode_targets(video, state)
+        return latents, state  # the state is the decoder's too: no decode needed to continue
+
+    def decode_chunk_codes(self, codes: dict[str, torch.Tensor], state: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        if "tiv" in codes:
+            state = self.tiv_image(codes["tiv"])
+        elif state is None:
+            raise ValueError("tivtok2: a chunk without TIV tokens needs the segment's TIV image")
+        return self.decode_targets(codes["tv"], state), state
