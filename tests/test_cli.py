@@ -84,10 +84,11 @@ def test_decode_range_and_png_folder(make_video, tmp_path, capsys):
     assert np.array_equal(read_frames(tmp_path / "frames"), full[5:17])  # PNG frames are exact
 
 
-def test_edit_command(make_video, tmp_path, capsys):
+@pytest.mark.parametrize("model", ["reftok", "tivtok2"])  # tivtok2: the edited frame is the TIV image
+def test_edit_command(make_video, tmp_path, capsys, model):
     src, _ = make_video("in.mkv", n=10, width=64, height=48)
     vtk = tmp_path / "r.vtk"
-    run(capsys, "encode", src, "-o", vtk, "--model", "reftok")
+    run(capsys, "encode", src, "-o", vtk, "--model", model)
     ref = tmp_path / "edited.png"
     write_png(ref, np.full((48, 64, 3), (20, 200, 60), np.uint8))
     out = run(capsys, "edit", vtk, "--reference", ref, "-o", tmp_path / "edit.mkv", "--device", "cpu")

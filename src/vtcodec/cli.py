@@ -151,13 +151,13 @@ def decode(
 
 @app.command()
 def edit(
-    src: Annotated[Path, typer.Argument(help="a .vtk made with a reftok model")],
+    src: Annotated[Path, typer.Argument(help="a .vtk made with a reftok model or a tivtok of arch tivtok2 (round 10 on)")],
     reference: Annotated[Path, typer.Option(help="edited reference frame (image); resized to the video")],
     output: Annotated[str, typer.Option("--output", "-o", help="output video (dir/ for PNG frames)")],
     device: Device = "auto",
     force: Force = False,
 ) -> None:
-    """Zero-shot editing: decode a RefTok .vtk with an edited reference frame."""
+    """Zero-shot editing: decode a RefTok .vtk with an edited reference frame (TivTok from round 10: an edited TIV image)."""
     from vtcodec.codec import decode_file
 
     bar, cb = _progress("edit")

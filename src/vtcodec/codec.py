@@ -334,7 +334,7 @@ def iter_decode(src: str | Path, *, start: int = 0, stop: int | None = None, dev
             raise FormatError(f"{src}: header field missing or malformed ({e})") from None
         if reference is not None:
             if not hasattr(tok, "state_from_reference"):
-                raise ModelError(f"model {tok.key} ({tok.arch}) has no reference frame to edit; use a reftok .vtk")
+                raise ModelError(f"model {tok.key} ({tok.arch}) has no reference frame to edit; use a reftok or tivtok2 .vtk")
             ref_tiles = layout.split(frames_to_video(reference[None], 1))[:, :, 0]
         else:
             ref_tiles = None
