@@ -51,7 +51,7 @@ def check(model, clip: torch.Tensor) -> dict[str, float]:
     half = clip.shape[2] // 2
     tgt = clip[:, :, half:]
     out = {"static": psnr(tgt.mean(2, keepdim=True).expand_as(tgt), tgt)}
-    if model.arch == "reftok":
+    if model.arch in ("reftok", "tivtok2"):  # tivtok2: the reference is a TIV image
         ref = clip[:, :, half - 1]
         recon = model(tgt, ref, use_intra_ref=True)["recon"]
         out["intra ref"] = psnr(recon, tgt)

@@ -516,7 +516,7 @@ def test_edit_needs_a_reference_model(arch, coded, tmp_path):
     png = tmp_path / "ref.png"
     write_png(png, np.zeros((61, 97, 3), np.uint8))
     out = tmp_path / "edit.mkv"
-    with pytest.raises(ModelError, match=arch):
+    with pytest.raises(ModelError, match=rf"model {arch} \({arch}\) has no reference frame"):
         decode_file(vtk, out, reference=png, device="cpu")
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ref.png"]

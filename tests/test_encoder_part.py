@@ -21,7 +21,7 @@ from vtcodec.train.steps import encoder_step, in_part, part_patterns
 pytestmark = pytest.mark.usefixtures("one_thread")
 CASES = [("tivtok", {}), ("reftok", {}), ("reftok", {"enc_split": True}), ("reftok", {"enc_split": True, "intra_ctx": 1}),
          ("reftok", {"enc_split": True, "intra_ctx": 2}),
-         ("vidtok", {})]
+         ("vidtok", {}), ("tivtok2", {}), ("tivtok2", {"enc_split": True})]
 
 
 def _model(arch: str, seed: int = 0, **extra):

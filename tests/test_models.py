@@ -265,10 +265,11 @@ def tivtok2():
 
 
 @pytest.mark.parametrize("slot", [0, 1])
-def test_tivtok2_tv_tokens_see_only_their_slot_and_the_tiv_image(tivtok2, slot):
+@pytest.mark.parametrize("enc_split", [False, True])
+def test_tivtok2_tv_tokens_see_only_their_slot_and_the_tiv_image(slot, enc_split):
     """The scope rule, encoder side: changing the frames of one time slot (tubelet_t frames) changes
-    that slot's TV tokens only; the TIV image (the state) is given."""
-    m, tt = tivtok2, TINY["tivtok2"]["tubelet_t"]
+    that slot's TV tokens only; the TIV image (the state) is given. enc_split: the shipped layout."""
+    m, tt = tiny("tivtok2", seed=5, enc_split=enc_split), TINY["tivtok2"]["tubelet_t"]
     video = rand_video(seed=20)
     with torch.no_grad():
         _, tiv = m.encode_chunk_latents(video, None)

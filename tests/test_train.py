@@ -197,6 +197,26 @@ def test_part_training_changes_only_that_part(tmp_path, capsys):
         assert not (tmp_path / "bad").exists()  # a refused run leaves no folder behind
 
 
+def test_tivtok2_starts_from_a_reftok_run(tmp_path, capsys):
+    """`--model tivtok2 --init <reftok checkpoint>`: the TivTok design on RefTok's network starts
+    from its weights (nothing fresh), trains on the codec's loop and on its intra part (whose
+    validation bits are the `tiv` stream's over one frame); an arch that cannot start from it is refused."""
+    base, init = tiny_reftok_run(tmp_path)
+    base = [a if a != "reftok" else "tivtok2" for a in base]
+    for part, out in (("codec", "t2c"), ("intra", "t2i")):
+        with pytest.raises(SystemExit) as e:
+            main(base + ["--init", str(init), "--part", part, "--out", str(tmp_path / out), "--steps", "2"])
+        assert e.value.code == 0
+        meta = read_metadata(tmp_path / out / "model.safetensors")
+        assert meta["arch"] == "tivtok2" and json.loads(meta["info"])["fresh_from_init"] == []
+    log = [json.loads(line) for line in (tmp_path / "t2i" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["val_bpp_raw_tokens"] == pytest.approx(256 * math.log2(64000) / 128**2)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main([a if a != "tivtok2" else "vidtok" for a in base] + ["--init", str(init), "--out", str(tmp_path / "bad"), "--steps", "1"])
+    assert e.value.code == 1 and "not vidtok" in capsys.readouterr().err
+
+
 def test_export_checkpoint_takes_a_part_from_a_part_run(tmp_path):
     script = Path(__file__).resolve().parents[1] / "scripts" / "export_checkpoint.py"
     base, full = tiny_reftok_run(tmp_path)

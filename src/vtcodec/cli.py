@@ -46,7 +46,7 @@ def train(
     save_every: Annotated[int, typer.Option()] = 250,
     compile: Annotated[bool, typer.Option(help="torch.compile the model")] = False,
     recipe: Annotated[Optional[str], typer.Option(help='JSON training-recipe overrides, e.g. \'{"reuse_p": 0.8}\' (knobs: vtcodec.train.steps.RECIPES)')] = None,
-    part: Annotated[Optional[str], typer.Option(help="train only this part, the rest frozen (encoder: what only the encoder uses, any model; reftok: intra; codec: everything, on the codec's chunk loop); use with --init")] = None,
+    part: Annotated[Optional[str], typer.Option(help="train only this part, the rest frozen (encoder: what only the encoder uses, any model; reftok, tivtok2: intra; codec: everything, on the codec's chunk loop); use with --init")] = None,
 ) -> None:
     """Train a tokenizer on your own footage; the EMA checkpoint lands in OUT/model.safetensors."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn

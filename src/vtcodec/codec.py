@@ -434,7 +434,8 @@ def decode_file(src: str | Path, dst: str | Path, *, start: int = 0, stop: int |
                 progress: Progress | None = None) -> DecodeResult:
     """Decode a .vtk file into a video (.mp4/.mkv H.264, .y4m, or a PNG folder `dir/`), atomically.
 
-    `reference`: an image to use as the reference frame (RefTok zero-shot editing).
+    `reference`: an image to use as the reference frame (RefTok zero-shot editing; for a
+    `tivtok2` file, the TIV image every chunk of a segment builds on).
     """
     t0 = time.perf_counter()
     check_output_path(src, dst, force, inputs=(reference,))

@@ -7,15 +7,15 @@ Neither loads a checkpoint or imports torch. `vtcodec.codec.iter_decode` reads c
 the same `chunks_of`, so what a user reads is exactly what the decoder decodes.
 
 What a chunk holds (docs/FORMAT.md): a key chunk restarts every tile and carries the model's key
-streams (RefTok `intra`, TivTok `tiv`) for all of them; a following chunk carries only the
+streams (RefTok `intra`, TivTok `tiv`: both archs) for all of them; a following chunk carries only the
 continuing streams, except in a partial refresh, where `refreshed` lists the restarted tiles and
 the key streams hold one row per listed tile, in that order.
 
 Each row is one tile's tokens in the model's order; `TokenChunk.shaped(name)` lays them out as
 (rows, T, H, W) with the grid the encoder recorded in the header (`stream_grids`: latent time,
 rows, columns for the baseline's latents and RefTok's targets; 1 x rows x columns for RefTok's
-intra frame; frames x 1 x slots for TivTok's TV tokens; patches x 1 x slots for its TIV
-tokens). Files from earlier writers have no grids.
+intra frame; frames x 1 x slots for round-3 TivTok's TV tokens; patches x 1 x slots for its TIV
+tokens; as RefTok's intra and target for round-10 TivTok's (`tivtok2`) TIV and TV tokens). Files from earlier writers have no grids.
 """
 
 from __future__ import annotations

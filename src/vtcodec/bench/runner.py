@@ -57,7 +57,7 @@ class ModelSpec:
     """One tokenizer to benchmark.
 
     ``model`` is what ``vtcodec.encode_file(model=...)`` receives: an installed model key or a
-    checkpoint path. ``key`` labels it in results; ``arch`` (tivtok/reftok/vidtok) lets the
+    checkpoint path. ``key`` labels it in results; ``arch`` (tivtok/tivtok2/reftok/vidtok; its ``family`` maps tivtok2 to tivtok) lets the
     paper suite pair models, and is guessed from the key when unknown.
     """
 
@@ -227,7 +227,8 @@ def _bench_model(runner, codec_obj, spec, src, ref, fps, device, work, warmup, w
     out = {
         "key": spec.key,
         "model": spec.model,
-        "arch": spec.family,
+        "arch": spec.arch or spec.family,
+        "family": spec.family,
         "pixels_per_token_nominal": spec.pixels_per_token,
         **raw,
         "bpp": classical.bpp(nbytes, t, w, h),

@@ -1,6 +1,6 @@
 """The one registry of tokenizer architectures, and safetensors checkpoints.
 
-Architectures are keyed by stable strings (`tivtok`, `reftok`, `vidtok`), never by position. A
+Architectures are keyed by stable strings (`tivtok`, `tivtok2`, `reftok`, `vidtok`), never by position. A
 checkpoint is one `.safetensors` file whose metadata holds `arch` and the JSON `config`; it loads
 with strict keys, and the sha256 of the file is what a `.vtk` header names. No pickle anywhere.
 

@@ -6,7 +6,8 @@ the baseline however it was trained (models/README.md, rounds 3-9). This design 
 two rules and changes what a TIV token is:
 
 * TIV tokens: the tokens of one image (8x8 patches, 64 px/token) that the whole segment builds on.
-  Its encoder sees the key chunk's first frame and its mean frame (`intra_ctx`), so its scope is
+  Its encoder sees the key chunk's first frame and its mean frame (`intra_ctx 1`; RefTok's steps
+  train it on a frame alone, the codec's loop with the mean), so its scope is
   the whole clip; what the image shows is learned on the codec's own loop (`--part codec`), where
   every chunk of the segment is decoded from it, so it is the image that serves all of them, not a
   copy of frame 0.
@@ -15,7 +16,9 @@ two rules and changes what a TIV token is:
   chunks of the segment reuse it and send TV tokens only (cross-chunk reuse). Unlike RefTok, whose
   state is the previous chunk's last decoded frame, the state never changes within a segment, so
   any chunk decodes from the segment's TIV tokens plus its own TV tokens: a chunk needs no
-  earlier chunk's pixels, nothing accumulates from chunk to chunk, and chunks decode in parallel.
+  earlier chunk's pixels and nothing accumulates from chunk to chunk (the codec still walks a
+  segment's chunks in order, recomputing the TIV features per chunk; it could decode them in
+  parallel or from any chunk, and does not yet).
 * Scope-Induced Factorization (`tv_scope 1`): TV tokens are 4x16x16 tubelets; an attention mask
   lets the TV tokens of one time slot (4 frames) see only each other and the TIV features, in the
   encoder and in the decoder. The paper scopes TV tokens to one frame; a slot of 4 frames keeps
@@ -41,6 +44,8 @@ class TivTok2Config(RefTokConfig):
     # 1: TV tokens of one time slot see only that slot and the TIV features (the scope rule).
     # 0: TV tokens see the whole chunk.
     tv_scope: int = 1
+    ref_path: int = 3   # per-pixel gate: static regions copy the TIV image, moving ones do not
+    intra_ctx: int = 1  # the TIV encoder sees the chunk's mean frame too
 
 
 class TivTok2(RefTok):
@@ -48,6 +53,7 @@ class TivTok2(RefTok):
     Config = TivTok2Config
     LEGACY = {}
     WARM_FROM = ("reftok",)  # registry.warm_start may fill this arch from a RefTok checkpoint
+    PART_STREAMS = {"intra": "tiv"}  # `--part intra` trains the tokenizer of the `tiv` stream
 
     def __init__(self, config: TivTok2Config):
         super().__init__(config)

@@ -170,7 +170,8 @@ def validate(model, step_fn, val: torch.Tensor, device, amp, g, batch: int = 4, 
     recon, target = torch.cat(recons), torch.cat(targets)
     streams = model.tokens_per_chunk(key=True)
     levels = model.stream_levels
-    bits = sum(n * math.log2(math.prod(levels[s])) for s, n in streams.items() if part in (None, s) or part not in streams)
+    stream = getattr(model, "PART_STREAMS", {}).get(part, part)  # a part that codes a stream of another name
+    bits = sum(n * math.log2(math.prod(levels[s])) for s, n in streams.items() if stream in (None, s) or stream not in streams)
     px = target.shape[2] * target.shape[3] * target.shape[4]
     # the step's own figures (ssim; the encoder part's mse_db and soft_bits, ...), averaged over batches
     means = {k: float(np.mean([lg[k] for lg in logs_all])) for k in logs_all[0]}

@@ -9,7 +9,7 @@ defaults); `vtcodec train --recipe '{"reuse_p": 0.8}'` overrides them and the ru
 records the values used.
 
 `PARTS` trains one part alone (`vtcodec train --part NAME`), the rest of the model frozen:
-- `intra` (RefTok): the intra tokenizer, which codes one frame per segment and whose
+- `intra` (RefTok, and tivtok2, whose TIV tokens it codes): the intra tokenizer, which codes one frame per segment and whose
   reconstruction is the reference every following chunk builds on; as part of the full step it
   saw one frame per clip, alone it sees eight.
 - `encoder` (every model): the parameters only the encoder uses (`Tokenizer.encoder_only`), trained
