@@ -143,6 +143,8 @@ class RefTok(Tokenizer):
     GROWABLE = ("head.*", "intra.head.*")
     # enc_split: the target encoder's own blocks start as copies of the shared ones
     DERIVED = {"tgt_enc.": "enc.", "tgt_enc_norm.": "enc_norm."}
+    # stream names: the intra-coded reference (key chunks only), the target tokens (every chunk)
+    KEY, MAIN = "intra", "target"
 
     def __init__(self, config: RefTokConfig):
         super().__init__(config)
@@ -194,11 +196,11 @@ class RefTok(Tokenizer):
     # -- interface ----------------------------------------------------------------------------
     @property
     def stream_levels(self) -> dict[str, list[int]]:
-        return {"intra": list(self.config.levels), "target": list(self.config.levels)}
+        return {self.KEY: list(self.config.levels), self.MAIN: list(self.config.levels)}
 
     def tokens_per_chunk(self, key: bool) -> dict[str, int]:
-        tgt = {"target": self.n_tgt}
-        return {"intra": self.intra.grid**2, **tgt} if key else tgt
+        tgt = {self.MAIN: self.n_tgt}
+        return {self.KEY: self.intra.grid**2, **tgt} if key else tgt
 
     @property
     def encoder_only(self) -> tuple[str, ...]:
@@ -210,7 +212,7 @@ class RefTok(Tokenizer):
     @property
     def stream_grids(self) -> dict[str, tuple[int, int, int]]:
         g = self.grid
-        return {"intra": (1, self.intra.grid, self.intra.grid), "target": (self.config.frames // self.config.tubelet_t, g, g)}
+        return {self.KEY: (1, self.intra.grid, self.intra.grid), self.MAIN: (self.config.frames // self.config.tubelet_t, g, g)}
 
     # -- parts --------------------------------------------------------------------------------
     def _ref_tokens(self, ref: torch.Tensor) -> torch.Tensor:

@@ -54,6 +54,7 @@ class TivTok2(RefTok):
     LEGACY = {}
     WARM_FROM = ("reftok",)  # registry.warm_start may fill this arch from a RefTok checkpoint
     PART_STREAMS = {"intra": "tiv"}  # `--part intra` trains the tokenizer of the `tiv` stream
+    KEY, MAIN = "tiv", "tv"  # RefTok's streams, renamed: the TIV image, the TV tubelets
 
     def __init__(self, config: TivTok2Config):
         super().__init__(config)
@@ -65,20 +66,6 @@ class TivTok2(RefTok):
         if c.tv_scope:
             slot = torch.arange(self.n_tgt) // self.n_ref  # tokens lie in (t', h', w') order
             self.mask[self.n_ref:, self.n_ref:] = slot[:, None] == slot[None, :]
-
-    # -- interface ----------------------------------------------------------------------------
-    @property
-    def stream_levels(self) -> dict[str, list[int]]:
-        return {"tiv": list(self.config.levels), "tv": list(self.config.levels)}
-
-    def tokens_per_chunk(self, key: bool) -> dict[str, int]:
-        tv = {"tv": self.n_tgt}
-        return {"tiv": self.intra.grid**2, **tv} if key else tv
-
-    @property
-    def stream_grids(self) -> dict[str, tuple[int, int, int]]:
-        g = self.grid
-        return {"tiv": (1, self.intra.grid, self.intra.grid), "tv": (self.config.frames // self.config.tubelet_t, g, g)}
 
     # -- codec --------------------------------------------------------------------------------
     def tiv_image(self, tiv_codes: torch.Tensor) -> torch.Tensor:
