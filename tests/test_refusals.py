@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import run_cli
@@ -250,3 +251,13 @@ def test_an_interruption_is_held_only_by_the_main_threads_sections():
     with pytest.raises(OSError):  # and nothing stays pending for the next section
         with held_signals():
             raise OSError("disk full")
+
+
+@pytest.mark.parametrize("value,shown", [(np.int64(0), "got 0"), (-3, "got -3"), (2.5, "got 2.5"), (True, "got True"),
+                                         ("4", "got '4'")])
+def test_whole_number_message_shows_the_value_as_typed(value, shown):
+    """numpy integers print as plain numbers (not np.int64(0)); other types keep their repr."""
+    from vtcodec.errors import whole_number_problem
+
+    assert whole_number_problem("n", value).endswith(shown)
+    assert whole_number_problem("n", np.int64(3)) is None
