@@ -6,7 +6,8 @@
 
 Each clip is cut to its first `--frames` frames and centre-cropped/resized to size x size as
 `vtcodec bench --size` does, then encoded with `vtcodec.encode_file(..., setting=value)` for each
-value (.vtk sizes, decoded frames); per value, the means over clips are printed, and with
+value (.vtk sizes, decoded frames); per value, the means over clips are printed (and the bits
+pooled over all the clips' pixels, which is what `vtcodec bench` reports), and with
 `--per-clip` each clip's row too. Settings are encode_file's keyword arguments (overlap,
 refresh_db, segment_chunks, refine, refine_slope, refine_lr, tile_batch); `inf` means never for refresh_db. At 256x256 with
 128-px tiles an overlap of 16 needs 9 tiles and an overlap of 0 needs 4.
@@ -77,14 +78,16 @@ def main() -> None:
                 r = vtcodec.encode_file(path, Path(tmp) / "o.vtk", model=tok, force=True, **{**fixed, name: value})
                 secs = time.perf_counter() - t0
                 dec = vtcodec.decode_frames(Path(tmp) / "o.vtk", model=tok)
-                rows.append((r.bpp, psnr_rgb(ref, dec), ssim(ref, dec), secs))
+                rows.append((r.bpp, psnr_rgb(ref, dec), ssim(ref, dec), secs, ref[..., 0].size))
                 if a.per_clip:
                     print(f"  {path.stem}: bpp {rows[-1][0]:.5f}  PSNR {rows[-1][1]:.2f} dB  SSIM {rows[-1][2]:.4f}  "
                           f"encode {secs:.1f} s", flush=True)
-            bpp, p, s, secs = np.mean(rows, axis=0)
+            bpp, p, s, secs, _ = np.mean(rows, axis=0)
+            px = np.array([r[4] for r in rows], float)
+            pooled = float(np.dot([r[0] for r in rows], px) / px.sum())  # all bits over all pixels, as bench
             extra = "".join(f" {k} {v:g}" for k, v in fixed.items()) + "".join(f" only {k}" for k in a.refine_only or ())
             print(f"{a.model} {name} {value:g}{extra}: {len(rows)} clips, bpp {bpp:.5f}  PSNR {p:.2f} dB  "
-                  f"SSIM {s:.4f}  encode {secs:.1f} s/clip", flush=True)
+                  f"SSIM {s:.4f}  encode {secs:.1f} s/clip  (pooled over pixels, as bench: bpp {pooled:.5f})", flush=True)
 
 
 if __name__ == "__main__":
