@@ -57,6 +57,10 @@ def summary(run: Path) -> dict:
         "loss_last50": round(statistics.mean(r["loss"] for r in tail), 4),
         "ssim_last50": round(statistics.mean(r["ssim"] for r in tail), 4),
         "val_curve": [(r["step"], round(r["val_psnr"], 2), round(r["val_ssim"], 3)) for r in val],
+        # `--val-codec` runs: (step, bpp, PSNR, SSIM) through the real codec
+        **({"codec_curve": [(r["step"], round(r["val_codec_bpp"], 5), round(r["val_codec_psnr"], 2),
+                             round(r["val_codec_ssim"], 4)) for r in val if "val_codec_bpp" in r]}
+           if any("val_codec_bpp" in r for r in val) else {}),
     }
 
 

@@ -49,6 +49,36 @@ def test_train_20_steps_on_bundled_example_loads_and_decodes(tmp_path, monkeypat
     assert frames.shape == (r.frames, 256, 256, 3)
 
 
+def test_val_codec_scores_the_checkpoint_through_the_codec(tmp_path, capsys):
+    """--val-codec: each validation also codes the folder's videos with the EMA weights through the
+    real codec; the figures logged are what rd_sweep measures on the saved checkpoint."""
+    out, vids, data = tmp_path / "run", tmp_path / "vids", _data(tmp_path)
+    vids.mkdir()
+    shutil.copy(EXAMPLE, vids / "a.mp4")
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--model", "vidtok", "--config", TINY, "--data", str(data), "--out", str(out),
+              "--steps", "2", "--batch", "1", "--val-every", "2", "--save-every", "2", "--val-codec", str(vids)])
+    assert e.value.code == 0
+    rec = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
+    model = load_checkpoint(out / "model.safetensors")
+    model.key, model.sha256 = "val", "0" * 64
+    from vtcodec.bench.metrics import psnr_rgb
+    from vtcodec.bench.prepare import fit_size, load_clip, write_lossless
+
+    clip, info = load_clip(EXAMPLE, 32)
+    ref, _ = write_lossless(fit_size(clip, 256, 256), tmp_path / "src.mkv", info.fps)
+    r = encode_file(tmp_path / "src.mkv", tmp_path / "o.vtk", model=model)
+    assert rec["val_codec_bpp"] == pytest.approx(r.bpp, rel=0.02)  # the saved EMA weights, coded again
+    assert rec["val_codec_psnr"] == pytest.approx(psnr_rgb(ref, decode_frames(tmp_path / "o.vtk", model=model)), abs=0.1)
+    assert 0 < rec["val_codec_ssim"] <= 1
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--model", "vidtok", "--data", str(data), "--out", str(tmp_path / "bad"),
+              "--steps", "1", "--val-codec", str(tmp_path / "nothing")])
+    assert e.value.code == 1 and "--val-codec" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
 def _two_steps_saved(tmp_path, *extra: str) -> tuple[Path, list[str]]:
     """A tiny run stopped after 2 steps (saved): (its folder, the arguments that resume it)."""
     out = tmp_path / "run"

@@ -47,6 +47,7 @@ def train(
     compile: Annotated[bool, typer.Option(help="torch.compile the model")] = False,
     recipe: Annotated[Optional[str], typer.Option(help='JSON training-recipe overrides, e.g. \'{"reuse_p": 0.8}\' (knobs: vtcodec.train.steps.RECIPES)')] = None,
     part: Annotated[Optional[str], typer.Option(help="train only this part, the rest frozen (encoder: what only the encoder uses, any model; reftok, tivtok2: intra; codec: everything, on the codec's chunk loop); use with --init")] = None,
+    val_codec: Annotated[Optional[Path], typer.Option(help="also validate through the codec: each video of this folder (32 frames, 256x256), real .vtk bits, PSNR, SSIM")] = None,
 ) -> None:
     """Train a tokenizer on your own footage; the EMA checkpoint lands in OUT/model.safetensors."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -57,7 +58,7 @@ def train(
     opt = TrainOptions(model=model, data=str(data), out=str(out), steps=steps, batch=batch, lr=lr,
                        config=overrides, resume=resume, init=str(init) if init else None, device=device,
                        amp=amp, seed=seed, val_every=val_every, save_every=save_every, compile=compile,
-                       recipe=recipe_overrides, part=part)
+                       recipe=recipe_overrides, part=part, val_codec=str(val_codec) if val_codec else None)
     cols = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
             TextColumn("{task.fields[info]}"), TimeRemainingColumn()]
     with Progress(*cols, transient=False) as bar:
@@ -67,6 +68,8 @@ def train(
             info = f"loss {rec['loss']:.4f}  {rec['clips_per_s']:.1f} clips/s"
             if "val_psnr" in rec:
                 info += f"  val {rec['val_psnr']:.2f} dB"
+            if "val_codec_bpp" in rec:
+                info += f"  codec {rec['val_codec_bpp']:.5f} bpp {rec['val_codec_psnr']:.2f} dB"
             bar.update(task, completed=rec["step"], info=info)
 
         path = run(opt, progress=report)

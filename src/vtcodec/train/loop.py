@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from vtcodec.codec import resolve_device
 from vtcodec.errors import OutputError, VtcodecError, whole_number_problem
 from vtcodec.models.registry import ARCHS, build, read_metadata, save_checkpoint, warm_start
+from vtcodec.train.codec_val import CodecValidation
 from vtcodec.train.data import ClipSampler, fixed_set, load_sources
 from vtcodec.train.losses import psnr
 from vtcodec.train.preview import preview
@@ -59,6 +60,7 @@ class TrainOptions:
     init: str | None = None  # start from this checkpoint's weights
     recipe: dict = field(default_factory=dict)  # overrides of the step function's knobs (train.steps.RECIPES)
     part: str | None = None  # train only this submodule (train.steps.PARTS), the rest frozen
+    val_codec: str | None = None  # also validate through the codec on this folder's videos (train.codec_val)
 
     def problem(self) -> str | None:
         """Why these options cannot start a run (one line), or None: checked before anything is
@@ -250,6 +252,7 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
         val_src = train_src  # tiny data (e.g. the bundled example): validate on what there is
     sampler = ClipSampler(train_src, CLIP_FRAMES, model.tile, seed=opt.seed + 1000 * rank)
     val = fixed_set(val_src, opt.val_clips, CLIP_FRAMES, model.tile)
+    codec_val = CodecValidation(opt.val_codec) if opt.val_codec and rank == 0 else None
 
     decay, no_decay = [], []
     for n, p in model.named_parameters():
@@ -307,6 +310,8 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
         if rank == 0 and ((step + 1) % opt.val_every == 0 or last):
             tv = time.perf_counter()
             v = validate(ema, step_fn, val, device, amp, g, part=opt.part)
+            if codec_val:
+                v |= codec_val(ema)
             preview(out / "preview.png", v.pop("_target"), v.pop("_recon"))
             rec |= {f"val_{k}": x for k, x in v.items()} | {"val_time_s": time.perf_counter() - tv}
         if rank == 0:
@@ -325,4 +330,6 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
         dist.destroy_process_group()
     if log:
         log.close()
+    if codec_val:
+        codec_val.close()
     return out / "model.safetensors"
