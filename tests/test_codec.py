@@ -369,11 +369,21 @@ def test_partial_refresh_decodes_each_tile_as_its_own_coding(arch, tmp_path, mak
     assert np.abs(got[8:16, :, :64] - a[8:16, :, :64]).max() <= tol
     assert np.abs(got[:, :, 64:] - n[:, :, 64:]).max() <= tol and np.abs(got[:8] - n[:8]).max() <= tol
     assert not np.array_equal(got[8:16, :, :64], n[8:16, :, :64])
+    # a seek into chunk 2 decodes what the whole decode gives there; a model whose state comes from
+    # its key streams alone (tivtok2) decodes chunk 2 only, taking the refreshed tile's state from chunk 1's key streams
+    tok = load_tokenizer(arch, device="cpu")
+    decoded = []
+    plain = tok.decode_chunk
+    monkeypatch.setattr(tok, "decode_chunk", lambda s, st: decoded.append(1) or plain(s, st))
+    assert np.array_equal(decode_frames(tmp_path / "p.vtk", model=tok, start=16).astype(int), got[16:])
+    assert len(decoded) == (1 if tok.STATE_FROM_KEY else 3 + 1)  # (the refresh decodes tile 0 and tile 1 apart)
     if arch in ("reftok", "tivtok2"):  # editing: a restarted tile starts from the edited reference, like a key chunk
         edit = np.random.default_rng(0).integers(0, 256, (64, 128, 3), dtype=np.uint8)
         got_e = np.concatenate(list(iter_decode(tmp_path / "p.vtk", reference=edit, device="cpu"))).astype(int)
         a_e = np.concatenate(list(iter_decode(always, reference=edit, device="cpu"))).astype(int)
         assert np.abs(got_e[8:16, :, :64] - a_e[8:16, :, :64]).max() <= tol
+        seek_e = np.concatenate(list(iter_decode(tmp_path / "p.vtk", reference=edit, device="cpu", start=16))).astype(int)
+        assert np.array_equal(seek_e, got_e[16:])  # a seek keeps the edit, skipped chunks or not
 
 
 def test_partial_refresh_across_tile_batches(tmp_path):

@@ -356,11 +356,17 @@ def iter_decode(src: str | Path, *, start: int = 0, stop: int | None = None, dev
                 if c.refreshed is not None:  # key streams scattered to full rows, with the rows' mask
                     refresh, full = _partial_refresh(tok, c, layout.count, key_names)
                     streams = {**full, **streams}
+            # a chunk before the range whose state the key streams alone give: no pixels to decode
+            unseen = tok.STATE_FROM_KEY and c.first_frame + c.n_frames <= start
             outs = []
             for i, sl in enumerate(b.slices):
                 s: Streams = {k: torch.from_numpy(v[sl]).to(dev) for k, v in streams.items()}
                 refs = None if ref_tiles is None else ref_tiles[sl].to(dev)
                 with torch.no_grad(), _autocast(dev):
+                    if unseen:
+                        b.dec[i] = _state_only(tok, s, b.dec[i], c.key,
+                                               None if refresh is None else torch.from_numpy(refresh[sl]).to(dev), refs)
+                        continue
                     if c.key:
                         video, b.dec[i] = tok.decode_chunk(*_restart(tok, s, refs, key_names))
                     elif refresh is not None and refresh[sl].any():
@@ -369,12 +375,27 @@ def iter_decode(src: str | Path, *, start: int = 0, stop: int | None = None, dev
                     else:  # continuing tiles never see key streams (a partial refresh's zero rows)
                         video, b.dec[i] = tok.decode_chunk({k: v for k, v in s.items() if k not in key_names}, b.dec[i])
                 outs.append(video.float().cpu())
+            if unseen:
+                continue
             frames = video_to_frames(layout.merge(torch.cat(outs)), c.n_frames)
             lo, hi = max(start, c.first_frame), min(stop, c.first_frame + c.n_frames)
             if lo < hi:
                 yield frames[lo - c.first_frame: hi - c.first_frame]
                 if progress:
                     progress(hi - start, stop - start)
+
+
+def _state_only(tok: Tokenizer, s: Streams, state, key: bool, m: torch.Tensor | None, refs: torch.Tensor | None):
+    """The state after a chunk nobody will see, for a model whose state follows from its key
+    streams alone (Tokenizer.STATE_FROM_KEY): restarted tiles (all on a key chunk, those in the
+    mask `m` on a partial refresh) take it from their key streams (or the edit reference), the
+    others keep theirs."""
+    if key:
+        return tok.key_state(s) if refs is None else tok.state_from_reference(refs)
+    if m is None or not m.any():
+        return state
+    new = tok.key_state({k: v[m] for k, v in s.items()}) if refs is None else tok.state_from_reference(refs[m])
+    return tok.replace_state_rows(state, m, new)
 
 
 def _partial_refresh(tok: Tokenizer, c: TokenChunk, n_tiles: int, key_names: set[str]):

@@ -134,6 +134,14 @@ class Tokenizer(nn.Module):
         which is what encoder-side refinement (vtcodec.refine) optimises through."""
         raise NotImplementedError
 
+    # True: the state after any chunk follows from the key streams alone (`key_state`), never from
+    # a chunk's other streams (TivTok's TIV image), so a seek skips decoding the chunks before it.
+    STATE_FROM_KEY: ClassVar[bool] = False
+
+    def key_state(self, streams: Streams) -> Any:
+        """The state key streams (token indices) give, without decoding the chunk (STATE_FROM_KEY)."""
+        raise NotImplementedError
+
     def next_encoder_state(self, enc_state: Any, dec_state: Any) -> Any:
         """The encoder's state for the next chunk once refinement has changed this chunk's tokens.
         Closed-loop models (RefTok's decoded frame, TivTok's TIV codes) carry what the decoder

@@ -55,6 +55,7 @@ class TivTok2(RefTok):
     WARM_FROM = ("reftok",)  # registry.warm_start may fill this arch from a RefTok checkpoint
     PART_STREAMS = {"intra": "tiv"}  # `--part intra` trains the tokenizer of the `tiv` stream
     KEY, MAIN = "tiv", "tv"  # RefTok's streams, renamed: the TIV image, the TV tubelets
+    STATE_FROM_KEY = True  # a seek decodes the TIV image of the segment, not the chunks before it
 
     def __init__(self, config: TivTok2Config):
         super().__init__(config)
@@ -71,6 +72,9 @@ class TivTok2(RefTok):
     def tiv_image(self, tiv_codes: torch.Tensor) -> torch.Tensor:
         """Quantized TIV codes -> the segment's image, on the 8-bit grid both sides share."""
         return to_8bit(self.intra.decode(tiv_codes))
+
+    def key_state(self, streams: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.tiv_image(self.quant.indices_to_codes(streams[self.KEY]))
 
     def encode_chunk_latents(self, video: torch.Tensor, state: torch.Tensor | None, *,
                              closed_loop: bool = True) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
