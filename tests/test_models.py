@@ -351,25 +351,6 @@ def test_tivtok2_warm_starts_from_reftok_and_whole_chunk_scope_is_reftok(tmp_pat
         warm_start(v, None, "tivtok2")
 
 
-@pytest.mark.parametrize("arch", ["reftok", "tivtok2"])
-def test_ref_pixels_start_as_the_model_without_and_then_read_the_reference(arch, tmp_path):
-    """ref_pixels: a warm start adds only the zero-initialised side convolution (same outputs);
-    once it is non-zero the output moves with the reference's pixels through it."""
-    torch.manual_seed(3)
-    p = tmp_path / "m.safetensors"
-    save_checkpoint(tiny(arch, seed=3), p)
-    plain, _ = warm_start(p)
-    m, fresh = warm_start(p, {"ref_pixels": True})
-    assert fresh == ["head.side.bias", "head.side.weight"]
-    video, ref = rand_video(seed=30), rand_video(seed=31)[:, :, 0]
-    with torch.no_grad():
-        codes = m.quant(torch.randn(1, m.n_tgt, m.quant.dim, generator=torch.Generator().manual_seed(1)))
-        assert torch.equal(plain.eval().decode_targets(codes, ref), m.eval().decode_targets(codes, ref))
-        before = m.decode_targets(codes, ref)
-        m.head.side.weight.normal_(0, 0.1)
-        assert max_diff(m.decode_targets(codes, ref), before) > 1e-3
-
-
 # == VidTok ======================================================================================
 def vidtok_model(**overrides):
     return tiny("vidtok", **overrides)

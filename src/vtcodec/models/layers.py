@@ -87,13 +87,9 @@ class PixelHead(nn.Module):
     probe); this head un-patchifies to a quarter-resolution feature map and refines it with 3x3
     convolutions at 1/4 and 1/2 resolution, so neighbouring patches blend.
     Input (B*T, h'*w', D) for one frame per batch row; output (B*T, out_ch, H, W).
-
-    `side_ch` > 0: forward also takes an image (B*T, side_ch, H, W) (a reference frame), whose
-    pixels enter the half-resolution features through a zero-initialised convolution: a path for
-    detail that patch features cannot carry, starting as the head without it.
     """
 
-    def __init__(self, dim: int, patch: int, width: int = 48, out_ch: int = 3, side_ch: int = 0):
+    def __init__(self, dim: int, patch: int, width: int = 48, out_ch: int = 3):
         super().__init__()
         if patch % 4:
             raise ValueError(f"PixelHead needs a patch size divisible by 4, got {patch}")
@@ -104,10 +100,6 @@ class PixelHead(nn.Module):
         self.up1 = nn.Conv2d(width, 4 * (width // 2), 3, padding=1)
         self.c2 = nn.Sequential(nn.GELU(), nn.Conv2d(width // 2, width // 2, 3, padding=1), nn.GELU())
         self.up2 = nn.Conv2d(width // 2, 4 * out_ch, 3, padding=1)
-        if side_ch:
-            self.side = nn.Conv2d(4 * side_ch, width // 2, 3, padding=1)
-            nn.init.zeros_(self.side.weight)
-            nn.init.zeros_(self.side.bias)
 
     def zero_channels(self, first: int) -> None:
         """Make output channels `first`.. start at exactly zero (the last conv's rows for them:
@@ -116,15 +108,13 @@ class PixelHead(nn.Module):
             self.up2.weight[4 * first:].zero_()
             self.up2.bias[4 * first:].zero_()
 
-    def forward(self, x: torch.Tensor, grid: tuple[int, int], side: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         n, _, _ = x.shape
         gh, gw = grid
         s, c = self.sub, self.width
         f = self.proj(x).view(n, gh, gw, c, s, s).permute(0, 3, 1, 4, 2, 5).reshape(n, c, gh * s, gw * s)
         f = f + self.c1(f)
         f = F.pixel_shuffle(self.up1(f), 2)  # (N, width/2, 2*gh*s, 2*gw*s)
-        if side is not None:
-            f = f + self.side(F.pixel_unshuffle(side.to(f.dtype), 2))
         f = f + self.c2(f)
         return F.pixel_shuffle(self.up2(f), 2)  # (N, out_ch, H, W)
 

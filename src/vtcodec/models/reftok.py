@@ -79,10 +79,6 @@ class RefTokConfig:
     # 2: as 1, and also the means of the chunk's four quarters (where things go within the chunk),
     # through a second zero-initialised embedding (a warm start from 1 codes exactly as before).
     intra_ctx: int = 0
-    # True: the pixel head also sees the reference frame's pixels at half resolution (PixelHead
-    # side_ch, zero-initialised), so detail can come from the reference beyond its patch features
-    # and the gate's copy. False: rounds 1-10.
-    ref_pixels: bool = False
 
 
 def to_8bit(frame: torch.Tensor) -> torch.Tensor:
@@ -181,7 +177,7 @@ class RefTok(Tokenizer):
             raise ValueError(f"reftok intra_ctx 2 needs frames divisible by 4, got {c.frames}")
         if c.ref_path not in (1, 2, 3):
             raise ValueError(f"reftok ref_path must be 1, 2 or 3, got {c.ref_path}")
-        self.head = PixelHead(d, c.patch, c.head_width, out_ch=4 if c.ref_path == 3 else 3, side_ch=3 if c.ref_pixels else 0)
+        self.head = PixelHead(d, c.patch, c.head_width, out_ch=4 if c.ref_path == 3 else 3)
         if c.ref_path == 3:
             self.head.zero_channels(3)  # the gate correction g starts at zero
         if c.ref_path >= 2:
@@ -261,8 +257,7 @@ class RefTok(Tokenizer):
         tt = c.frames // c.tubelet_t
         # (B, tt, gh, gw, tubelet_t, D) -> (B*T, gh*gw, D)
         x = x.view(b, tt, self.grid, self.grid, c.tubelet_t, -1).permute(0, 1, 4, 2, 3, 5)
-        side = ref.repeat_interleave(c.frames, dim=0) if c.ref_pixels else None  # (B*T, 3, H, W)
-        frames = self.head(x.reshape(b * c.frames, self.n_ref, -1), (self.grid, self.grid), side)
+        frames = self.head(x.reshape(b * c.frames, self.n_ref, -1), (self.grid, self.grid))
         video = frames.reshape(b, c.frames, -1, c.tile, c.tile).transpose(1, 2)
         if c.ref_path == 1:
             return video
