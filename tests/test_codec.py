@@ -377,6 +377,8 @@ def test_partial_refresh_decodes_each_tile_as_its_own_coding(arch, tmp_path, mak
     monkeypatch.setattr(tok, "decode_chunk", lambda s, st: decoded.append(1) or plain(s, st))
     assert np.array_equal(decode_frames(tmp_path / "p.vtk", model=tok, start=16).astype(int), got[16:])
     assert len(decoded) == (1 if tok.STATE_FROM_KEY else 3 + 1)  # (the refresh decodes tile 0 and tile 1 apart)
+    for start in (4, 20):  # inside the key chunk; inside chunk 2 (chunk 1 skipped where it can be)
+        assert np.array_equal(decode_frames(tmp_path / "p.vtk", model=tok, start=start).astype(int), got[start:])
     if arch in ("reftok", "tivtok2"):  # editing: a restarted tile starts from the edited reference, like a key chunk
         edit = np.random.default_rng(0).integers(0, 256, (64, 128, 3), dtype=np.uint8)
         got_e = np.concatenate(list(iter_decode(tmp_path / "p.vtk", reference=edit, device="cpu"))).astype(int)

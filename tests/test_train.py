@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from vtcodec.cli import main
+from vtcodec.train.codec_val import CodecValidation
 from vtcodec.codec import decode_frames, encode_file
 from vtcodec.models.registry import build, load_checkpoint, read_metadata, save_checkpoint
 
@@ -49,7 +50,7 @@ def test_train_20_steps_on_bundled_example_loads_and_decodes(tmp_path, monkeypat
     assert frames.shape == (r.frames, 256, 256, 3)
 
 
-def test_val_codec_scores_the_checkpoint_through_the_codec(tmp_path, capsys):
+def test_val_codec_scores_the_checkpoint_through_the_codec(tmp_path, capsys, monkeypatch):
     """--val-codec: each validation also codes the folder's videos with the EMA weights through the
     real codec; the figures logged are what rd_sweep measures on the saved checkpoint."""
     out, vids, data = tmp_path / "run", tmp_path / "vids", _data(tmp_path)
@@ -71,6 +72,12 @@ def test_val_codec_scores_the_checkpoint_through_the_codec(tmp_path, capsys):
     assert rec["val_codec_bpp"] == pytest.approx(r.bpp, rel=0.02)  # the saved EMA weights, coded again
     assert rec["val_codec_psnr"] == pytest.approx(psnr_rgb(ref, decode_frames(tmp_path / "o.vtk", model=model)), abs=0.1)
     assert 0 < rec["val_codec_ssim"] <= 1
+    seen = []  # what it codes with: the EMA copy (no gradients), in eval mode
+    monkeypatch.setattr(CodecValidation, "__call__", lambda self, m: seen.append(m) or dict(codec_bpp=0.0, codec_psnr=0.0, codec_ssim=0.0))
+    with pytest.raises(SystemExit):
+        main(["train", "--model", "vidtok", "--config", TINY, "--data", str(data), "--out", str(tmp_path / "run2"),
+              "--steps", "1", "--batch", "1", "--val-codec", str(vids)])
+    assert len(seen) == 1 and not seen[0].training and not any(p.requires_grad for p in seen[0].parameters())
     capsys.readouterr()
     with pytest.raises(SystemExit) as e:
         main(["train", "--model", "vidtok", "--data", str(data), "--out", str(tmp_path / "bad"),

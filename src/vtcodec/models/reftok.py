@@ -287,13 +287,13 @@ class RefTok(Tokenizer):
                              closed_loop: bool = True) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
         latents: dict[str, torch.Tensor] = {}
         if state is None:
-            latents["intra"] = self.intra.encode(video[:, :, 0], video)
-            state = to_8bit(self.intra.decode(self.quant(latents["intra"])))
-        latents["target"], _ = self.encode_targets(video, state)
+            latents[self.KEY] = self.intra.encode(video[:, :, 0], video)
+            state = to_8bit(self.intra.decode(self.quant(latents[self.KEY])))
+        latents[self.MAIN], _ = self.encode_targets(video, state)
         if not closed_loop:  # the caller takes the decoder's state (next_encoder_state)
             return latents, None
         # closed loop: the next reference is what the decoder will see
-        recon = self.decode_targets(self.quant(latents["target"]), state)
+        recon = self.decode_targets(self.quant(latents[self.MAIN]), state)
         return latents, to_8bit(recon[:, :, -1])
 
     def state_from_reference(self, frame: torch.Tensor) -> torch.Tensor:
@@ -301,9 +301,9 @@ class RefTok(Tokenizer):
         return to_8bit(frame)
 
     def decode_chunk_codes(self, codes: dict[str, torch.Tensor], state: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        if "intra" in codes:
-            state = to_8bit(self.intra.decode(codes["intra"]))
+        if self.KEY in codes:
+            state = to_8bit(self.intra.decode(codes[self.KEY]))
         elif state is None:
             raise ValueError("reftok: a chunk without an intra reference needs the previous chunk's frame")
-        video = self.decode_targets(codes["target"], state)
+        video = self.decode_targets(codes[self.MAIN], state)
         return video, to_8bit(video[:, :, -1])

@@ -80,14 +80,14 @@ class TivTok2(RefTok):
                              closed_loop: bool = True) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         latents: dict[str, torch.Tensor] = {}
         if state is None:
-            latents["tiv"] = self.intra.encode(video[:, :, 0], video)
-            state = self.tiv_image(self.quant(latents["tiv"]))
-        latents["tv"], _ = self.encode_targets(video, state)
+            latents[self.KEY] = self.intra.encode(video[:, :, 0], video)
+            state = self.tiv_image(self.quant(latents[self.KEY]))
+        latents[self.MAIN], _ = self.encode_targets(video, state)
         return latents, state  # the state is the decoder's too: no decode needed to continue
 
     def decode_chunk_codes(self, codes: dict[str, torch.Tensor], state: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        if "tiv" in codes:
-            state = self.tiv_image(codes["tiv"])
+        if self.KEY in codes:
+            state = self.tiv_image(codes[self.KEY])
         elif state is None:
             raise ValueError("tivtok2: a chunk without TIV tokens needs the segment's TIV image")
-        return self.decode_targets(codes["tv"], state), state
+        return self.decode_targets(codes[self.MAIN], state), state

@@ -26,11 +26,12 @@ from safetensors.torch import load_file, save_file
 from vtcodec.codec import resolve_device
 from vtcodec.errors import OutputError, VtcodecError, whole_number_problem
 from vtcodec.models.registry import ARCHS, build, read_metadata, save_checkpoint, warm_start
-from vtcodec.train.codec_val import CodecValidation
+from vtcodec.train.codec_val import CodecValidation, codec_val_videos
 from vtcodec.train.data import ClipSampler, fixed_set, load_sources
 from vtcodec.train.losses import psnr
 from vtcodec.train.preview import preview
 from vtcodec.train.steps import CLIP_FRAMES, PARTS, STEPS, in_part, knobs, part_patterns
+from vtcodec.video import VIDEO_EXT
 
 
 MAX_BAD_STEPS = 20  # consecutive steps with non-finite gradients before training stops
@@ -79,6 +80,8 @@ class TrainOptions:
             return f"--amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}"
         if not Path(self.data).is_dir():
             return f"--data {self.data}: not a folder (give a folder of videos and images)"
+        if self.val_codec is not None and not codec_val_videos(self.val_codec):  # every rank checks
+            return f"--val-codec {self.val_codec}: no videos there ({', '.join(sorted(VIDEO_EXT))})"
         out = Path(self.out)
         if out.exists() and not out.is_dir():
             return f"--out {self.out}: exists and is not a folder"
@@ -310,8 +313,8 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
         if rank == 0 and ((step + 1) % opt.val_every == 0 or last):
             tv = time.perf_counter()
             v = validate(ema, step_fn, val, device, amp, g, part=opt.part)
-            if codec_val:
-                v |= codec_val(ema)
+            if codec_val:  # rank 0 only: under DDP the others wait at the next step's collective
+                v |= codec_val(ema.eval())
             preview(out / "preview.png", v.pop("_target"), v.pop("_recon"))
             rec |= {f"val_{k}": x for k, x in v.items()} | {"val_time_s": time.perf_counter() - tv}
         if rank == 0:
