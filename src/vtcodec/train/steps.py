@@ -87,7 +87,7 @@ def vidtok_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = False
 
 
 def encoder_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = False, *, slope: float = 0.0,
-                 ssim_weight: float = 0.0, chroma_weight: float = 0.0):
+                 ssim_weight: float = 0.0):
     """The codec's loop over the clip's chunks, as `vtcodec encode --refine` scores it: the first
     chunk starts a segment, each next one continues from the decoder's state (closed loop, as the
     codec's encoder carries it); the loss is the mean over tile-chunks of 10 log10(MSE) + slope *
@@ -101,12 +101,7 @@ def encoder_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = Fals
     ssim_weight adds ssim_weight * 10 log10(1 - SSIM) per tile-chunk (SSIM of the clamped output,
     as the codec writes it): a structural term in the same dB units as the MSE term, so a weight of
     1 values a 10 % cut of (1 - SSIM) like a 10 % cut of the MSE. 0 (the default) is round 8's
-    MSE-only loop.
-
-    chroma_weight adds chroma_weight * 10 log10 of the MSE of each pixel's colour (its RGB minus
-    their mean) per tile-chunk: the outputs keep a third of their input's colour or less (round 10,
-    `benchmarks/pathway_check.py`), and colour is a small part of the RGB MSE. 0 (the default):
-    none."""
+    MSE-only loop."""
     f = model.chunk_frames
     grids = model.stream_grids
     enc_state = dec_state = None
@@ -125,9 +120,6 @@ def encoder_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = Fals
             tile_ssim = ssim_frames(frames01(out), frames01(chunk), per_image=True).view(out.shape[0], -1).mean(1)
         if ssim_weight:
             loss = loss + ssim_weight * 10 * torch.log10((1 - tile_ssim).clamp_min(1e-6))
-        if chroma_weight:
-            chroma = tile_mse(out - out.mean(1, keepdim=True), chunk - chunk.mean(1, keepdim=True)).clamp_min(1e-8)
-            loss = loss + chroma_weight * 10 * torch.log10(chroma)
         losses.append(loss)
         recons.append(out)
         mses.append(mse.detach())
