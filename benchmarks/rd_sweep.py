@@ -22,18 +22,11 @@ from __future__ import annotations
 
 import argparse
 import functools
-import tempfile
-import time
-from pathlib import Path
-
-import numpy as np
 
 import vtcodec
 import vtcodec.codec
 from vtcodec import refine
-from vtcodec.bench.metrics import psnr_rgb, ssim
-from vtcodec.bench.prepare import fit_size, load_clip, write_lossless
-from vtcodec.video import VIDEO_EXT
+from vtcodec.bench.clipset import ClipSet, summary
 
 
 def _value(text: str) -> int | float:
@@ -62,33 +55,20 @@ def main() -> None:
         vtcodec.codec.refine_latents = functools.partial(refine.refine_latents, only=tuple(a.refine_only))
     fixed = {k: v[0] for k, v in a.set}
     tok = vtcodec.load_tokenizer(a.model)
-    clips = sorted(p for p in Path(a.folder).iterdir() if p.suffix.lower() in VIDEO_EXT)
     name, values = a.sweep
-    with tempfile.TemporaryDirectory() as tmp:
-        sources = []
-        for c in clips:
-            frames, info = load_clip(c, a.frames)
-            path = Path(tmp) / f"{c.stem}.mkv"
-            ref, _ = write_lossless(fit_size(frames, a.size, a.size), path, info.fps)
-            sources.append((path, ref))
+    with ClipSet(a.folder, a.frames, a.size) as clips:
         for value in values:
             rows = []
-            for path, ref in sources:
-                t0 = time.perf_counter()
-                r = vtcodec.encode_file(path, Path(tmp) / "o.vtk", model=tok, force=True, **{**fixed, name: value})
-                secs = time.perf_counter() - t0
-                dec = vtcodec.decode_frames(Path(tmp) / "o.vtk", model=tok)
-                rows.append((r.bpp, psnr_rgb(ref, dec), ssim(ref, dec), secs, ref[..., 0].size))
+            for r in clips.scores(tok, **{**fixed, name: value}):
+                rows.append(r)
                 if a.per_clip:
-                    print(f"  {path.stem}: bpp {rows[-1][0]:.5f}  PSNR {rows[-1][1]:.2f} dB  SSIM {rows[-1][2]:.4f}  "
-                          f"encode {secs:.1f} s", flush=True)
-            bpp, p, s, secs, _ = np.mean(rows, axis=0)
-            px = np.array([r[4] for r in rows], float)
-            pooled = float(np.dot([r[0] for r in rows], px) / px.sum())  # all bits over all pixels, as bench
+                    print(f"  {r.name}: bpp {r.bpp:.5f}  PSNR {r.psnr:.2f} dB  SSIM {r.ssim:.4f}  "
+                          f"encode {r.encode_s:.1f} s", flush=True)
+            m = summary(rows)
             extra = "".join(f" {k} {v:g}" for k, v in fixed.items()) + "".join(f" only {k}" for k in a.refine_only or ())
-            print(f"{a.model} {name} {value:g}{extra}: {len(rows)} clips, bpp {bpp:.5f}  PSNR {p:.2f} dB  "
-                  f"SSIM {s:.4f}  encode {secs:.1f} s/clip  (pooled over pixels, as bench: bpp {pooled:.5f})", flush=True)
-
+            print(f"{a.model} {name} {value:g}{extra}: {len(rows)} clips, bpp {m['bpp']:.5f}  PSNR {m['psnr']:.2f} dB  "
+                  f"SSIM {m['ssim']:.4f}  encode {m['encode_s']:.1f} s/clip  (pooled over pixels, as bench: bpp "
+                  f"{m['bpp_pooled']:.5f})", flush=True)
 
 if __name__ == "__main__":
     main()

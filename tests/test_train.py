@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from vtcodec.cli import main
-from vtcodec.train.codec_val import CodecValidation
+from vtcodec.bench.clipset import ClipScore, ClipSet
 from vtcodec.codec import decode_frames, encode_file
 from vtcodec.models.registry import build, load_checkpoint, read_metadata, save_checkpoint
 
@@ -73,7 +73,7 @@ def test_val_codec_scores_the_checkpoint_through_the_codec(tmp_path, capsys, mon
     assert rec["val_codec_psnr"] == pytest.approx(psnr_rgb(ref, decode_frames(tmp_path / "o.vtk", model=model)), abs=0.1)
     assert 0 < rec["val_codec_ssim"] <= 1
     seen = []  # what it codes with: the EMA copy (no gradients), in eval mode
-    monkeypatch.setattr(CodecValidation, "__call__", lambda self, m: seen.append(m) or dict(codec_bpp=0.0, codec_psnr=0.0, codec_ssim=0.0))
+    monkeypatch.setattr(ClipSet, "scores", lambda self, m: seen.append(m) or iter([ClipScore("x", 0.0, 0.0, 0.0, 0.0, 1)]))
     with pytest.raises(SystemExit):
         main(["train", "--model", "vidtok", "--config", TINY, "--data", str(data), "--out", str(tmp_path / "run2"),
               "--steps", "1", "--batch", "1", "--val-codec", str(vids)])

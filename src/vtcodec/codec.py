@@ -20,8 +20,8 @@ The codec never special-cases a model: everything it needs comes from the Tokeni
 from __future__ import annotations
 
 import json
-import os
 import math
+import os
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -359,8 +359,8 @@ def iter_decode(src: str | Path, *, start: int = 0, stop: int | None = None, dev
             # a chunk before the range whose state the key streams alone give: no pixels to decode
             unseen = tok.STATE_FROM_KEY and c.first_frame + c.n_frames <= start
             outs = []
-            for i, sl in enumerate(b.slices):
-                s: Streams = {k: torch.from_numpy(v[sl]).to(dev) for k, v in streams.items()}
+            for i, sl in enumerate(b.slices):  # (an unseen chunk's state needs its key streams only)
+                s: Streams = {k: torch.from_numpy(v[sl]).to(dev) for k, v in streams.items() if not unseen or k in key_names}
                 refs = None if ref_tiles is None else ref_tiles[sl].to(dev)
                 with torch.no_grad(), _autocast(dev):
                     if unseen:

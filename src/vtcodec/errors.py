@@ -55,9 +55,10 @@ def interrupt(exc: BaseException) -> None:
 def whole_number_problem(name: str, value, minimum: int = 1) -> str | None:
     """What is wrong with `value` as a whole number >= minimum (None when nothing); bools are not
     numbers here, numpy integers are."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        shown = int(value) if isinstance(value, numbers.Integral) and not isinstance(value, bool) else repr(value)
-        return f"{name} must be a whole number >= {minimum}, got {shown}"  # np.int64(0) shows as 0
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        return f"{name} must be a whole number >= {minimum}, got {value!r}"
+    if value < minimum:
+        return f"{name} must be a whole number >= {minimum}, got {int(value)}"  # np.int64(0) shows as 0
     return None
 
 

@@ -47,6 +47,8 @@ class Tokenizer(nn.Module):
     # Architectures whose checkpoints this one can warm-start from (the same module names):
     # `vtcodec train --model THIS --init THAT.safetensors`.
     WARM_FROM: ClassVar[tuple[str, ...]] = ()
+    # `--part` names whose submodule codes a stream of another name (validation counts its bits)
+    PART_STREAMS: ClassVar[dict[str, str]] = {}
 
     def __init__(self, config):
         super().__init__()

@@ -45,7 +45,8 @@ def build_from_metadata(meta: dict[str, str], path: str | Path, overrides: dict 
     if "arch" not in meta or "config" not in meta:
         raise ModelError(f"{path}: checkpoint metadata lacks 'arch'/'config' (not a vtcodec checkpoint)")
     if arch is not None and arch != meta["arch"] and meta["arch"] not in getattr(ARCHS.get(arch), "WARM_FROM", ()):
-        raise ModelError(f"{path} is a {meta['arch']} checkpoint; {arch} cannot start from it")
+        raise ModelError(f"{path} is a {meta['arch']} checkpoint, not {arch}, and {arch} cannot start from it; "
+                         f"pass --model {meta['arch']}")
     try:
         stored = json.loads(meta["config"])
         legacy = ARCHS[meta["arch"]].LEGACY if meta["arch"] in ARCHS else {}

@@ -23,10 +23,10 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
+from vtcodec.bench.clipset import ClipSet, folder_videos, summary
 from vtcodec.codec import resolve_device
 from vtcodec.errors import OutputError, VtcodecError, whole_number_problem
-from vtcodec.models.registry import ARCHS, build, read_metadata, save_checkpoint, warm_start
-from vtcodec.train.codec_val import CodecValidation, codec_val_videos
+from vtcodec.models.registry import build, save_checkpoint, warm_start
 from vtcodec.train.data import ClipSampler, fixed_set, load_sources
 from vtcodec.train.losses import psnr
 from vtcodec.train.preview import preview
@@ -61,7 +61,9 @@ class TrainOptions:
     init: str | None = None  # start from this checkpoint's weights
     recipe: dict = field(default_factory=dict)  # overrides of the step function's knobs (train.steps.RECIPES)
     part: str | None = None  # train only this submodule (train.steps.PARTS), the rest frozen
-    val_codec: str | None = None  # also validate through the codec on this folder's videos (train.codec_val)
+    # also validate through the real codec on this folder's videos (bench.clipset, as rd_sweep.py):
+    # the internal validation (128-px clips) did not rank codec checkpoints in rounds 9-10
+    val_codec: str | None = None
 
     def problem(self) -> str | None:
         """Why these options cannot start a run (one line), or None: checked before anything is
@@ -80,7 +82,7 @@ class TrainOptions:
             return f"--amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}"
         if not Path(self.data).is_dir():
             return f"--data {self.data}: not a folder (give a folder of videos and images)"
-        if self.val_codec is not None and not codec_val_videos(self.val_codec):  # every rank checks
+        if self.val_codec is not None and not folder_videos(self.val_codec):  # every rank checks
             return f"--val-codec {self.val_codec}: no videos there ({', '.join(sorted(VIDEO_EXT))})"
         out = Path(self.out)
         if out.exists() and not out.is_dir():
@@ -175,7 +177,7 @@ def validate(model, step_fn, val: torch.Tensor, device, amp, g, batch: int = 4, 
     recon, target = torch.cat(recons), torch.cat(targets)
     streams = model.tokens_per_chunk(key=True)
     levels = model.stream_levels
-    stream = getattr(model, "PART_STREAMS", {}).get(part, part)  # a part that codes a stream of another name
+    stream = model.PART_STREAMS.get(part, part)
     bits = sum(n * math.log2(math.prod(levels[s])) for s, n in streams.items() if stream in (None, s) or stream not in streams)
     px = target.shape[2] * target.shape[3] * target.shape[4]
     # the step's own figures (ssim; the encoder part's mse_db and soft_bits, ...), averaged over batches
@@ -203,10 +205,7 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
     arch = opt.model
     fresh: list[str] = []
     if opt.init:
-        stored = read_metadata(opt.init).get("arch")  # another arch on the same modules may start from it
-        model, fresh = warm_start(opt.init, opt.config, arch if stored in getattr(ARCHS.get(arch), "WARM_FROM", ()) else None)
-        if model.arch != arch:
-            raise VtcodecError(f"--init {opt.init} is a {model.arch} checkpoint, not {arch}; pass --model {model.arch}")
+        model, fresh = warm_start(opt.init, opt.config, arch)  # its own arch, or one it lists in WARM_FROM
     else:
         model = build(arch, opt.config)
     if opt.part is None:
@@ -255,7 +254,7 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
         val_src = train_src  # tiny data (e.g. the bundled example): validate on what there is
     sampler = ClipSampler(train_src, CLIP_FRAMES, model.tile, seed=opt.seed + 1000 * rank)
     val = fixed_set(val_src, opt.val_clips, CLIP_FRAMES, model.tile)
-    codec_val = CodecValidation(opt.val_codec) if opt.val_codec and rank == 0 else None
+    codec_val = ClipSet(opt.val_codec) if opt.val_codec and rank == 0 else None  # 32 frames, 256x256
 
     decay, no_decay = [], []
     for n, p in model.named_parameters():
@@ -314,7 +313,8 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
             tv = time.perf_counter()
             v = validate(ema, step_fn, val, device, amp, g, part=opt.part)
             if codec_val:  # rank 0 only: under DDP the others wait at the next step's collective
-                v |= codec_val(ema.eval())
+                codec = summary(list(codec_val.scores(ema.eval())))
+                v |= {f"codec_{k}": codec[k] for k in ("bpp", "psnr", "ssim")}
             preview(out / "preview.png", v.pop("_target"), v.pop("_recon"))
             rec |= {f"val_{k}": x for k, x in v.items()} | {"val_time_s": time.perf_counter() - tv}
         if rank == 0:
