@@ -48,17 +48,23 @@ def train(
     recipe: Annotated[Optional[str], typer.Option(help='JSON training-recipe overrides, e.g. \'{"reuse_p": 0.8}\' (knobs: vtcodec.train.steps.RECIPES)')] = None,
     part: Annotated[Optional[str], typer.Option(help="train only this part, the rest frozen (encoder: what only the encoder uses, any model; reftok, tivtok2: intra; codec: everything, on the codec's chunk loop); use with --init")] = None,
     val_codec: Annotated[Optional[Path], typer.Option(help="also validate through the codec: each video of this folder (32 frames, 256x256), real .vtk bits, PSNR, SSIM")] = None,
+    mix: Annotated[Optional[str], typer.Option(help="shares of video clips, photographs in motion and synthetic hard cases, e.g. 0.3,0.5,0.2 [default: vtcodec.train.data.DEFAULT_MIX, 0.45,0.35,0.2]")] = None,
+    workers: Annotated[int, typer.Option(help="processes cutting clips (0: the trainer's own thread; a GPU needs several)")] = 0,
 ) -> None:
     """Train a tokenizer on your own footage; the EMA checkpoint lands in OUT/model.safetensors."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from vtcodec.train.data import DEFAULT_MIX
     from vtcodec.train.loop import TrainOptions, train as run
 
     overrides, recipe_overrides = _json_option("--config", config), _json_option("--recipe", recipe)
     opt = TrainOptions(model=model, data=str(data), out=str(out), steps=steps, batch=batch, lr=lr,
                        config=overrides, resume=resume, init=str(init) if init else None, device=device,
                        amp=amp, seed=seed, val_every=val_every, save_every=save_every, compile=compile,
-                       recipe=recipe_overrides, part=part, val_codec=str(val_codec) if val_codec else None)
+                       recipe=recipe_overrides, part=part, val_codec=str(val_codec) if val_codec else None,
+                       mix=_shares("--mix", mix) if mix else DEFAULT_MIX, workers=workers)
+    if why := opt.problem():  # before the progress bar draws: a refused run prints its one line alone
+        raise VtcodecError(why)
     cols = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
             TextColumn("{task.fields[info]}"), TimeRemainingColumn()]
     with Progress(*cols, transient=False) as bar:
@@ -85,6 +91,14 @@ def _json_option(name: str, text: str | None) -> dict:
     if not isinstance(value, dict):
         raise VtcodecError(f"{name} must be a JSON object, e.g. '{{\"key\": 1}}'")
     return value
+
+
+def _shares(name: str, text: str) -> tuple:
+    """A comma-separated list of numbers, e.g. "0.45,0.35,0.2"; a user mistake is a one-line error."""
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise VtcodecError(f"{name} must be numbers separated by commas, e.g. 0.45,0.35,0.2; got {text!r}") from None
 
 
 def _progress(label: str):

@@ -1,7 +1,10 @@
 """Training clips: real footage, synthetic camera motion over photographs, synthetic hard cases.
 
 Everything is decoded once into RAM as uint8 (about 2 GB for the whole training media) and clips
-are cut on the fly, in-process: on two cores a worker process would only steal the trainer's core.
+are cut on the fly, in-process by default: on two cores a worker process would only steal the
+trainer's core. On a GPU machine one thread cannot keep up (about 46 clips/s of 32x128x128 here),
+so `ClipStream` cuts whole batches in worker processes (`vtcodec train --workers N`), which share
+the decoded sources with the trainer (fork, copy-on-write).
 `python -m vtcodec.train.data DIR` measures sampling speed (clips/s on one thread).
 
 Split (disjoint in content): the last 15 % of every video and a fixed set of photographs are
@@ -24,6 +27,8 @@ from vtcodec.video import IMAGE_EXT, VIDEO_EXT, read_frames, read_image
 
 VAL_PHOTOS = {"flower", "fruits", "coffee", "P1070514", "P1070515", "leuvenB"}
 VAL_FRACTION = 0.15
+# shares of real video clips, camera motion over photographs and synthetic hard cases
+DEFAULT_MIX = (0.45, 0.35, 0.20)
 
 
 @dataclass
@@ -65,7 +70,7 @@ class ClipSampler:
     """Random clips of `frames` x `size` x `size`, as float (3, T, S, S) in [-1, 1]."""
 
     def __init__(self, sources: Sources, frames: int, size: int, seed: int = 0,
-                 mix: tuple[float, float, float] = (0.45, 0.35, 0.20)):
+                 mix: tuple[float, float, float] = DEFAULT_MIX):
         self.src, self.frames, self.size = sources, frames, size
         self.g = np.random.default_rng(seed)
         w = np.array([mix[0] if sources.videos else 0, mix[1] if sources.photos else 0, mix[2]])
@@ -171,6 +176,22 @@ class ClipSampler:
                 m = glyphs[(y.long() // 4) % glyphs.shape[0], (x.long() // 2) % glyphs.shape[1]]
             frames.append(col[0][:, None, None] * (1 - m) + col[1][:, None, None] * m)
         return torch.stack(frames, dim=1)
+
+
+class ClipStream(torch.utils.data.IterableDataset):
+    """Endless batches (n, 3, T, S, S) for a DataLoader with workers: each worker samples with its
+    own seed, drawn from `seed` and the worker's index, so no two workers repeat each other."""
+
+    def __init__(self, sources: Sources, frames: int, size: int, batch: int, seed: int, mix=DEFAULT_MIX):
+        self.sources, self.frames, self.size, self.n, self.seed, self.mix = sources, frames, size, batch, seed, mix
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        torch.set_num_threads(1)
+        seed = np.random.SeedSequence([self.seed, info.id if info else 0]).generate_state(1)[0]
+        sampler = ClipSampler(self.sources, self.frames, self.size, seed=int(seed), mix=self.mix)
+        while True:
+            yield sampler.batch(self.n)
 
 
 def fixed_set(sources: Sources, n: int, frames: int, size: int, seed: int = 1234) -> torch.Tensor:

@@ -27,7 +27,7 @@ from vtcodec.bench.clipset import ClipSet, folder_videos, summary
 from vtcodec.codec import resolve_device
 from vtcodec.errors import OutputError, VtcodecError, whole_number_problem
 from vtcodec.models.registry import build, save_checkpoint, warm_start
-from vtcodec.train.data import ClipSampler, fixed_set, load_sources
+from vtcodec.train.data import DEFAULT_MIX, ClipSampler, ClipStream, fixed_set, load_sources
 from vtcodec.train.losses import psnr
 from vtcodec.train.preview import preview
 from vtcodec.train.steps import CLIP_FRAMES, PARTS, STEPS, in_part, knobs, part_patterns
@@ -64,6 +64,9 @@ class TrainOptions:
     # also validate through the real codec on this folder's videos (bench.clipset, as rd_sweep.py):
     # the internal validation (128-px clips) did not rank codec checkpoints in rounds 9-10
     val_codec: str | None = None
+    # shares of the three clip kinds (videos, photographs in motion, hard cases): train.data.DEFAULT_MIX
+    mix: tuple[float, float, float] = DEFAULT_MIX
+    workers: int = 0  # sampling processes (0: in the trainer's own thread; a GPU needs several)
 
     def problem(self) -> str | None:
         """Why these options cannot start a run (one line), or None: checked before anything is
@@ -71,8 +74,14 @@ class TrainOptions:
         for name in ("steps", "batch", "val_every", "save_every", "val_clips"):
             if problem := whole_number_problem(f"--{name.replace('_', '-')}", getattr(self, name)):
                 return problem
-        if problem := whole_number_problem("warmup", self.warmup, minimum=0):
-            return problem
+        for name, value in (("warmup", self.warmup), ("--workers", self.workers)):
+            if problem := whole_number_problem(name, value, minimum=0):
+                return problem
+        mix = self.mix
+        if (not isinstance(mix, (tuple, list)) or len(mix) != 3
+                or any(isinstance(x, bool) or not isinstance(x, (int, float)) or not (math.isfinite(x) and x >= 0) for x in mix)
+                or sum(mix) <= 0):
+            return f"--mix must be three shares >= 0 (videos, photographs, hard cases) with a sum > 0, got {mix!r}"
         if not (math.isfinite(self.lr) and self.lr > 0):
             return f"--lr must be a finite number > 0, got {self.lr!r}"
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0 and math.isfinite(self.clip_grad)
@@ -119,7 +128,7 @@ def lr_at(step: int, opt: TrainOptions) -> float:
 
 
 def _save_resume(out: Path, model, optim, ema, step: int, g: torch.Generator, sampler: ClipSampler,
-                 recipe: dict, totals: dict) -> None:
+                 recipe: dict, totals: dict, mix: tuple = DEFAULT_MIX) -> None:
     """`totals`: the run's running counts over all its sessions (skipped steps, wall seconds), so
     a resumed run's log and checkpoint count from the start of the run, not of the session."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -133,12 +142,12 @@ def _save_resume(out: Path, model, optim, ema, step: int, g: torch.Generator, sa
     save_file(tensors, str(out / "resume.safetensors.tmp"))
     os.replace(out / "resume.safetensors.tmp", out / "resume.safetensors")
     meta = {"step": step, "param_groups": sd["param_groups"], "sampler": sampler.g.bit_generator.state, "recipe": recipe,
-            "totals": totals}
+            "totals": totals, "mix": list(mix)}
     (out / "resume.json").write_text(json.dumps(meta))
 
 
 def _load_resume(out: Path, model, optim, ema, g: torch.Generator, sampler: ClipSampler,
-                 recipe: dict, defaults: dict) -> tuple[int, dict]:
+                 recipe: dict, defaults: dict, mix: tuple = DEFAULT_MIX) -> tuple[int, dict]:
     """-> (the step to continue from, the run's totals so far; zeros for state saved before they were kept).
     A knob added after the run was saved counts as having had its default (`defaults`)."""
     if not (out / "resume.safetensors").is_file():
@@ -148,6 +157,9 @@ def _load_resume(out: Path, model, optim, ema, g: torch.Generator, sampler: Clip
     saved = meta.get("recipe")  # None: state saved before recipes were recorded, no check
     if saved is not None and defaults | saved != recipe:
         raise VtcodecError(f"--resume: the run used recipe {meta['recipe']}, not {recipe}; pass the same --recipe")
+    saved_mix = [float(x) for x in meta.get("mix", DEFAULT_MIX)]  # runs saved before --mix had the default
+    if saved_mix != [float(x) for x in mix]:
+        raise VtcodecError(f"--resume: the run used --mix {','.join(f'{x:g}' for x in saved_mix)}; pass the same --mix")
     model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")}, strict=True)
     ema.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("ema.")}, strict=True)
     state: dict = {}
@@ -252,7 +264,8 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
     val_src = load_sources(opt.data, "val")
     if not val_src.videos and not val_src.photos:
         val_src = train_src  # tiny data (e.g. the bundled example): validate on what there is
-    sampler = ClipSampler(train_src, CLIP_FRAMES, model.tile, seed=opt.seed + 1000 * rank)
+    mix = tuple(float(x) for x in opt.mix)
+    sampler = ClipSampler(train_src, CLIP_FRAMES, model.tile, seed=opt.seed + 1000 * rank, mix=mix)
     val = fixed_set(val_src, opt.val_clips, CLIP_FRAMES, model.tile)
     codec_val = ClipSet(opt.val_codec) if opt.val_codec and rank == 0 else None  # 32 frames, 256x256
 
@@ -266,7 +279,13 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
     ema_pairs = [(pe, pm) for pe, pm in zip(ema.parameters(), model.parameters()) if pm.requires_grad]
     optim = torch.optim.AdamW([{"params": decay, "weight_decay": opt.weight_decay},
                                {"params": no_decay, "weight_decay": 0.0}], lr=opt.lr, betas=(0.9, 0.95))
-    start, before = _load_resume(out, model, optim, ema, g, sampler, recipe, defaults) if opt.resume else (0, FRESH_TOTALS)
+    start, before = (_load_resume(out, model, optim, ema, g, sampler, recipe, defaults, mix) if opt.resume
+                     else (0, FRESH_TOTALS))
+    batches = None
+    if opt.workers:  # the workers' clip streams are seeded from (seed, rank, start step): a resume draws new clips
+        stream = ClipStream(train_src, CLIP_FRAMES, model.tile, opt.batch, seed=opt.seed + 1000 * rank + 7919 * start, mix=mix)
+        batches = iter(torch.utils.data.DataLoader(stream, batch_size=None, num_workers=opt.workers, prefetch_factor=4,
+                                                   pin_memory=device.type == "cuda", persistent_workers=True))
     net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
     if opt.compile:
         net = torch.compile(net)
@@ -280,12 +299,12 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
             raise OutputError(f"--out {out}: cannot write the run there ({e.strerror or e})") from None
     t0, seen, data_time, skipped, bad_run = time.perf_counter(), 0, 0.0, before["skipped"], 0
     info = {"arch": arch, "init": str(opt.init) if opt.init else None, "fresh_from_init": fresh, "steps": opt.steps, "batch": opt.batch, "world": world, "data": str(opt.data),
-            "device": str(device), "amp": str(amp), "seed": opt.seed, "recipe": recipe}
+            "device": str(device), "amp": str(amp), "seed": opt.seed, "recipe": recipe, "mix": list(mix), "workers": opt.workers}
     for step in range(start, opt.steps):
         for group in optim.param_groups:
             group["lr"] = lr_at(step, opt)
         td = time.perf_counter()
-        clip = sampler.batch(opt.batch).to(device)
+        clip = (next(batches) if batches is not None else sampler.batch(opt.batch)).to(device, non_blocking=True)
         data_time += time.perf_counter() - td
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
             loss, _, _, logs = step_fn(net, clip, g)
@@ -327,7 +346,7 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
                 info_now = info | {"step": step + 1, "wall_s": round(wall, 1),
                                    **{k: rec[k] for k in rec if k.startswith("val_")}}
                 save_checkpoint(ema, out / "model.safetensors", info_now)
-                _save_resume(out, model, optim, ema, step + 1, g, sampler, recipe, {"skipped": skipped, "wall_s": wall})
+                _save_resume(out, model, optim, ema, step + 1, g, sampler, recipe, {"skipped": skipped, "wall_s": wall}, mix)
     if distributed:
         dist.barrier()
         dist.destroy_process_group()
