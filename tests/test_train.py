@@ -306,3 +306,47 @@ def test_ssim_loss_stays_finite_and_float32_under_bf16_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         s = ssim_frames(a, b)
     assert s.dtype == torch.float32 and torch.isfinite(s) and s.item() == pytest.approx(ref.item(), abs=1e-6)
+
+
+def test_workers_and_mix_train_record_and_resume(tmp_path, capsys):
+    """--workers cuts batches in worker processes (ClipStream); --mix sets the clip kinds' shares,
+    is recorded in the checkpoint and the resume state, and a --resume with another mix is refused."""
+    out, args = _two_steps_saved(tmp_path, "--workers", "2", "--mix", "0,1,1")
+    info = json.loads(read_metadata(out / "model.safetensors")["info"])
+    assert info["mix"] == [0.0, 1.0, 1.0] and info["workers"] == 2
+    assert json.loads((out / "resume.json").read_text())["mix"] == [0.0, 1.0, 1.0]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(args + ["--steps", "3", "--resume", "--mix", "1,1,1"])
+    assert e.value.code == 1 and "pass the same --mix" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(args + ["--steps", "3", "--resume", "--mix", "0,1,1", "--workers", "0"])
+    assert e.value.code == 0
+    assert [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("mix, why", [("1,x,1", "numbers separated by commas"), ("1,1", "three shares"),
+                                      ("1,-1,1", "three shares"), ("0,0,0", "with a sum > 0")])
+def test_bad_mix_is_one_line_and_writes_nothing(tmp_path, capsys, mix, why):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--model", "vidtok", "--data", str(_data(tmp_path)), "--out", str(out), "--mix", mix])
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and why in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_clip_stream_workers_draw_different_clips_with_the_mix():
+    """Each worker samples from its own seed; a mix of (0, 0, 1) gives hard cases only."""
+    from vtcodec.train.data import ClipSampler, ClipStream, Sources
+
+    photo = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    stream = ClipStream(Sources([], [photo]), 4, 32, 2, seed=5, mix=(0, 0, 1))
+    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=2)
+    it = iter(loader)
+    a, b = next(it), next(it)  # one batch from each worker
+    assert a.shape == (2, 3, 4, 32, 32) and not torch.equal(a, b)
+    assert ClipSampler(Sources([], [photo]), 4, 32, mix=(0, 0, 1)).mix.tolist() == [0, 0, 1]
+    only_photos = ClipStream(Sources([], [photo]), 4, 32, 1, seed=5, mix=(0, 1, 0))
+    clip = next(iter(only_photos))[0]
+    assert clip.shape == (3, 4, 32, 32)
