@@ -22,20 +22,7 @@ import torch
 from vtcodec.bench.clipset import ClipSet
 from vtcodec.bench.metrics import psnr_rgb, ssim
 from vtcodec.codec import load_tokenizer
-from vtcodec.tiling import frames_to_video, video_to_frames
-
-
-def tiles(x: torch.Tensor, t: int) -> torch.Tensor:
-    """(3, ..., H, W) with H, W multiples of t -> (n, 3, ..., t, t), row-major tiles."""
-    x = x.unfold(-2, t, t).unfold(-2, t, t)  # (3, ..., gh, gw, t, t)
-    x = x.movedim(-4, 0).movedim(-3, 1).flatten(0, 1)  # (gh*gw, 3, ..., t, t)
-    return x
-
-
-def untile(x: torch.Tensor, gh: int, gw: int) -> torch.Tensor:
-    """(gh*gw, 3, t, t) -> (3, gh*t, gw*t)."""
-    n, c, t, _ = x.shape
-    return x.view(gh, gw, c, t, t).permute(2, 0, 3, 1, 4).reshape(c, gh * t, gw * t)
+from vtcodec.tiling import TileLayout, frames_to_video, video_to_frames
 
 
 def main() -> None:
@@ -51,10 +38,10 @@ def main() -> None:
             t, f = m.tile, m.chunk_frames
             rows = []
             for clip, _, ref in cs.clips:
-                h, w = ref.shape[1:3]
-                video = frames_to_video(ref[:f], f)  # (3, T, H, W) in [-1, 1]
-                rec = m.intra.decode(m.quant(m.intra.encode(tiles(video[:, 0], t), tiles(video, t)))).clamp(-1, 1)
-                out = video_to_frames(untile(rec, h // t, w // t)[:, None], 1)
+                layout = TileLayout(ref.shape[1], ref.shape[2], t, 0)  # the codec's tiles, edge to edge
+                chunk = layout.split(frames_to_video(ref[:f], f))  # (N, 3, T, t, t) in [-1, 1]
+                rec = m.intra.decode(m.quant(m.intra.encode(chunk[:, :, 0], chunk))).clamp(-1, 1)
+                out = video_to_frames(layout.merge(rec[:, :, None]), 1)
                 rows.append((psnr_rgb(ref[:1], out), ssim(ref[:1], out)))
                 print(f"  {clip}: intra PSNR {rows[-1][0]:.2f} dB  SSIM {rows[-1][1]:.4f}")
             p, s = np.mean(rows, 0)

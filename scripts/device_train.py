@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=2 python scripts/device_train.py NAME ARCH INIT BUDGET_S WORKERS BATCH LR MIX RECIPE_JSON
     # round 11, two at once on one H200, data from scripts/make_device_media.py in devgpu/media:
-    python scripts/device_train.py tiv tivtok2 models/tivtok.safetensors 480 7 32 3e-4 0.35,0.45,0.2 '{"slope": 3, "ssim_weight": 1}'
+    python scripts/device_train.py tiv tivtok2 models/superseded/tivtok-r10.safetensors 480 7 32 3e-4 0.35,0.45,0.2 '{"slope": 3, "ssim_weight": 1}'
 
 That machine (this project's lent H200) has PyTorch and OpenCV but no PyAV or zstandard, and
 cannot install packages; PyAV's wheel (35 MB) does not fit its 64-MiB transfer beside the media.
@@ -23,6 +23,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -79,9 +80,9 @@ def exporter(src: Path, dst: Path, stop: threading.Event):
         done = stop.wait(40)
         if src.exists() and src.stat().st_mtime != last:
             last = src.stat().st_mtime
-            tmp = Path("/tmp") / dst.name
-            subprocess.run([sys.executable, __file__, "export", str(src), str(tmp)], check=False, capture_output=True)
-            if tmp.exists():
+            tmp = Path(tempfile.mkdtemp()) / dst.name
+            r = subprocess.run([sys.executable, __file__, "export", str(src), str(tmp)], check=False, capture_output=True)
+            if r.returncode == 0 and tmp.exists():
                 shutil.copyfile(tmp, dst)
                 print(f"exported {dst} ({dst.stat().st_size} B) at {time.strftime('%H:%M:%S')}", flush=True)
         if done:
@@ -103,7 +104,7 @@ def main():
     t0 = time.time()
     common = dict(model=arch, data=os.environ.get("DATA", "devgpu/media"), init=init, part="codec", batch=batch, lr=lr, mix=mix,
                   workers=workers, recipe=recipe, seed=70, device=os.environ.get("DEV", "auto"))
-    cal = Path(f"/tmp/cal_{name}")
+    cal = Path(tempfile.mkdtemp(prefix=f"cal_{name}_"))  # fresh each call: a warm machine keeps /tmp
     n_cal = int(os.environ.get("N_CAL", 30))
     L.train(L.TrainOptions(out=str(cal), steps=n_cal, val_every=10**6, save_every=10**6, **common))
     log = [json.loads(x) for x in (cal / "log.jsonl").read_text().splitlines()]
@@ -113,7 +114,7 @@ def main():
     steps = max(20, int(left / per_step * 0.92))  # validation, saves, worker start
     print(f"calibration: {per_step * 1000:.1f} ms/step ({batch / per_step:.0f} clips/s, data_frac {log[-1]['data_frac']:.2f}); "
           f"{left:.0f} s left -> {steps} steps", flush=True)
-    run = Path(f"/tmp/run_{name}")
+    run = Path(tempfile.mkdtemp(prefix=f"run_{name}_"))
     stop = threading.Event()
     th = threading.Thread(target=exporter, args=(run / "model.safetensors", out / f"{name}.safetensors", stop))
     th.start()

@@ -308,26 +308,43 @@ def test_ssim_loss_stays_finite_and_float32_under_bf16_autocast():
     assert s.dtype == torch.float32 and torch.isfinite(s) and s.item() == pytest.approx(ref.item(), abs=1e-6)
 
 
-def test_workers_and_mix_train_record_and_resume(tmp_path, capsys):
+def test_workers_and_mix_train_record_and_resume(tmp_path, capsys, monkeypatch):
     """--workers cuts batches in worker processes (ClipStream); --mix sets the clip kinds' shares,
     is recorded in the checkpoint and the resume state, and a --resume with another mix is refused."""
+    import vtcodec.train.loop as loop
+
+    made = []
+
+    class Counted(loop.ClipStream):
+        def __init__(self, *args, **kw):
+            made.append(kw["mix"])
+            super().__init__(*args, **kw)
+
+    monkeypatch.setattr(loop, "ClipStream", Counted)
     out, args = _two_steps_saved(tmp_path, "--workers", "2", "--mix", "0,1,1")
+    assert made == [(0.0, 1.0, 1.0)]  # the run drew its clips from the worker stream, with its mix
     info = json.loads(read_metadata(out / "model.safetensors")["info"])
     assert info["mix"] == [0.0, 1.0, 1.0] and info["workers"] == 2
     assert json.loads((out / "resume.json").read_text())["mix"] == [0.0, 1.0, 1.0]
     capsys.readouterr()
     with pytest.raises(SystemExit) as e:
         main(args + ["--steps", "3", "--resume", "--mix", "1,1,1"])
-    assert e.value.code == 1 and "pass the same --mix" in capsys.readouterr().err
+    err = capsys.readouterr()
+    assert e.value.code == 1 and "pass the same --mix" in err.err and "train vidtok" not in err.out  # no bar drawn
     with pytest.raises(SystemExit) as e:
         main(args + ["--steps", "3", "--resume", "--mix", "0,1,1", "--workers", "0"])
-    assert e.value.code == 0
+    assert e.value.code == 0 and len(made) == 1
     assert [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
 
 
-@pytest.mark.parametrize("mix, why", [("1,x,1", "numbers separated by commas"), ("1,1", "three shares"),
-                                      ("1,-1,1", "three shares"), ("0,0,0", "with a sum > 0")])
+@pytest.mark.parametrize("mix, why", [("1,x,1", "numbers separated by commas"), ("", "numbers separated by commas"),
+                                      ("1,1", "three finite shares"), ("1,-1,1", "three finite shares"),
+                                      ("nan,1,1", "three finite shares"), ("inf,0,0", "three finite shares"),
+                                      ("1e308,1e308,1", "finite sum"), ("0,0,0", "with a finite sum > 0"),
+                                      ("0,1,0", "leaves no kind of clip to draw from this data (1 videos, 0 photographs)")])
 def test_bad_mix_is_one_line_and_writes_nothing(tmp_path, capsys, mix, why):
+    """Refused before anything is written, the last case only once the data are read (the example
+    folder holds one video and no photographs)."""
     out = tmp_path / "run"
     with pytest.raises(SystemExit) as e:
         main(["train", "--model", "vidtok", "--data", str(_data(tmp_path)), "--out", str(out), "--mix", mix])
@@ -336,17 +353,23 @@ def test_bad_mix_is_one_line_and_writes_nothing(tmp_path, capsys, mix, why):
     assert not out.exists()
 
 
-def test_clip_stream_workers_draw_different_clips_with_the_mix():
-    """Each worker samples from its own seed; a mix of (0, 0, 1) gives hard cases only."""
-    from vtcodec.train.data import ClipSampler, ClipStream, Sources
+def test_clip_stream_workers_draw_their_own_seeds_with_the_mix():
+    """Each worker samples with worker_seed(key, its index) and the stream's mix; iterating the
+    stream in the trainer's own process leaves its thread count alone."""
+    from vtcodec.train.data import ClipSampler, ClipStream, Sources, worker_seed
 
-    photo = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
-    stream = ClipStream(Sources([], [photo]), 4, 32, 2, seed=5, mix=(0, 0, 1))
-    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=2)
-    it = iter(loader)
-    a, b = next(it), next(it)  # one batch from each worker
-    assert a.shape == (2, 3, 4, 32, 32) and not torch.equal(a, b)
-    assert ClipSampler(Sources([], [photo]), 4, 32, mix=(0, 0, 1)).mix.tolist() == [0, 0, 1]
-    only_photos = ClipStream(Sources([], [photo]), 4, 32, 1, seed=5, mix=(0, 1, 0))
-    clip = next(iter(only_photos))[0]
-    assert clip.shape == (3, 4, 32, 32)
+    g = np.random.default_rng(0)
+    src = Sources([g.integers(0, 255, (12, 48, 48, 3), dtype=np.uint8)], [g.integers(0, 255, (64, 64, 3), dtype=np.uint8)])
+    mix = (0, 1, 0)  # photographs only
+    stream = ClipStream(src, 4, 32, 2, key=(5, 0, 0), mix=mix)
+    loader = iter(torch.utils.data.DataLoader(stream, batch_size=None, num_workers=2))
+    a, b = next(loader), next(loader)  # one batch from each worker, in turn
+    for got, worker in ((a, 0), (b, 1)):
+        want = ClipSampler(src, 4, 32, seed=worker_seed((5, 0, 0), worker), mix=mix).batch(2)
+        assert torch.equal(got, want)
+    assert not torch.equal(a, b)
+    other_mix = ClipSampler(src, 4, 32, seed=worker_seed((5, 0, 0), 0), mix=(1, 0, 0)).batch(2)
+    assert not torch.equal(a, other_mix)  # the mix reached the workers' samplers
+    threads = torch.get_num_threads()
+    next(iter(ClipStream(src, 4, 32, 1, key=(5, 0, 0), mix=mix)))
+    assert torch.get_num_threads() == threads

@@ -62,23 +62,29 @@ def train(
                        config=overrides, resume=resume, init=str(init) if init else None, device=device,
                        amp=amp, seed=seed, val_every=val_every, save_every=save_every, compile=compile,
                        recipe=recipe_overrides, part=part, val_codec=str(val_codec) if val_codec else None,
-                       mix=_shares("--mix", mix) if mix else DEFAULT_MIX, workers=workers)
-    if why := opt.problem():  # before the progress bar draws: a refused run prints its one line alone
-        raise VtcodecError(why)
+                       mix=DEFAULT_MIX if mix is None else _shares("--mix", mix), workers=workers)
     cols = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
             TextColumn("{task.fields[info]}"), TimeRemainingColumn()]
-    with Progress(*cols, transient=False) as bar:
-        task = bar.add_task(f"train {model}", total=steps, info="")
+    bar = Progress(*cols, transient=False)
+    task = None
 
-        def report(rec: dict) -> None:
-            info = f"loss {rec['loss']:.4f}  {rec['clips_per_s']:.1f} clips/s"
-            if "val_psnr" in rec:
-                info += f"  val {rec['val_psnr']:.2f} dB"
-            if "val_codec_bpp" in rec:
-                info += f"  codec {rec['val_codec_bpp']:.5f} bpp {rec['val_codec_psnr']:.2f} dB"
-            bar.update(task, completed=rec["step"], info=info)
+    def report(rec: dict) -> None:
+        nonlocal task
+        if task is None:  # drawn at the first step: a run refused before it prints its one line alone
+            bar.start()
+            task = bar.add_task(f"train {model}", total=steps, info="")
+        info = f"loss {rec['loss']:.4f}  {rec['clips_per_s']:.1f} clips/s"
+        if "val_psnr" in rec:
+            info += f"  val {rec['val_psnr']:.2f} dB"
+        if "val_codec_bpp" in rec:
+            info += f"  codec {rec['val_codec_bpp']:.5f} bpp {rec['val_codec_psnr']:.2f} dB"
+        bar.update(task, completed=rec["step"], info=info)
 
+    try:
         path = run(opt, progress=report)
+    finally:
+        if task is not None:
+            bar.stop()
     typer.echo(f"checkpoint: {path}")
 
 

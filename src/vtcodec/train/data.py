@@ -2,7 +2,7 @@
 
 Everything is decoded once into RAM as uint8 (about 2 GB for the whole training media) and clips
 are cut on the fly, in-process by default: on two cores a worker process would only steal the
-trainer's core. On a GPU machine one thread cannot keep up (about 46 clips/s of 32x128x128 here),
+trainer's core. On a GPU machine one thread cannot keep up (37-46 clips/s of 32x128x128 on this project's CPU),
 so `ClipStream` cuts whole batches in worker processes (`vtcodec train --workers N`), which share
 the decoded sources with the trainer (fork, copy-on-write).
 `python -m vtcodec.train.data DIR` measures sampling speed (clips/s on one thread).
@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vtcodec.errors import VtcodecError
 from vtcodec.video import IMAGE_EXT, VIDEO_EXT, read_frames, read_image
 
 VAL_PHOTOS = {"flower", "fruits", "coffee", "P1070514", "P1070515", "leuvenB"}
@@ -73,7 +74,10 @@ class ClipSampler:
                  mix: tuple[float, float, float] = DEFAULT_MIX):
         self.src, self.frames, self.size = sources, frames, size
         self.g = np.random.default_rng(seed)
-        w = np.array([mix[0] if sources.videos else 0, mix[1] if sources.photos else 0, mix[2]])
+        w = np.array([mix[0] if sources.videos else 0, mix[1] if sources.photos else 0, mix[2]], dtype=float)
+        if not (np.isfinite(w.sum()) and w.sum() > 0):  # before a run writes anything
+            raise VtcodecError(f"--mix {','.join(f'{x:g}' for x in mix)} leaves no kind of clip to draw from this data "
+                               f"({len(sources.videos)} videos, {len(sources.photos)} photographs)")
         self.mix = w / w.sum()
 
     def __call__(self) -> torch.Tensor:
@@ -180,18 +184,25 @@ class ClipSampler:
 
 class ClipStream(torch.utils.data.IterableDataset):
     """Endless batches (n, 3, T, S, S) for a DataLoader with workers: each worker samples with its
-    own seed, drawn from `seed` and the worker's index, so no two workers repeat each other."""
+    own seed, `worker_seed(key, worker index)`, so no two workers repeat each other. `key` is a
+    tuple of whole numbers >= 0 (the loop passes seed, rank and the step it starts from)."""
 
-    def __init__(self, sources: Sources, frames: int, size: int, batch: int, seed: int, mix=DEFAULT_MIX):
-        self.sources, self.frames, self.size, self.n, self.seed, self.mix = sources, frames, size, batch, seed, mix
+    def __init__(self, sources: Sources, frames: int, size: int, batch: int, key: tuple[int, ...], mix=DEFAULT_MIX):
+        self.sources, self.frames, self.size, self.n, self.key, self.mix = sources, frames, size, batch, tuple(key), mix
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
-        torch.set_num_threads(1)
-        seed = np.random.SeedSequence([self.seed, info.id if info else 0]).generate_state(1)[0]
-        sampler = ClipSampler(self.sources, self.frames, self.size, seed=int(seed), mix=self.mix)
+        if info is not None:  # a worker process: its core is its own (never the trainer's threads)
+            torch.set_num_threads(1)
+        sampler = ClipSampler(self.sources, self.frames, self.size, seed=worker_seed(self.key, info.id if info else 0),
+                              mix=self.mix)
         while True:
             yield sampler.batch(self.n)
+
+
+def worker_seed(key: tuple[int, ...], worker: int) -> int:
+    """The sampling seed of one ClipStream worker."""
+    return int(np.random.SeedSequence([*key, worker]).generate_state(1)[0])
 
 
 def fixed_set(sources: Sources, n: int, frames: int, size: int, seed: int = 1234) -> torch.Tensor:

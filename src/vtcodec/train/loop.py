@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from vtcodec.bench.clipset import ClipSet, folder_videos, summary
 from vtcodec.codec import resolve_device
 from vtcodec.errors import OutputError, VtcodecError, whole_number_problem
-from vtcodec.models.registry import build, save_checkpoint, warm_start
+from vtcodec.models.registry import build, save_checkpoint, sha256_file, warm_start
 from vtcodec.train.data import DEFAULT_MIX, ClipSampler, ClipStream, fixed_set, load_sources
 from vtcodec.train.losses import psnr
 from vtcodec.train.preview import preview
@@ -74,14 +74,11 @@ class TrainOptions:
         for name in ("steps", "batch", "val_every", "save_every", "val_clips"):
             if problem := whole_number_problem(f"--{name.replace('_', '-')}", getattr(self, name)):
                 return problem
-        for name, value in (("warmup", self.warmup), ("--workers", self.workers)):
+        for name, value in (("warmup", self.warmup), ("--workers", self.workers), ("--seed", self.seed)):
             if problem := whole_number_problem(name, value, minimum=0):
                 return problem
-        mix = self.mix
-        if (not isinstance(mix, (tuple, list)) or len(mix) != 3
-                or any(isinstance(x, bool) or not isinstance(x, (int, float)) or not (math.isfinite(x) and x >= 0) for x in mix)
-                or sum(mix) <= 0):
-            return f"--mix must be three shares >= 0 (videos, photographs, hard cases) with a sum > 0, got {mix!r}"
+        if problem := _mix_problem(self.mix):
+            return problem
         if not (math.isfinite(self.lr) and self.lr > 0):
             return f"--lr must be a finite number > 0, got {self.lr!r}"
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0 and math.isfinite(self.clip_grad)
@@ -101,6 +98,19 @@ class TrainOptions:
             return (f"--out {self.out} already holds a run ({', '.join(run_files)}): pass --resume to continue it, "
                     "or choose another --out")
         return None
+
+
+def _mix_problem(mix) -> str | None:
+    why = f"--mix must be three finite shares >= 0 (videos, photographs, hard cases) with a finite sum > 0, got {mix!r}"
+    if not isinstance(mix, (tuple, list)) or len(mix) != 3:
+        return why
+    try:
+        shares = [float(x) for x in mix if not isinstance(x, bool) and isinstance(x, (int, float))]
+    except OverflowError:  # an int too large for a float
+        return why
+    if len(shares) != 3 or not all(math.isfinite(x) and x >= 0 for x in shares) or not (0 < sum(shares) < math.inf):
+        return why
+    return None
 
 
 AMP_MODES = ("auto", "bf16", "fp32")
@@ -283,8 +293,9 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
                      else (0, FRESH_TOTALS))
     batches = None
     if opt.workers:  # the workers' clip streams are seeded from (seed, rank, start step): a resume draws new clips
-        stream = ClipStream(train_src, CLIP_FRAMES, model.tile, opt.batch, seed=opt.seed + 1000 * rank + 7919 * start, mix=mix)
-        batches = iter(torch.utils.data.DataLoader(stream, batch_size=None, num_workers=opt.workers, prefetch_factor=4,
+        stream = ClipStream(train_src, CLIP_FRAMES, model.tile, opt.batch, key=(opt.seed, rank, start), mix=mix)
+        # 2 batches ahead per worker: a batch of 32 clips of 32x128x128 is 200 MB of shared memory
+        batches = iter(torch.utils.data.DataLoader(stream, batch_size=None, num_workers=opt.workers, prefetch_factor=2,
                                                    pin_memory=device.type == "cuda", persistent_workers=True))
     net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
     if opt.compile:
@@ -298,7 +309,9 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
         except OSError as e:
             raise OutputError(f"--out {out}: cannot write the run there ({e.strerror or e})") from None
     t0, seen, data_time, skipped, bad_run = time.perf_counter(), 0, 0.0, before["skipped"], 0
-    info = {"arch": arch, "init": str(opt.init) if opt.init else None, "fresh_from_init": fresh, "steps": opt.steps, "batch": opt.batch, "world": world, "data": str(opt.data),
+    info = {"arch": arch, "init": str(opt.init) if opt.init else None,
+            "init_sha256": sha256_file(opt.init) if opt.init else None,  # the path may later hold another file
+            "fresh_from_init": fresh, "steps": opt.steps, "batch": opt.batch, "world": world, "data": str(opt.data),
             "device": str(device), "amp": str(amp), "seed": opt.seed, "recipe": recipe, "mix": list(mix), "workers": opt.workers}
     for step in range(start, opt.steps):
         for group in optim.param_groups:
