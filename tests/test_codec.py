@@ -912,3 +912,22 @@ def test_decoding_with_the_wrong_model_is_a_format_error(coded, models_dir):
     other = load_tokenizer(models_dir / "vidtok.safetensors", device="cpu")  # same tile and chunk size
     with pytest.raises(FormatError, match="streams"):
         decode_frames(vtk, model=other)
+
+
+def test_encode_probes_its_source_once(tmp_path, models_dir, monkeypatch):
+    """encode_file hands its probe to the reader: one pass over the source's packets, not two."""
+    import vtcodec.video as video
+
+    calls = []
+    real = video.probe
+
+    def counted(path, **kw):
+        calls.append(Path(path))
+        return real(path, **kw)
+
+    monkeypatch.setattr(video, "probe", counted)
+    monkeypatch.setattr(codec, "probe", counted)
+    src = write_video(tmp_path / "s.mkv", synth_frames(10, 40, 32))
+    r = encode_file(src, tmp_path / "o.vtk", model=models_dir / "vidtok.safetensors", device="cpu")
+    assert calls == [src] and r.frames == 10
+    assert decode_frames(tmp_path / "o.vtk", device="cpu").shape == (10, 32, 40, 3)

@@ -259,7 +259,7 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
     tokens = chunks = keys = done = refreshes = 0
     since_key = 0
     with VtkWriter(dst, header, force=force) as w:
-        for i, frames in enumerate(read_chunks(src, cf)):
+        for i, frames in enumerate(read_chunks(src, cf, info=info)):
             n = frames.shape[0]
             tiles = layout.split(frames_to_video(frames, cf))
             key = i == 0 or since_key >= segment_chunks

@@ -119,7 +119,7 @@ def probe(path: str | os.PathLike, *, default_fps: Fraction | int | None = None)
 
 
 def read_chunks(
-    path: str | os.PathLike, chunk_frames: int, start: int = 0, stop: int | None = None
+    path: str | os.PathLike, chunk_frames: int, start: int = 0, stop: int | None = None, *, info: VideoInfo | None = None
 ) -> Iterator[np.ndarray]:
     """Yield frames [start, stop) as uint8 (t, H, W, 3) RGB chunks of `chunk_frames` frames.
 
@@ -127,12 +127,13 @@ def read_chunks(
     format is converted to rgb24. `stop` beyond the end is clamped to the frame count. Frames before
     `start` are decoded and dropped, because seeking by timestamp is not frame-exact in general.
     Raises VideoError if decoding fails or the stream holds a different number of frames than
-    probe() counted.
+    probe() counted. `info`: what probe(path) returned, when the caller has it (saves a second
+    pass over the file's packets).
     """
     # Not a generator itself, so a bad path or range raises here, at the call, not at first next().
     if problem := whole_number_problem("chunk_frames", chunk_frames):
         raise VtcodecError(problem)
-    info = probe(path)
+    info = probe(path) if info is None else info
     start, stop = _frame_range(start, stop, info.frame_count, path)
     seq = _png_sequence(path)
     frames = _png_frames(seq, start, stop) if seq is not None else _decoded_frames(path, info, start, stop)
