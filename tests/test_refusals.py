@@ -261,3 +261,15 @@ def test_whole_number_message_shows_the_value_as_typed(value, shown):
 
     assert whole_number_problem("n", value).endswith(shown)
     assert whole_number_problem("n", np.int64(3)) is None
+
+
+@pytest.mark.parametrize("argv, why", [(["encode"], "Missing argument"),
+                                       (["train", "--model", "vidtok", "--data", ".", "--out", "x", "--steps", "abc"],
+                                        "Invalid value for '--steps'")])
+def test_usage_errors_are_one_plain_error_line(argv, why, capsys):
+    """Click's own usage errors: the usage line, a hint, and the error on one line (no rich box
+    that wraps the message over several lines)."""
+    code, _, err = run_cli(capsys, argv)
+    errors = [line for line in err.splitlines() if line.startswith("Error:")]
+    assert code == 2 and len(errors) == 1 and why in errors[0], err
+    assert "╭" not in err and "│" not in err

@@ -19,7 +19,7 @@ import typer
 
 from vtcodec.errors import VtcodecError, interrupt
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="A video codec built on neural video tokenizers.")
 
 
