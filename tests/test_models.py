@@ -310,7 +310,7 @@ def test_tivtok2_later_chunks_reuse_the_tiv_image_and_decode_alone(tivtok2):
             out, dec = m.decode_chunk(streams, dec)
             coded.append((streams, out))
             assert torch.equal(enc, dec)
-        tiv_image = m.tiv_image(m.quant.indices_to_codes(coded[0][0]["tiv"]))
+        tiv_image = m.key_image(m.quant.indices_to_codes(coded[0][0]["tiv"]))
         assert torch.equal(dec, tiv_image)
         px = (tiv_image + 1) * 127.5
         assert torch.allclose(px, px.round(), atol=1e-3)

@@ -145,6 +145,8 @@ class RefTok(Tokenizer):
     DERIVED = {"tgt_enc.": "enc.", "tgt_enc_norm.": "enc_norm."}
     # stream names: the intra-coded reference (key chunks only), the target tokens (every chunk)
     KEY, MAIN = "intra", "target"
+    # decode_chunk_codes' error for a continuing chunk decoded without the state
+    NO_STATE = "a chunk without an intra reference needs the previous chunk's frame"
 
     def __init__(self, config: RefTokConfig):
         super().__init__(config)
@@ -283,13 +285,32 @@ class RefTok(Tokenizer):
         return {"recon": self.decode_targets(codes, ref, h_ref), "intra_recon": intra_recon}
 
     # -- codec --------------------------------------------------------------------------------
-    def encode_chunk_latents(self, video: torch.Tensor, state: torch.Tensor | None, *,
-                             closed_loop: bool = True) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+    def key_image(self, key_codes: torch.Tensor) -> torch.Tensor:
+        """Quantized key-stream codes -> the image they decode to (RefTok's intra-coded reference,
+        TivTok's TIV image), on the 8-bit grid encoder and decoder share."""
+        return to_8bit(self.intra.decode(key_codes))
+
+    def _chunk_latents(self, video: torch.Tensor, state: torch.Tensor | None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """A chunk's latents and the reference its targets are coded against: with state None (a key
+        chunk) the first frame is coded as the key image, which becomes the reference."""
         latents: dict[str, torch.Tensor] = {}
         if state is None:
             latents[self.KEY] = self.intra.encode(video[:, :, 0], video)
-            state = to_8bit(self.intra.decode(self.quant(latents[self.KEY])))
+            state = self.key_image(self.quant(latents[self.KEY]))
         latents[self.MAIN], _ = self.encode_targets(video, state)
+        return latents, state
+
+    def _reference(self, codes: dict[str, torch.Tensor], state: torch.Tensor | None) -> torch.Tensor:
+        """What a chunk's targets decode against: its key image on a key chunk, else the state."""
+        if self.KEY in codes:
+            return self.key_image(codes[self.KEY])
+        if state is None:
+            raise ValueError(f"{self.arch}: {self.NO_STATE}")
+        return state
+
+    def encode_chunk_latents(self, video: torch.Tensor, state: torch.Tensor | None, *,
+                             closed_loop: bool = True) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        latents, state = self._chunk_latents(video, state)
         if not closed_loop:  # the caller takes the decoder's state (next_encoder_state)
             return latents, None
         # closed loop: the next reference is what the decoder will see
@@ -301,9 +322,5 @@ class RefTok(Tokenizer):
         return to_8bit(frame)
 
     def decode_chunk_codes(self, codes: dict[str, torch.Tensor], state: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.KEY in codes:
-            state = to_8bit(self.intra.decode(codes[self.KEY]))
-        elif state is None:
-            raise ValueError("reftok: a chunk without an intra reference needs the previous chunk's frame")
-        video = self.decode_targets(codes[self.MAIN], state)
+        video = self.decode_targets(codes[self.MAIN], self._reference(codes, state))
         return video, to_8bit(video[:, :, -1])

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vtcodec.models.reftok import RefTok, RefTokConfig, to_8bit
+from vtcodec.models.reftok import RefTok, RefTokConfig
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,7 @@ class TivTok2(RefTok):
     PART_STREAMS = {"intra": "tiv"}  # `--part intra` trains the tokenizer of the `tiv` stream
     KEY, MAIN = "tiv", "tv"  # RefTok's streams, renamed: the TIV image, the TV tubelets
     STATE_FROM_KEY = True  # a seek decodes the TIV image of the segment, not the chunks before it
+    NO_STATE = "a chunk without TIV tokens needs the segment's TIV image"
 
     def __init__(self, config: TivTok2Config):
         super().__init__(config)
@@ -68,26 +69,14 @@ class TivTok2(RefTok):
             slot = torch.arange(self.n_tgt) // self.n_ref  # tokens lie in (t', h', w') order
             self.mask[self.n_ref:, self.n_ref:] = slot[:, None] == slot[None, :]
 
-    # -- codec --------------------------------------------------------------------------------
-    def tiv_image(self, tiv_codes: torch.Tensor) -> torch.Tensor:
-        """Quantized TIV codes -> the segment's image, on the 8-bit grid both sides share."""
-        return to_8bit(self.intra.decode(tiv_codes))
-
+    # -- codec: RefTok's, with the key image (the TIV image) as the state for the whole segment --
     def key_state(self, streams: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.tiv_image(self.quant.indices_to_codes(streams[self.KEY]))
+        return self.key_image(self.quant.indices_to_codes(streams[self.KEY]))
 
     def encode_chunk_latents(self, video: torch.Tensor, state: torch.Tensor | None, *,
                              closed_loop: bool = True) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        latents: dict[str, torch.Tensor] = {}
-        if state is None:
-            latents[self.KEY] = self.intra.encode(video[:, :, 0], video)
-            state = self.tiv_image(self.quant(latents[self.KEY]))
-        latents[self.MAIN], _ = self.encode_targets(video, state)
-        return latents, state  # the state is the decoder's too: no decode needed to continue
+        return self._chunk_latents(video, state)  # the state is the decoder's too: no decode needed to continue
 
     def decode_chunk_codes(self, codes: dict[str, torch.Tensor], state: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.KEY in codes:
-            state = self.tiv_image(codes[self.KEY])
-        elif state is None:
-            raise ValueError("tivtok2: a chunk without TIV tokens needs the segment's TIV image")
+        state = self._reference(codes, state)
         return self.decode_targets(codes[self.MAIN], state), state
