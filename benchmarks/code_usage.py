@@ -29,10 +29,9 @@ def main() -> None:
         for key in a.models:
             m = vtcodec.load_tokenizer(key, "cpu")
             counts: dict[str, list[tuple[int, int]]] = {}
-            for _, src, _ in cs.clips:
-                vtcodec.encode_file(src, cs.dir / "o.vtk", model=m, force=True)
+            for clip in cs.coded(m, decode=False):  # the tokens are all this needs
                 streams: dict[str, list[np.ndarray]] = {}
-                for c in vtcodec.read_tokens(cs.dir / "o.vtk"):
+                for c in vtcodec.read_tokens(clip.vtk):
                     for name, t in c.streams.items():
                         streams.setdefault(name, []).append(np.asarray(t).ravel())
                 for name, parts in streams.items():

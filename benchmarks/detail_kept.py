@@ -21,7 +21,6 @@ import numpy as np
 
 from vtcodec.bench.clipset import ClipSet
 from vtcodec.bench.metrics import luma
-from vtcodec.codec import decode_frames, encode_file, load_tokenizer
 
 
 def detail(x: np.ndarray, b: int = 8) -> np.ndarray:
@@ -44,12 +43,9 @@ def main() -> None:
     a = ap.parse_args()
     with ClipSet(a.folder) as cs:
         for key in a.models:
-            m = load_tokenizer(key, "cpu")
             rows = []
-            for _, src, ref in cs.clips:
-                encode_file(src, cs.dir / "o.vtk", model=m, force=True)
-                out = luma(decode_frames(cs.dir / "o.vtk", model=m)).astype(np.float64)
-                r = luma(ref).astype(np.float64)
+            for c in cs.coded(key):
+                out, r = luma(c.frames), luma(c.ref)
                 do, dr = detail(out), detail(r)
                 rows.append((np.sqrt((do ** 2).mean() / (dr ** 2).mean()),
                              (do * dr).sum() / np.sqrt((do ** 2).sum() * (dr ** 2).sum()),

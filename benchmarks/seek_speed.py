@@ -12,14 +12,12 @@ before it; the others decode every chunk from the last key chunk on.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
 import vtcodec
-from vtcodec.bench.prepare import load_clip, write_lossless
+from vtcodec.bench.clipset import ClipSet
 
 
 def best(fn, repeats: int) -> tuple[float, np.ndarray]:
@@ -38,14 +36,12 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=112)
     ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args()
-    frames, info = load_clip(a.video, a.frames)
-    with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "src.mkv"
-        write_lossless(frames, src, info.fps)
+    with ClipSet(a.video, a.frames, size=None) as cs:  # the video as it is, its first frames
+        _, src, frames = cs.clips[0]
         print(f"{a.video}: {len(frames)} frames {frames.shape[2]}x{frames.shape[1]}")
         for m in a.models:
             tok = vtcodec.load_tokenizer(m)
-            vtk = Path(tmp) / f"{m}.vtk"
+            vtk = cs.dir / f"{m}.vtk"
             r = vtcodec.encode_file(src, vtk, model=tok, force=True)
             last = (r.chunks - 1) * tok.chunk_frames
             t_all, whole = best(lambda: vtcodec.decode_frames(vtk, model=tok), a.repeats)

@@ -1,19 +1,22 @@
-"""A folder of clips coded through the real codec: bits, PSNR and SSIM per clip.
+"""A folder of clips (or one video) coded through the real codec: bits, PSNR and SSIM per clip.
 
-What `benchmarks/rd_sweep.py` prints and `vtcodec train --val-codec DIR` logs. Each video of the
-folder (sorted by name) is cut to its first `frames` frames, centre-cropped and resized to
-size x size as `vtcodec bench --size` does, and written losslessly once into a temporary folder;
-`scores(model, **settings)` then encodes each with `vtcodec.encode_file(..., **settings)` and
-decodes it: bits per pixel from the real .vtk size, PSNR and SSIM of the decoded frames against
-the lossless read-back.
+What `benchmarks/rd_sweep.py` prints and `vtcodec train --val-codec DIR` logs, and what the other
+benchmarks that code clips build on. Each video of the folder (sorted by name; or the one video
+given) is cut to its first `frames` frames, centre-cropped and resized to size x size as `vtcodec
+bench --size` does (size None: kept as it is), and written losslessly once into a temporary
+folder; `coded(model, **settings)` then encodes each with `vtcodec.encode_file(..., **settings)`
+and decodes it, and `scores` turns that into bits per pixel from the real .vtk size, PSNR and SSIM
+of the decoded frames against the lossless read-back.
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,10 +24,24 @@ from vtcodec.errors import VtcodecError
 from vtcodec.video import VIDEO_EXT
 
 
-def folder_videos(folder: str | Path) -> list[Path]:
-    """The folder's files with a video suffix, sorted ([] when it is not a folder)."""
-    folder = Path(folder)
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_EXT) if folder.is_dir() else []
+def videos_at(path: str | Path) -> list[Path]:
+    """A video file itself, or a folder's files with a video suffix, sorted ([] for anything else)."""
+    path = Path(path)
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_EXT)
+    return [path] if path.is_file() and path.suffix.lower() in VIDEO_EXT else []
+
+
+@dataclass(frozen=True)
+class Coded:
+    """One clip coded: its lossless read-back `ref`, the .vtk (valid until the next clip is coded),
+    the encoder's result, the encode's wall time, and the decoded frames (None unless asked for)."""
+    name: str
+    ref: np.ndarray
+    vtk: Path
+    result: Any
+    encode_s: float
+    frames: np.ndarray | None
 
 
 @dataclass(frozen=True)
@@ -48,35 +65,44 @@ def summary(scores: list[ClipScore]) -> dict[str, float]:
 class ClipSet:
     """The clips of a folder, prepared once; score a model on them as often as needed."""
 
-    def __init__(self, folder: str | Path, frames: int = 32, size: int = 256):
+    def __init__(self, path: str | Path, frames: int = 32, size: int | None = 256):
         from vtcodec.bench.prepare import fit_size, load_clip, write_lossless
 
-        videos = folder_videos(folder)
+        videos = videos_at(path)
         if not videos:
-            raise VtcodecError(f"{folder}: no videos there ({', '.join(sorted(VIDEO_EXT))})")
+            raise VtcodecError(f"{path}: no videos there ({', '.join(sorted(VIDEO_EXT))})")
         self._tmp = tempfile.TemporaryDirectory(prefix="vtcodec-clips-")
         self.dir = Path(self._tmp.name)
         self.clips = []  # (name, lossless source, its read-back frames)
         for i, v in enumerate(videos):  # files by index: a.mp4 and a.mkv are two clips
             frames_, info = load_clip(v, frames)
             src = self.dir / f"{i}.mkv"
-            ref, _ = write_lossless(fit_size(frames_, size, size), src, info.fps)
+            ref, _ = write_lossless(frames_ if size is None else fit_size(frames_, size, size), src, info.fps)
             self.clips.append((v.stem, src, ref))
 
-    def scores(self, model, **settings):
-        """Yield each clip's ClipScore, coded with `model` (a loaded Tokenizer) and `settings`."""
-        from vtcodec.bench.metrics import psnr_rgb, ssim
-        from vtcodec.codec import decode_frames, encode_file
+    def coded(self, model, decode: bool = True, **settings) -> Iterator[Coded]:
+        """Code each clip with `model` (a loaded Tokenizer, or a key or path) and `settings`, and
+        decode it unless `decode` is False; one clip at a time, into the same .vtk."""
+        from vtcodec.codec import decode_frames, encode_file, load_tokenizer
 
-        if not hasattr(model, "key"):  # a model from training: what the .vtk header names
+        if isinstance(model, (str, Path)):
+            model = load_tokenizer(model)  # once, for every clip's encode and decode
+        elif not hasattr(model, "key"):  # a model from training: what the .vtk header names
             model.key, model.sha256 = "val", "0" * 64
         out = self.dir / "o.vtk"
         for name, src, ref in self.clips:
             t0 = time.perf_counter()
             r = encode_file(src, out, model=model, force=True, **settings)
             secs = time.perf_counter() - t0
-            dec = decode_frames(out, model=model)
-            yield ClipScore(name, r.bpp, psnr_rgb(ref, dec), ssim(ref, dec), secs, ref[..., 0].size)
+            yield Coded(name, ref, out, r, secs, decode_frames(out, model=model) if decode else None)
+
+    def scores(self, model, **settings) -> Iterator[ClipScore]:
+        """Yield each clip's ClipScore, coded with `model` (a loaded Tokenizer) and `settings`."""
+        from vtcodec.bench.metrics import psnr_rgb, ssim
+
+        for c in self.coded(model, **settings):
+            yield ClipScore(c.name, c.result.bpp, psnr_rgb(c.ref, c.frames), ssim(c.ref, c.frames), c.encode_s,
+                            c.ref[..., 0].size)
 
     def close(self) -> None:
         self._tmp.cleanup()

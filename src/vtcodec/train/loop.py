@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
-from vtcodec.bench.clipset import ClipSet, folder_videos, summary
+from vtcodec.bench.clipset import ClipSet, summary, videos_at
 from vtcodec.codec import resolve_device
 from vtcodec.errors import OutputError, VtcodecError, whole_number_problem
 from vtcodec.models.registry import build, save_checkpoint, sha256_file, warm_start
@@ -88,7 +88,7 @@ class TrainOptions:
             return f"--amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}"
         if not Path(self.data).is_dir():
             return f"--data {self.data}: not a folder (give a folder of videos and images)"
-        if self.val_codec is not None and not folder_videos(self.val_codec):  # every rank checks
+        if self.val_codec is not None and not videos_at(self.val_codec):  # every rank checks
             return f"--val-codec {self.val_codec}: no videos there ({', '.join(sorted(VIDEO_EXT))})"
         out = Path(self.out)
         if out.exists() and not out.is_dir():
@@ -138,7 +138,7 @@ def lr_at(step: int, opt: TrainOptions) -> float:
 
 
 def _save_resume(out: Path, model, optim, ema, step: int, g: torch.Generator, sampler: ClipSampler,
-                 recipe: dict, totals: dict, mix: tuple = DEFAULT_MIX) -> None:
+                 recipe: dict, totals: dict, mix: tuple) -> None:
     """`totals`: the run's running counts over all its sessions (skipped steps, wall seconds), so
     a resumed run's log and checkpoint count from the start of the run, not of the session."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -157,7 +157,7 @@ def _save_resume(out: Path, model, optim, ema, step: int, g: torch.Generator, sa
 
 
 def _load_resume(out: Path, model, optim, ema, g: torch.Generator, sampler: ClipSampler,
-                 recipe: dict, defaults: dict, mix: tuple = DEFAULT_MIX) -> tuple[int, dict]:
+                 recipe: dict, defaults: dict, mix: tuple) -> tuple[int, dict]:
     """-> (the step to continue from, the run's totals so far; zeros for state saved before they were kept).
     A knob added after the run was saved counts as having had its default (`defaults`)."""
     if not (out / "resume.safetensors").is_file():

@@ -1,0 +1,40 @@
+"""bench.clipset: a folder or one video prepared once and coded through the real codec."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import synth_frames, write_video
+from vtcodec.bench.clipset import ClipSet, summary, videos_at
+from vtcodec.codec import decode_frames
+from vtcodec.tokens import read_tokens
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_one_video_as_it_is_or_a_folder_resized(tmp_path, models_dir):
+    frames = synth_frames(10, 40, 24)
+    one = write_video(tmp_path / "a.mkv", frames)
+    (tmp_path / "d").mkdir()
+    shutil.copy(one, tmp_path / "d" / "b.mkv")
+    (tmp_path / "d" / "notes.txt").write_text("not a video")
+    assert videos_at(one) == [one] and videos_at(tmp_path / "d") == [tmp_path / "d" / "b.mkv"]
+    assert videos_at(tmp_path / "d" / "notes.txt") == [] and videos_at(tmp_path / "missing") == []
+    with ClipSet(one, frames=8, size=None) as cs:  # the first 8 frames at their own size
+        (name, _, ref), = cs.clips
+        assert name == "a" and ref.shape == (8, 24, 40, 3)
+        np.testing.assert_array_equal(ref, frames[:8])  # written losslessly
+        model = models_dir / "vidtok.safetensors"
+        c, = cs.coded(model, decode=False)
+        assert c.frames is None and c.result.frames == 8
+        assert sum(t.n_frames for t in read_tokens(c.vtk)) == 8
+        s, = cs.scores(model)
+        c, = cs.coded(model)  # decoded: what scores measured
+        np.testing.assert_array_equal(c.frames, decode_frames(c.vtk, device="cpu"))
+        assert s.bpp == c.result.bpp and s.pixels == 8 * 24 * 40
+        assert summary([s])["bpp_pooled"] == pytest.approx(s.bpp)
+    with ClipSet(tmp_path / "d", frames=8, size=16) as cs:
+        assert [(n, r.shape) for n, _, r in cs.clips] == [("b", (8, 16, 16, 3))]
