@@ -87,6 +87,13 @@ class Tokenizer(nn.Module):
         return ()
 
     @property
+    def latent_heads(self) -> dict[str, nn.Module]:
+        """Per token stream, the layer whose output channels are the stream's FSQ latents (a Linear
+        or a 1x1 convolution: output channel i is row i of its weight and bias), for
+        vtcodec.train.revive. Empty where a model does not say."""
+        return {}
+
+    @property
     def pixels_per_token(self) -> int:
         """The headline ratio: pixels of a tile-chunk per token of a key chunk's main streams."""
         px = self.chunk_frames * self.tile * self.tile

@@ -212,6 +212,10 @@ class RefTok(Tokenizer):
         return own + (("tgt_enc.*", "tgt_enc_norm.*") if self.config.enc_split else ())
 
     @property
+    def latent_heads(self) -> dict[str, nn.Module]:
+        return {self.KEY: self.intra.to_q[-1], self.MAIN: self.to_q}
+
+    @property
     def stream_grids(self) -> dict[str, tuple[int, int, int]]:
         g = self.grid
         return {self.KEY: (1, self.intra.grid, self.intra.grid), self.MAIN: (self.config.frames // self.config.tubelet_t, g, g)}

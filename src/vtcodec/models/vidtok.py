@@ -164,6 +164,10 @@ class VidTok(Tokenizer):
     def encoder_only(self) -> tuple[str, ...]:
         return ("stem.*", "enc.*", "to_q.*")
 
+    @property
+    def latent_heads(self) -> dict[str, nn.Module]:
+        return {"latent": self.to_q[-1]}
+
     # -- parts --------------------------------------------------------------------------------
     def encode_latent(self, video: torch.Tensor) -> torch.Tensor:
         """(B, 3, T, H, W) -> (B, q, T/4, H/s, W/s) pre-quantization latents."""

@@ -57,12 +57,19 @@ class FSQ(nn.Module):
     def bits_per_token(self) -> float:
         return math.log2(self.codebook_size)
 
+    def _half_offset(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return (self._levels - 1) * (1 + self.eps) / 2, torch.where(self._levels % 2 == 0, 0.5, 0.0)
+
+    def pre_bound(self, z: torch.Tensor) -> torch.Tensor:
+        """The argument of `bound`'s tanh: where |pre_bound(z)| is large the channel is saturated,
+        its gradient (the tanh's slope) is zero, and no loss can move it (vtcodec.train.revive)."""
+        half_l, offset = self._half_offset()
+        return z + torch.atanh(offset / half_l)
+
     def bound(self, z: torch.Tensor) -> torch.Tensor:
         """Squash z so that rounding yields exactly `levels` values per channel (even counts included)."""
-        half_l = (self._levels - 1) * (1 + self.eps) / 2
-        offset = torch.where(self._levels % 2 == 0, 0.5, 0.0)
-        shift = torch.atanh(offset / half_l)
-        return torch.tanh(z + shift) * half_l - offset
+        half_l, offset = self._half_offset()
+        return torch.tanh(self.pre_bound(z)) * half_l - offset
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """z (..., dim) -> quantized codes (..., dim) in [-1, 1], straight-through gradients."""

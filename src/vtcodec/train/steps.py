@@ -86,8 +86,19 @@ def vidtok_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = False
     return loss, out["recon"], target, logs
 
 
+SAT_EDGE = 2.0  # |pre-activation| beyond which sat_weight pushes a latent back (tanh'(2) = 0.07)
+
+
+def saturation_penalty(quant, z: torch.Tensor) -> torch.Tensor:
+    """(B,) mean over a tile's latents z (B, n, q) of relu(|a| - SAT_EDGE)^2, a = quant.pre_bound(z):
+    zero where every channel can still be moved, and a gradient that does not pass through the
+    tanh, so it reaches channels the tanh has shut (vtcodec.train.revive)."""
+    a = quant.pre_bound(z.float())
+    return torch.relu(a.abs() - SAT_EDGE).square().flatten(1).mean(1)
+
+
 def encoder_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = False, *, slope: float = 0.0,
-                 ssim_weight: float = 0.0):
+                 ssim_weight: float = 0.0, sat_weight: float = 0.0):
     """The codec's loop over the clip's chunks, as `vtcodec encode --refine` scores it: the first
     chunk starts a segment, each next one continues from the decoder's state (closed loop, as the
     codec's encoder carries it); the loss is the mean over tile-chunks of 10 log10(MSE) + slope *
@@ -101,7 +112,11 @@ def encoder_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = Fals
     ssim_weight adds ssim_weight * 10 log10(1 - SSIM) per tile-chunk (SSIM of the clamped output,
     as the codec writes it): a structural term in the same dB units as the MSE term, so a weight of
     1 values a 10 % cut of (1 - SSIM) like a 10 % cut of the MSE. 0 (the default) is round 8's
-    MSE-only loop."""
+    MSE-only loop.
+
+    sat_weight adds sat_weight * `saturation_penalty` over every stream (round 12): it keeps FSQ
+    channels out of the tanh's flat tails, where the rate term had parked four of TivTok's six TV
+    channels for good. 0 (the default) leaves the loss as before."""
     f = model.chunk_frames
     grids = model.stream_grids
     enc_state = dec_state = None
@@ -120,6 +135,8 @@ def encoder_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = Fals
             tile_ssim = ssim_frames(frames01(out), frames01(chunk), per_image=True).view(out.shape[0], -1).mean(1)
         if ssim_weight:
             loss = loss + ssim_weight * 10 * torch.log10((1 - tile_ssim).clamp_min(1e-6))
+        if sat_weight:
+            loss = loss + sat_weight * sum(saturation_penalty(model.quant, z) for z in latents.values())
         losses.append(loss)
         recons.append(out)
         mses.append(mse.detach())

@@ -1,0 +1,116 @@
+"""Saturated FSQ channels (vtcodec.train.revive, round 12): found, rescaled back to where a gradient
+reaches them without changing what they round to, and kept there by encoder_step's sat_weight."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import TINY
+
+from vtcodec.models.registry import build
+from vtcodec.train.revive import ALIVE, revive, saturation, stream_latents
+from vtcodec.train.steps import SAT_EDGE, encoder_step, saturation_penalty
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+ARCHS = ["reftok", "tivtok2", "vidtok"]
+
+
+def _model(arch: str):
+    torch.manual_seed(0)
+    return build(arch, TINY[arch]).eval()
+
+
+def _clips(m, n: int = 3, chunks: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(5)
+    return torch.rand(n, 3, chunks * m.chunk_frames, m.tile, m.tile, generator=g) * 2 - 1
+
+
+def _saturate(m, stream: str, channel: int, sign: float = 1.0):
+    """Push one channel far out on the tanh, as round 11's training left four TV channels."""
+    with torch.no_grad():
+        head = m.latent_heads[stream]
+        head.weight[channel] *= 0.01
+        head.bias[channel] = sign * 11.0
+
+
+def test_pre_bound_is_the_tanh_argument():
+    m = _model("reftok")
+    z = torch.randn(50, m.quant.dim) * 3
+    half = (m.quant._levels - 1) * (1 + m.quant.eps) / 2
+    offset = torch.where(m.quant._levels % 2 == 0, 0.5, 0.0)
+    assert torch.allclose(m.quant.bound(z), torch.tanh(m.quant.pre_bound(z)) * half - offset)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_stream_names_its_latent_layer(arch):
+    m = _model(arch)
+    lat = stream_latents(m, _clips(m, 1))
+    assert set(m.latent_heads) == set(lat)
+    for name, head in m.latent_heads.items():  # the head's output channels are the latents
+        assert head.weight.shape[0] == lat[name].shape[1] == head.bias.shape[0]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_revive_brings_back_a_saturated_channel_and_only_it(arch, sign):
+    m = _model(arch)
+    stream = sorted(m.latent_heads)[-1]
+    _saturate(m, stream, 2, sign)
+    clips = _clips(m)
+    rows = {(r.stream, r.channel): r for r in saturation(m, clips)}
+    assert rows[stream, 2].saturated and rows[stream, 2].slope < 1e-6
+    digits_before = {k: m.quant.bound(z).round() for k, z in stream_latents(m, clips).items()}
+    params_before = {n: p.detach().clone() for n, p in m.named_parameters()}
+    before = revive(m, clips)
+    assert [r.saturated for r in before] == [r.saturated for r in rows.values()]
+    after = {(r.stream, r.channel): r for r in saturation(m, clips)}
+    assert after[stream, 2].slope > 0.1 and abs(after[stream, 2].mean - sign * 1.6) < 0.05
+    # what it rounds to mostly stays: at the defaults a tail of the spread reaches the next level
+    digits_after = {k: m.quant.bound(z).round() for k, z in stream_latents(m, clips).items()}
+    same = (digits_after[stream][:, 2] == digits_before[stream][:, 2]).float().mean()
+    assert same > 0.8
+    assert ((digits_after[stream][:, 2] - digits_before[stream][:, 2]).abs() <= 1).all()
+    head = m.latent_heads[stream]
+    for n, p in m.named_parameters():  # every other parameter, and every other row, untouched
+        if p is head.weight or p is head.bias:
+            keep = torch.ones(p.shape[0], dtype=torch.bool)
+            keep[[r.channel for r in before if r.saturated and r.stream == stream]] = False
+            assert torch.equal(p[keep], params_before[n][keep])
+        elif not any(p is m.latent_heads[s].weight or p is m.latent_heads[s].bias for s in m.latent_heads):
+            assert torch.equal(p, params_before[n]), n
+
+
+def test_revive_needs_named_heads():
+    m = _model("tivtok")  # round 1-3's TivTok does not name them
+    with pytest.raises(ValueError, match="latent_heads"):
+        revive(m, _clips(m, 1))
+
+
+def test_saturation_penalty_is_zero_inside_the_edge_and_grows_outside():
+    m = _model("reftok")
+    q = m.quant
+    shift = q.pre_bound(torch.zeros(q.dim))
+    inside = (torch.full((2, 4, q.dim), SAT_EDGE - 0.1) - shift)
+    assert torch.equal(saturation_penalty(q, inside), torch.zeros(2))
+    out = (torch.full((2, 4, q.dim), SAT_EDGE + 1.0) - shift)
+    assert torch.allclose(saturation_penalty(q, out), torch.ones(2))
+
+
+def test_sat_weight_reaches_a_saturated_channel_the_loss_alone_cannot():
+    """The tanh's slope shuts a saturated channel's row off from the codec loss; the penalty's
+    gradient does not pass through the tanh, so with sat_weight the row gets one, pointing inwards."""
+    m = _model("reftok")
+    m.train()
+    _saturate(m, "target", 1)
+    clip = _clips(m, 2, chunks=2)
+
+    def bias_grad(**recipe):
+        m.zero_grad()
+        loss, *_ = encoder_step(m, clip, torch.Generator(), slope=1.0, **recipe)
+        loss.backward()
+        return float(m.to_q.bias.grad[1])
+
+    assert abs(bias_grad()) < 1e-6
+    g = bias_grad(sat_weight=1.0)
+    assert g > 1.0  # descent lowers the bias: back towards the edge
+    assert saturation(m, _clips(m))[m.quant.dim + 1].slope < ALIVE
