@@ -168,7 +168,7 @@ def test_part_encoder_trains_the_encoder_only(tmp_path, capsys):
     assert {k for k in changed if k.startswith("tgt_enc.")} and {k for k in changed if k.startswith("intra.enc.")}
     assert all(_is_encoder(model, k) for k in changed)  # everything the decoder reads is as loaded
     info = json.loads(read_metadata(out)["info"])
-    assert info["recipe"] == {"slope": 2, "ssim_weight": 0.0, "sat_weight": 0.0, "part": "encoder"} and info["fresh_from_init"] == []
+    assert info["recipe"] == {"slope": 2, "ssim_weight": 0.0, "sat_weight": 0.0, "spread_weight": 0.0, "part": "encoder"} and info["fresh_from_init"] == []
     log = [json.loads(line) for line in (tmp_path / "enc" / "log.jsonl").read_text().splitlines()]
     assert math.isfinite(log[-1]["val_psnr"]) and log[-1]["soft_bits"] > 0 and log[-1]["val_soft_bits"] > 0
     capsys.readouterr()

@@ -9,7 +9,7 @@ from conftest import TINY
 
 from vtcodec.models.registry import build
 from vtcodec.train.revive import ALIVE, revive, saturation, stream_latents
-from vtcodec.train.steps import SAT_EDGE, encoder_step, saturation_penalty
+from vtcodec.train.steps import SAT_EDGE, encoder_step, saturation_penalty, spread_penalty
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ARCHS = ["reftok", "tivtok2", "vidtok"]
@@ -114,3 +114,20 @@ def test_sat_weight_reaches_a_saturated_channel_the_loss_alone_cannot():
     g = bias_grad(sat_weight=1.0)
     assert g > 1.0  # descent lowers the bias: back towards the edge
     assert saturation(m, _clips(m))[m.quant.dim + 1].slope < ALIVE
+
+
+def test_spread_penalty_pushes_a_one_level_channel_apart_and_leaves_a_varied_one():
+    m = _model("reftok")
+    q = m.quant
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(2, 64, q.dim, generator=g) * 0.8  # every channel spread over several levels
+    assert torch.equal(spread_penalty(q, z), torch.zeros(2))
+    z[:, :, 1] = 0.3 + 0.001 * torch.randn(2, 64, generator=g)  # channel 1 on one level in both tiles
+    z.requires_grad_(True)
+    p = spread_penalty(q, z)
+    assert (p > 0.2 / q.dim).all()
+    p.sum().backward()
+    step = -z.grad / z.grad.abs().max()  # descent direction: it must widen the channel
+    before, after = q.bound(z.detach()).std(1), q.bound(z.detach() + 0.5 * step).std(1)
+    assert (after[:, 1] > before[:, 1] + 0.05).all()
+    assert z.grad[:, :, [0, 2, 3, 4, 5]].abs().max() == 0

@@ -112,8 +112,8 @@ def test_resume_of_a_run_saved_before_a_knob_existed(tmp_path, capsys):
     save_checkpoint(build("vidtok", json.loads(TINY)), init)
     out, args = _two_steps_saved(tmp_path, "--part", "codec", "--init", str(init))
     meta = json.loads((out / "resume.json").read_text())
-    assert meta["recipe"] == {"slope": 0.0, "ssim_weight": 0.0, "sat_weight": 0.0, "part": "codec"}
-    del meta["recipe"]["ssim_weight"], meta["recipe"]["sat_weight"]  # as round 8's runs saved it
+    assert meta["recipe"] == {"slope": 0.0, "ssim_weight": 0.0, "sat_weight": 0.0, "spread_weight": 0.0, "part": "codec"}
+    del meta["recipe"]["ssim_weight"], meta["recipe"]["sat_weight"], meta["recipe"]["spread_weight"]  # as round 8's runs saved it
     (out / "resume.json").write_text(json.dumps(meta))
     with pytest.raises(SystemExit) as e:
         main(args + ["--steps", "3", "--resume", "--recipe", '{"ssim_weight": 1}'])

@@ -97,8 +97,20 @@ def saturation_penalty(quant, z: torch.Tensor) -> torch.Tensor:
     return torch.relu(a.abs() - SAT_EDGE).square().flatten(1).mean(1)
 
 
+SPREAD_MIN = 0.5  # levels: the spread within a tile below which spread_weight pushes a channel apart
+
+
+def spread_penalty(quant, z: torch.Tensor) -> torch.Tensor:
+    """(B,) mean over channels of relu(SPREAD_MIN - s)^2, s a channel's standard deviation (in
+    levels, before rounding) over a tile's latents z (B, n, q): zero for a channel that varies
+    across the tile, a push apart for one that sits on a single level (round 11's collapsed TV
+    channels) so that the decoder meets variation it can learn to use."""
+    spread = quant.bound(z.float()).std(1)
+    return torch.relu(SPREAD_MIN - spread).square().mean(1)
+
+
 def encoder_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = False, *, slope: float = 0.0,
-                 ssim_weight: float = 0.0, sat_weight: float = 0.0):
+                 ssim_weight: float = 0.0, sat_weight: float = 0.0, spread_weight: float = 0.0):
     """The codec's loop over the clip's chunks, as `vtcodec encode --refine` scores it: the first
     chunk starts a segment, each next one continues from the decoder's state (closed loop, as the
     codec's encoder carries it); the loss is the mean over tile-chunks of 10 log10(MSE) + slope *
@@ -116,7 +128,9 @@ def encoder_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = Fals
 
     sat_weight adds sat_weight * `saturation_penalty` over every stream (round 12): it keeps FSQ
     channels out of the tanh's flat tails, where the rate term had parked four of TivTok's six TV
-    channels for good. 0 (the default) leaves the loss as before."""
+    channels for good. spread_weight adds spread_weight * `spread_penalty` over every stream: a
+    push apart for channels that a tile codes on one level. 0 (the defaults) leaves the loss as
+    before."""
     f = model.chunk_frames
     grids = model.stream_grids
     enc_state = dec_state = None
@@ -137,6 +151,8 @@ def encoder_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = Fals
             loss = loss + ssim_weight * 10 * torch.log10((1 - tile_ssim).clamp_min(1e-6))
         if sat_weight:
             loss = loss + sat_weight * sum(saturation_penalty(model.quant, z) for z in latents.values())
+        if spread_weight:
+            loss = loss + spread_weight * sum(spread_penalty(model.quant, z) for z in latents.values())
         losses.append(loss)
         recons.append(out)
         mses.append(mse.detach())
