@@ -2,12 +2,14 @@
 
     python benchmarks/channel_use.py out/val_photos tivtok vidtok runs/r12_tiv_p1/model.safetensors
 
-Each clip of the folder is prepared as rd_sweep.py prepares it (256x256) and its first chunk cut
-into four 128x128 tiles: the key chunk a segment starts with, every stream present. Per channel it
+Each clip of the folder is centre-cropped and resized to two tiles square (256x256 for the
+shipped models' 128-px tiles) and its first chunk cut into four tiles: the key chunk a segment
+starts with, every stream present. Per channel it
 prints the pre-activation's mean and spread and the tanh's mean slope (`vtcodec.train.revive`: a
 slope near 0 is a saturated channel no gradient reaches), the levels used, and how many dB the
 decode loses when that channel alone is held at its commonest level (0: the decoder gets nothing
-from it). Model-level decodes (no codec, no range coder), PSNR over all tiles.
+from it; also 0 by construction for a channel on a single level). Model-level decodes (no codec,
+no range coder), PSNR over all tiles.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
     python scripts/revive_latents.py models/tivtok.safetensors runs/r12_tiv_revived.safetensors --data media
 
 Prints every channel's pre-activation mean, spread, tanh slope and levels used, before and after,
-over `--clips` training clips (the training split of `--data`, drawn as `vtcodec train` draws
-them); a channel whose mean slope is under 0.05 is rescaled. Train from the result with
+over `--clips` clips of the training split of `--data` (`vtcodec train`'s sampler and default mix,
+seed `--seed`; each clip's first chunk), and after again on as many other clips (seed + 1), which
+the rescaling was not fitted to; a channel whose mean slope is under 0.05 is rescaled. Train from the result with
 `vtcodec train --init OUT --part codec --recipe '{"sat_weight": 1, ...}'` so the channels stay
 where a gradient reaches them.
 """
@@ -29,7 +30,8 @@ ap.add_argument("--spread", type=float, default=0.3)
 a = ap.parse_args()
 
 model = load_checkpoint(a.src).eval()
-clips = ClipSampler(load_sources(a.data, "train"), model.chunk_frames, model.tile, seed=a.seed).batch(a.clips)
+train = load_sources(a.data, "train")
+clips, other = (ClipSampler(train, model.chunk_frames, model.tile, seed=a.seed + i).batch(a.clips) for i in (0, 1))
 
 
 def show(title, rows):
@@ -43,6 +45,7 @@ before = revive(model, clips, a.centre, a.spread)
 after = saturation(model, clips)
 show("before", before)
 show("after", after)
+show("after, on other clips", saturation(model, other))
 info = json.loads(read_metadata(a.src).get("info", "{}"))
 info = {"revived_from": a.src, "revived_from_sha256": sha256_file(a.src), "revive": vars(a) | {"channels": [r.as_dict() for r in before]},
         "before_revive": info}

@@ -8,7 +8,7 @@ import torch
 from conftest import TINY
 
 from vtcodec.models.registry import build
-from vtcodec.train.revive import ALIVE, revive, saturation, stream_latents
+from vtcodec.train.revive import revive, saturation, stream_latents
 from vtcodec.train.steps import SAT_EDGE, encoder_step, saturation_penalty, spread_penalty
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -38,16 +38,25 @@ def test_pre_bound_is_the_tanh_argument():
     z = torch.randn(50, m.quant.dim) * 3
     half = (m.quant._levels - 1) * (1 + m.quant.eps) / 2
     offset = torch.where(m.quant._levels % 2 == 0, 0.5, 0.0)
-    assert torch.allclose(m.quant.bound(z), torch.tanh(m.quant.pre_bound(z)) * half - offset)
+    a = z + torch.atanh(offset / half)  # FSQ's bound, written out
+    assert torch.allclose(m.quant.pre_bound(z), a)
+    assert torch.allclose(m.quant.bound(z), torch.tanh(a) * half - offset)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_every_stream_names_its_latent_layer(arch):
     m = _model(arch)
-    lat = stream_latents(m, _clips(m, 1))
+    clips = _clips(m, 1)
+    lat = stream_latents(m, clips)
     assert set(m.latent_heads) == set(lat)
-    for name, head in m.latent_heads.items():  # the head's output channels are the latents
-        assert head.weight.shape[0] == lat[name].shape[1] == head.bias.shape[0]
+    for name, head in m.latent_heads.items():  # a head's output channel i is the stream's latent channel i
+        with torch.no_grad():
+            head.bias[3] += 0.5
+        moved = stream_latents(m, clips)
+        with torch.no_grad():
+            head.bias[3] -= 0.5
+        assert torch.allclose(moved[name][:, 3], lat[name][:, 3] + 0.5, atol=1e-5)
+        assert torch.allclose(moved[name][:, [0, 1, 2, 4, 5]], lat[name][:, [0, 1, 2, 4, 5]], atol=1e-5)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -62,9 +71,10 @@ def test_revive_brings_back_a_saturated_channel_and_only_it(arch, sign):
     digits_before = {k: m.quant.bound(z).round() for k, z in stream_latents(m, clips).items()}
     params_before = {n: p.detach().clone() for n, p in m.named_parameters()}
     before = revive(m, clips)
-    assert [r.saturated for r in before] == [r.saturated for r in rows.values()]
+    assert {(r.stream, r.channel) for r in before if r.saturated} == {(stream, 2)}
     after = {(r.stream, r.channel): r for r in saturation(m, clips)}
     assert after[stream, 2].slope > 0.1 and abs(after[stream, 2].mean - sign * 1.6) < 0.05
+    assert abs(after[stream, 2].std - 0.3) < 0.03
     # what it rounds to mostly stays: at the defaults a tail of the spread reaches the next level
     digits_after = {k: m.quant.bound(z).round() for k, z in stream_latents(m, clips).items()}
     same = (digits_after[stream][:, 2] == digits_before[stream][:, 2]).float().mean()
@@ -92,8 +102,9 @@ def test_saturation_penalty_is_zero_inside_the_edge_and_grows_outside():
     shift = q.pre_bound(torch.zeros(q.dim))
     inside = (torch.full((2, 4, q.dim), SAT_EDGE - 0.1) - shift)
     assert torch.equal(saturation_penalty(q, inside), torch.zeros(2))
-    out = (torch.full((2, 4, q.dim), SAT_EDGE + 1.0) - shift)
-    assert torch.allclose(saturation_penalty(q, out), torch.ones(2))
+    for sign in (1, -1):
+        out = sign * torch.full((2, 4, q.dim), SAT_EDGE + 1.0) - shift
+        assert torch.allclose(saturation_penalty(q, out), torch.ones(2))
 
 
 def test_sat_weight_reaches_a_saturated_channel_the_loss_alone_cannot():
@@ -113,7 +124,6 @@ def test_sat_weight_reaches_a_saturated_channel_the_loss_alone_cannot():
     assert abs(bias_grad()) < 1e-6
     g = bias_grad(sat_weight=1.0)
     assert g > 1.0  # descent lowers the bias: back towards the edge
-    assert saturation(m, _clips(m))[m.quant.dim + 1].slope < ALIVE
 
 
 def test_spread_penalty_pushes_a_one_level_channel_apart_and_leaves_a_varied_one():
@@ -131,3 +141,33 @@ def test_spread_penalty_pushes_a_one_level_channel_apart_and_leaves_a_varied_one
     before, after = q.bound(z.detach()).std(1), q.bound(z.detach() + 0.5 * step).std(1)
     assert (after[:, 1] > before[:, 1] + 0.05).all()
     assert z.grad[:, :, [0, 2, 3, 4, 5]].abs().max() == 0
+
+
+def test_key_and_main_streams_are_both_revived_in_one_call():
+    m = _model("tivtok2")
+    _saturate(m, m.KEY, 0)
+    _saturate(m, m.MAIN, 4, -1.0)
+    clips = _clips(m)
+    before = revive(m, clips)
+    assert [(r.stream, r.channel) for r in before if r.saturated] == [(m.KEY, 0), (m.MAIN, 4)]
+    after = {(r.stream, r.channel): r for r in saturation(m, clips)}
+    assert after[m.KEY, 0].slope > 0.1 and after[m.MAIN, 4].slope > 0.1
+    assert abs(after[m.MAIN, 4].mean + 1.6) < 0.05
+
+
+def test_a_channel_at_both_ends_keeps_both_levels():
+    """Split between +11 and -11 its mean is 0: re-centring would merge its two levels into one."""
+    m = _model("reftok")
+    head = m.latent_heads["target"]
+    with torch.no_grad():
+        head.weight[2] *= 50 / head.weight[2].norm()  # |a| of about 10 or more, either sign
+        head.bias[2] = 0.0
+    clips = _clips(m)
+    r = {(r.stream, r.channel): r for r in saturation(m, clips)}["target", 2]
+    assert r.saturated and r.minority > 0.2
+    sign_before = torch.sign(m.quant.pre_bound(stream_latents(m, clips)["target"])[:, 2])
+    revive(m, clips)
+    a = m.quant.pre_bound(stream_latents(m, clips)["target"])[:, 2]
+    assert torch.equal(torch.sign(a), sign_before)
+    assert abs(float(a.abs().mean()) - 1.6) < 0.05
+    assert int(m.quant.bound(stream_latents(m, clips)["target"])[:, 2].round().unique().numel()) >= 2

@@ -103,8 +103,9 @@ SPREAD_MIN = 0.5  # levels: the spread within a tile below which spread_weight p
 def spread_penalty(quant, z: torch.Tensor) -> torch.Tensor:
     """(B,) mean over channels of relu(SPREAD_MIN - s)^2, s a channel's standard deviation (in
     levels, before rounding) over a tile's latents z (B, n, q): zero for a channel that varies
-    across the tile, a push apart for one that sits on a single level (round 11's collapsed TV
-    channels) so that the decoder meets variation it can learn to use."""
+    across the tile, a push apart for one that sits on a single level so that the decoder meets
+    variation it can learn to use. Its gradient passes through the tanh: a saturated channel
+    (round 11's TV channels) needs `vtcodec.train.revive` or sat_weight first."""
     spread = quant.bound(z.float()).std(1)
     return torch.relu(SPREAD_MIN - spread).square().mean(1)
 
