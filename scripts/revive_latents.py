@@ -17,7 +17,7 @@ import torch
 
 from vtcodec.models.registry import load_checkpoint, read_metadata, save_checkpoint, sha256_file
 from vtcodec.train.data import ClipSampler, load_sources
-from vtcodec.train.revive import revive, saturation
+from vtcodec.train.revive import revive, saturation, stream_latents
 
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("src")
@@ -41,11 +41,18 @@ def show(title, rows):
               f"levels {r.levels_used}{'  SATURATED' if r.saturated else ''}")
 
 
+def digits(m, x):
+    return {k: m.quant.bound(z).round() for k, z in stream_latents(m, x).items()}
+
+
+held_out = digits(model, other)
 before = revive(model, clips, a.centre, a.spread)
 after = saturation(model, clips)
 show("before", before)
 show("after", after)
 show("after, on other clips", saturation(model, other))
+for name, d in digits(model, other).items():
+    print(f"  {name}: {float((d == held_out[name]).all(1).float().mean()):.1%} of its tokens on the other clips unchanged")
 info = json.loads(read_metadata(a.src).get("info", "{}"))
 info = {"revived_from": a.src, "revived_from_sha256": sha256_file(a.src), "revive": vars(a) | {"channels": [r.as_dict() for r in before]},
         "before_revive": info}
