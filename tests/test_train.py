@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from vtcodec.cli import main
 from vtcodec.bench.clipset import ClipScore, ClipSet
-from vtcodec.codec import decode_frames, encode_file
+from vtcodec.codec import decode_frames, encode_file, load_tokenizer
 from vtcodec.models.registry import build, load_checkpoint, read_metadata, save_checkpoint
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "pan_astronaut.mp4"
@@ -61,15 +61,14 @@ def test_val_codec_scores_the_checkpoint_through_the_codec(tmp_path, capsys, mon
               "--steps", "2", "--batch", "1", "--val-every", "2", "--save-every", "2", "--val-codec", str(vids)])
     assert e.value.code == 0
     rec = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
-    model = load_checkpoint(out / "model.safetensors")
-    model.key, model.sha256 = "val", "0" * 64
+    model = load_tokenizer(out / "model.safetensors", "cpu")  # as rd_sweep loads it: its real digest in the header
     from vtcodec.bench.metrics import psnr_rgb
     from vtcodec.bench.prepare import fit_size, load_clip, write_lossless
 
     clip, info = load_clip(EXAMPLE, 32)
     ref, _ = write_lossless(fit_size(clip, 256, 256), tmp_path / "src.mkv", info.fps)
     r = encode_file(tmp_path / "src.mkv", tmp_path / "o.vtk", model=model)
-    assert rec["val_codec_bpp"] == pytest.approx(r.bpp, rel=0.02)  # the saved EMA weights, coded again
+    assert rec["val_codec_bpp"] == pytest.approx(r.bpp, rel=0.005)  # the saved EMA weights, coded again
     assert rec["val_codec_psnr"] == pytest.approx(psnr_rgb(ref, decode_frames(tmp_path / "o.vtk", model=model)), abs=0.1)
     assert 0 < rec["val_codec_ssim"] <= 1
     seen = []  # what it codes with: the EMA copy (no gradients), in eval mode
