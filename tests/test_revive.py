@@ -117,13 +117,20 @@ def test_sat_weight_reaches_a_saturated_channel_the_loss_alone_cannot():
 
     def bias_grad(**recipe):
         m.zero_grad()
-        loss, *_ = encoder_step(m, clip, torch.Generator(), slope=1.0, **recipe)
+        loss, _, _, logs = encoder_step(m, clip, torch.Generator(), slope=1.0, **recipe)
         loss.backward()
-        return float(m.to_q.bias.grad[1])
+        return float(m.to_q.bias.grad[1]), logs
 
-    assert abs(bias_grad()) < 1e-6
-    g = bias_grad(sat_weight=1.0)
+    g, logs = bias_grad()
+    assert abs(g) < 1e-6 and "sat" not in logs and "spread" not in logs
+    g, logs = bias_grad(sat_weight=1.0)
     assert g > 1.0  # descent lowers the bias: back towards the edge
+    # the log carries the penalty unweighted: one channel of six at |a| ~ 11 in the target stream
+    with torch.no_grad():
+        expect = torch.stack([sum(saturation_penalty(m.quant, z) for z in
+                                  m.encode_chunk_latents(clip[:, :, :m.chunk_frames], None)[0].values())]).mean()
+    assert logs["sat"] > 5 and logs["sat"] == pytest.approx(float(expect), rel=0.2)
+    assert bias_grad(sat_weight=3.0)[1]["sat"] == pytest.approx(logs["sat"])
 
 
 def test_spread_penalty_pushes_a_one_level_channel_apart_and_leaves_a_varied_one():

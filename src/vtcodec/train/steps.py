@@ -136,6 +136,7 @@ def encoder_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = Fals
     grids = model.stream_grids
     enc_state = dec_state = None
     recons, losses, mses, bits_all, ssims = [], [], [], [], []
+    penalties: dict[str, list[torch.Tensor]] = {}
     for i in range(clip.shape[2] // f):
         chunk = clip[:, :, i * f:(i + 1) * f]
         latents, enc_next = model.encode_chunk_latents(chunk, enc_state, closed_loop=False)
@@ -150,10 +151,11 @@ def encoder_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = Fals
             tile_ssim = ssim_frames(frames01(out), frames01(chunk), per_image=True).view(out.shape[0], -1).mean(1)
         if ssim_weight:
             loss = loss + ssim_weight * 10 * torch.log10((1 - tile_ssim).clamp_min(1e-6))
-        if sat_weight:
-            loss = loss + sat_weight * sum(saturation_penalty(model.quant, z) for z in latents.values())
-        if spread_weight:
-            loss = loss + spread_weight * sum(spread_penalty(model.quant, z) for z in latents.values())
+        for name, weight, term in (("sat", sat_weight, saturation_penalty), ("spread", spread_weight, spread_penalty)):
+            if weight:  # logged unweighted, so runs at different weights compare
+                penalty = sum(term(model.quant, z) for z in latents.values())
+                loss = loss + weight * penalty
+                penalties.setdefault(name, []).append(penalty.detach())
         losses.append(loss)
         recons.append(out)
         mses.append(mse.detach())
@@ -161,6 +163,7 @@ def encoder_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = Fals
         ssims.append(tile_ssim.detach())
     logs = {"mse_db": float(10 * torch.log10(torch.stack(mses)).mean()), "soft_bits": float(torch.stack(bits_all).mean()),
             "ssim": float(torch.stack(ssims).mean())}  # every tile-chunk has as many frames: the clip's mean SSIM
+    logs |= {name: float(torch.stack(v).mean()) for name, v in penalties.items()}
     return torch.stack(losses).mean(), torch.cat(recons, dim=2), clip, logs
 
 
