@@ -20,22 +20,22 @@ import torch
 
 from vtcodec.bench.clipset import ClipSet
 from vtcodec.models.registry import load_checkpoint, resolve_model
-from vtcodec.tiling import frames_to_video
+from vtcodec.tiling import TileLayout, frames_to_video
 from vtcodec.train.losses import psnr
-from vtcodec.train.revive import saturation
+from vtcodec.train.revive import channel_stats
 
 
 def key_tiles(folder: str, frames: int, tile: int) -> torch.Tensor:
-    tiles = []
+    """Each clip's first chunk, cut by the codec's own tiler (edge to edge) into 2 x 2 tiles."""
+    layout = TileLayout(2 * tile, 2 * tile, tile, 0)
     with ClipSet(folder, frames=frames, size=2 * tile) as cs:
-        for _, _, ref in cs.clips:
-            v = frames_to_video(ref, frames)  # (3, T, H, W) in [-1, 1]
-            tiles += [v[:, :, y:y + tile, x:x + tile] for y in (0, tile) for x in (0, tile)]
-    return torch.stack(tiles)
+        return torch.cat([layout.split(frames_to_video(ref, frames)) for _, _, ref in cs.clips])
 
 
 @torch.no_grad()
-def held_drops(m, clips: torch.Tensor) -> tuple[float, dict[tuple[str, int], float]]:
+def held_drops(m, clips: torch.Tensor) -> tuple[float, dict[tuple[str, int], float], list]:
+    """-> (PSNR of the full decode, dB lost per (stream, channel) held at its commonest level,
+    `channel_stats` of the same latents)."""
     latents, _ = m.encode_chunk_latents(clips, None)
     codes = {k: m.quant(z) for k, z in latents.items()}
     full = psnr(m.decode_chunk_codes(codes, None)[0], clips)
@@ -47,7 +47,7 @@ def held_drops(m, clips: torch.Tensor) -> tuple[float, dict[tuple[str, int], flo
             held[name] = c.clone()
             held[name][..., i] = values[counts.argmax()]
             drops[name, i] = full - psnr(m.decode_chunk_codes(held, None)[0], clips)
-    return full, drops
+    return full, drops, channel_stats(m.quant, latents)
 
 
 def main() -> None:
@@ -59,9 +59,9 @@ def main() -> None:
     for spec in a.models:
         m = load_checkpoint(resolve_model(spec)).eval()
         clips = key_tiles(a.folder, m.chunk_frames, m.tile)
-        full, drops = held_drops(m, clips)
+        full, drops, stats = held_drops(m, clips)
         print(f"{spec}: {len(clips)} key-chunk tiles, {full:.2f} dB")
-        for r in saturation(m, clips):
+        for r in stats:
             print(f"  {r.stream:>7} ch{r.channel}: pre-activation {r.mean:+6.2f} +- {r.std:4.2f}, slope {r.slope:.3f}, "
                   f"{r.levels_used} levels, held: -{drops[r.stream, r.channel]:.2f} dB{'  SATURATED' if r.saturated else ''}")
 

@@ -59,18 +59,22 @@ def stream_latents(model, clips: torch.Tensor) -> dict[str, torch.Tensor]:
     return {k: torch.cat(v) for k, v in out.items()}
 
 
-def saturation(model, clips: torch.Tensor) -> list[Channel]:
-    q = model.quant
+def channel_stats(quant, latents: dict[str, torch.Tensor]) -> list[Channel]:
+    """Per stream and channel, the statistics of latents {stream: (..., q)} already computed."""
     rows = []
-    for name, z in stream_latents(model, clips).items():
-        a = q.pre_bound(z)
-        digits = q.bound(z).round()
+    for name, z in latents.items():
+        a = quant.pre_bound(z.float().reshape(-1, z.shape[-1]))
+        digits = quant.bound(z.float().reshape(-1, z.shape[-1])).round()
         for i in range(a.shape[1]):
             pos = float((a[:, i] >= 0).float().mean())
             rows.append(Channel(name, i, float(a[:, i].mean()), float(a[:, i].std()),
                                 float((1 - torch.tanh(a[:, i]) ** 2).mean()), int(digits[:, i].unique().numel()),
                                 float(a[:, i].abs().mean()), min(pos, 1 - pos)))
     return rows
+
+
+def saturation(model, clips: torch.Tensor) -> list[Channel]:
+    return channel_stats(model.quant, stream_latents(model, clips))
 
 
 TWO_SIDED = 0.1  # a saturated channel with at least this share on each side of 0 keeps its sign per latent
@@ -91,13 +95,15 @@ def revive(model, clips: torch.Tensor, centre: float = 1.6, spread: float = 0.3)
         raise ValueError(f"{model.arch} does not name its latent layers (Tokenizer.latent_heads)")
     q = model.quant
     shifts = q.pre_bound(torch.zeros(q.dim, device=q._levels.device))  # a = z + shift, per channel
-    before = []
+    before, measured = [], None
     for stream, layer in heads.items():
-        rows = [r for r in saturation(model, clips) if r.stream == stream]
+        measured = measured or saturation(model, clips)  # again only once a stream before has changed
+        rows = [r for r in measured if r.stream == stream]
         before += rows
         for ch in rows:
             if not ch.saturated:
                 continue
+            measured = None
             s = float(shifts[ch.channel])
             if ch.minority >= TWO_SIDED:  # a' = a k
                 k, mean, target = min(centre / max(ch.mean_abs, 1e-6), MAX_GAIN), 0.0, 0.0
