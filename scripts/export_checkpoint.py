@@ -24,14 +24,16 @@ ap.add_argument("--part", action="append", default=[], metavar="NAME=CHECKPOINT"
 args = ap.parse_args()
 
 model = load_checkpoint(args.src)
+# codec trains every tensor; post adds the detail pass (a config the source lacks) around frozen weights
+WHOLE = ("codec", "post")
 info = json.loads(read_metadata(args.src).get("info", "{}")) | {"exported_from": args.src, "stored_dtype": "float16"}
 for spec in args.part:
     name, _, path = spec.partition("=")
-    if name == "codec":  # every tensor: nothing to combine
-        raise SystemExit(f"--part {spec}: a --part codec run is a whole model; export {path or 'it'} directly")
+    if name in WHOLE:  # the run's checkpoint is the whole model already: nothing to combine
+        raise SystemExit(f"--part {spec}: a --part {name} run is a whole model; export {path or 'it'} directly")
     if (model.arch, name) not in PARTS or not path:
         raise SystemExit(f"--part {spec}: expected NAME=CHECKPOINT with NAME one of "
-                         f"{[p for a, p in PARTS if a == model.arch and p != 'codec']} for {model.arch}")
+                         f"{[p for a, p in PARTS if a == model.arch and p not in WHOLE]} for {model.arch}")
     donor, donor_info = load_checkpoint(path), json.loads(read_metadata(path).get("info", "{}"))
     if donor.arch != model.arch or donor.config_dict() != model.config_dict():
         raise SystemExit(f"--part {spec}: {path} is not the same architecture and config as {args.src}")

@@ -16,6 +16,7 @@ vacuous:
 from __future__ import annotations
 
 import math
+import os
 
 import json
 
@@ -351,6 +352,62 @@ def test_tivtok2_warm_starts_from_reftok_and_whole_chunk_scope_is_reftok(tmp_pat
         warm_start(v, None, "tivtok2")
 
 
+@pytest.mark.parametrize("arch", ["reftok", "tivtok2"])
+def test_post_filter_starts_as_the_model_it_extends_and_is_on_the_codec_path(arch, tmp_path):
+    """post_width adds a full-resolution detail pass: warm-started from a checkpoint without one,
+    only post.* is fresh and every chunk codes and decodes exactly as before (zero last layer);
+    once that layer moves, both the decode and (RefTok, closed loop) the next chunk's reference change."""
+    base = tiny(arch, seed=31)
+    p = tmp_path / "m.safetensors"
+    save_checkpoint(base, p)
+    m, fresh = warm_start(p, {"post_width": 4})
+    m.eval()
+    assert fresh and all(k.startswith("post.") for k in fresh)
+    video = rand_video(t=2 * FRAMES, seed=32)
+    chunks = (video[:, :, :FRAMES], video[:, :, FRAMES:])
+
+    def run(model):
+        with torch.no_grad():
+            s0, st = model.encode_chunk(chunks[0], None)
+            s1, _ = model.encode_chunk(chunks[1], st)
+            d0, ds = model.decode_chunk(s0, None)
+            return s1, d0, model.decode_chunk(s1, ds)[0]
+
+    before, same = run(base), run(m)
+    assert all(torch.equal(a[k], b[k]) for a, b in ((before[0], same[0]),) for k in a)
+    assert torch.equal(before[1], same[1]) and torch.equal(before[2], same[2])
+    with torch.no_grad():
+        m.post.out[-1].weight.normal_(0, 0.5)
+    moved = run(m)
+    assert max_diff(moved[1], before[1]) > 1e-3
+    if arch == "reftok":  # the next chunk is coded against the filtered last frame
+        assert any(not torch.equal(moved[0][k], before[0][k]) for k in moved[0]) or max_diff(moved[2], before[2]) > 1e-3
+
+
+def test_post_filter_is_per_frame_and_reads_the_reference():
+    """Each output frame depends on its own input frame and the reference only."""
+    from vtcodec.models.layers import PostFilter
+    torch.manual_seed(5)
+    post = PostFilter(4)
+    with torch.no_grad():
+        post.out[-1].weight.normal_(0, 0.5)
+    video, ref = rand_video(t=4, seed=6), rand_video(t=1, seed=7)[:, :, 0]
+    out = post(video, ref)
+    assert out.shape == video.shape
+    v2 = video.clone()
+    v2[:, :, 2] = -v2[:, :, 2]
+    out2 = post(v2, ref)
+    changed = [(out2[:, :, t] - out[:, :, t]).abs().max().item() > 1e-4 for t in range(4)]
+    assert changed == [False, False, True, False]
+    assert max_diff(post(video, -ref), out) > 1e-3
+
+
+@pytest.mark.parametrize("overrides", [{"post_width": 4, "ref_path": 1}, {"post_width": -1}])
+def test_post_filter_config_refused(overrides):
+    with pytest.raises(ModelError, match="post_width"):
+        tiny("reftok", **overrides)
+
+
 # == VidTok ======================================================================================
 def vidtok_model(**overrides):
     return tiny("vidtok", **overrides)
@@ -490,6 +547,37 @@ def checkpoints(tmp_path_factory):
         assert len(sha) == 64
         out[arch] = (m, p)
     return out
+
+
+SAVE_IN_A_PROCESS = """
+import sys, torch
+from vtcodec.models.registry import build, save_checkpoint
+torch.manual_seed(0)
+print(save_checkpoint(build("vidtok", {"tile": 32, "frames": 8, "channels": [8, 8, 8]}), sys.argv[1],
+                      info={"step": 7, "data": "media", "note": "\u00e9"}))
+"""
+
+
+def test_checkpoint_bytes_do_not_depend_on_the_process(tmp_path):
+    """The same weights and metadata saved by four processes give one sha256 (safetensors alone
+    orders the metadata map per process: three keys agree across four processes 1 time in 216),
+    the metadata keys are sorted in the header, and the file loads."""
+    import subprocess
+    import sys
+    shas = set()
+    for i in range(4):
+        r = subprocess.run([sys.executable, "-c", SAVE_IN_A_PROCESS, str(tmp_path / f"{i}.safetensors")],
+                           capture_output=True, text=True, env=os.environ | {"OMP_NUM_THREADS": "1"})
+        assert r.returncode == 0, r.stderr
+        shas.add(r.stdout.strip())
+    assert len(shas) == 1
+    blob = (tmp_path / "0.safetensors").read_bytes()
+    n = int.from_bytes(blob[:8], "little")
+    assert n % 8 == 0
+    meta = json.loads(blob[8:8 + n])["__metadata__"]
+    assert list(meta) == sorted(meta) == ["arch", "config", "info"]
+    assert read_metadata(tmp_path / "0.safetensors") == meta
+    assert load_checkpoint(tmp_path / "0.safetensors").arch == "vidtok"
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHS))

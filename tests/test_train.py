@@ -233,6 +233,28 @@ def test_part_training_changes_only_that_part(tmp_path, capsys):
         assert not (tmp_path / "bad").exists()  # a refused run leaves no folder behind
 
 
+def test_post_part_trains_only_the_detail_pass(tmp_path, capsys):
+    """`--part post --config '{"post_width": N}'` adds the detail pass to a trained model and
+    trains it alone on the codec's loop; without post_width there is nothing to train."""
+    base, init = tiny_reftok_run(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        main(base + ["--init", str(init), "--config", '{"post_width": 4}', "--part", "post", "--out", str(tmp_path / "post"),
+                     "--steps", "2", "--lr", "1e-2", "--recipe", '{"ssim_weight": 1}'])
+    assert e.value.code == 0
+    before, after = load_file(init), load_file(tmp_path / "post" / "model.safetensors")
+    assert all(torch.equal(before[k], after[k]) for k in before)  # everything else frozen
+    new = set(after) - set(before)
+    assert new and all(k.startswith("post.") for k in new)
+    assert after["post.out.3.weight"].abs().max() > 0  # the zero last layer moved
+    meta = read_metadata(tmp_path / "post" / "model.safetensors")
+    assert json.loads(meta["config"])["post_width"] == 4
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(base + ["--init", str(init), "--part", "post", "--out", str(tmp_path / "bad"), "--steps", "1"])
+    assert e.value.code == 1 and "no parameters of that part" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_tivtok2_starts_from_a_reftok_run(tmp_path, capsys):
     """`--model tivtok2 --init <reftok checkpoint>`: the TivTok design on RefTok's network starts
     from its weights (nothing fresh), trains on the codec's loop and on its intra part (whose
@@ -267,7 +289,8 @@ def test_export_checkpoint_takes_a_part_from_a_part_run(tmp_path):
     out, a, b = load_file(tmp_path / "x.safetensors"), load_file(full), load_file(part)
     assert all(torch.equal(out[k], (b if k.startswith("intra.") else a)[k].half()) for k in out)
     assert json.loads(read_metadata(tmp_path / "x.safetensors")["info"])["parts"]["intra"]["recipe"] == {"part": "intra"}
-    for bad, msg in ((f"intra={full}", "was not trained with --part intra"), (f"head={part}", "NAME one of ['intra', 'encoder']")):
+    for bad, msg in ((f"intra={full}", "was not trained with --part intra"), (f"head={part}", "NAME one of ['intra', 'encoder']"),
+                     (f"post={part}", "a --part post run is a whole model")):
         r = export("--part", bad)
         assert r.returncode == 1 and msg in r.stderr and "Traceback" not in r.stderr
 

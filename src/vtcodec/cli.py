@@ -46,7 +46,7 @@ def train(
     save_every: Annotated[int, typer.Option()] = 250,
     compile: Annotated[bool, typer.Option(help="torch.compile the model")] = False,
     recipe: Annotated[Optional[str], typer.Option(help='JSON training-recipe overrides, e.g. \'{"reuse_p": 0.8}\' (knobs: vtcodec.train.steps.RECIPES)')] = None,
-    part: Annotated[Optional[str], typer.Option(help="train only this part, the rest frozen (encoder: what only the encoder uses, any model; reftok, tivtok2: intra; codec: everything, on the codec's chunk loop); use with --init")] = None,
+    part: Annotated[Optional[str], typer.Option(help="train only this part, the rest frozen (encoder: what only the encoder uses, any model; reftok, tivtok2: intra, and post (the detail pass, with --config post_width); codec: everything, on the codec's chunk loop); use with --init")] = None,
     val_codec: Annotated[Optional[Path], typer.Option(help="also validate through the codec: each video of this folder (32 frames, 256x256), real .vtk bits, PSNR, SSIM")] = None,
     mix: Annotated[Optional[str], typer.Option(help="shares of video clips, photographs in motion and synthetic hard cases, e.g. 0.3,0.5,0.2 [default: vtcodec.train.data.DEFAULT_MIX, 0.45,0.35,0.2]")] = None,
     workers: Annotated[int, typer.Option(help="processes cutting clips (0: the trainer's own thread; a GPU needs several)")] = 0,

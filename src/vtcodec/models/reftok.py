@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from vtcodec.models.base import Tokenizer
-from vtcodec.models.layers import Block, PixelHead, patchify, sincos_2d, sincos_table, zero_linear
+from vtcodec.models.layers import Block, PixelHead, PostFilter, patchify, sincos_2d, sincos_table, zero_linear
 from vtcodec.quantizers import FSQ
 
 
@@ -79,6 +79,9 @@ class RefTokConfig:
     # 2: as 1, and also the means of the chunk's four quarters (where things go within the chunk),
     # through a second zero-initialised embedding (a warm start from 1 codes exactly as before).
     intra_ctx: int = 0
+    # > 0: a full-resolution detail pass of this width after the pixel head (layers.PostFilter),
+    # starting as the identity; 0 (rounds 1-12) decodes without one. Needs ref_path 2 or 3.
+    post_width: int = 0
 
 
 def to_8bit(frame: torch.Tensor) -> torch.Tensor:
@@ -182,6 +185,10 @@ class RefTok(Tokenizer):
         self.head = PixelHead(d, c.patch, c.head_width, out_ch=4 if c.ref_path == 3 else 3)
         if c.ref_path == 3:
             self.head.zero_channels(3)  # the gate correction g starts at zero
+        if c.post_width < 0 or (c.post_width and c.ref_path < 2):
+            raise ValueError(f"reftok post_width must be >= 0, and needs ref_path 2 or 3 (got {c.post_width}, ref_path {c.ref_path})")
+        if c.post_width:
+            self.post = PostFilter(c.post_width)
         if c.ref_path >= 2:
             self.ref_skip = zero_linear(d, d)
             self.ref_gate = nn.Parameter(torch.zeros(()))
@@ -268,7 +275,8 @@ class RefTok(Tokenizer):
         if c.ref_path == 1:
             return video
         gate = self.ref_gate + video[:, 3:] if c.ref_path == 3 else self.ref_gate
-        return video[:, :3] + gate * ref[:, :, None]
+        video = video[:, :3] + gate * ref[:, :, None]
+        return self.post(video, ref) if c.post_width else video
 
     # -- training -----------------------------------------------------------------------------
     def forward(self, video: torch.Tensor, ref: torch.Tensor, use_intra_ref: bool = False,

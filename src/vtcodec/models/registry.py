@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open, save
 
 from vtcodec.errors import ModelError
 from vtcodec.models.base import Tokenizer
@@ -108,9 +108,27 @@ def save_checkpoint(model: torch.nn.Module, path: str | Path, info: dict | None 
     meta = {"arch": model.arch, "config": json.dumps(model.config_dict()), "info": json.dumps(info or {})}
     tensors = {k: v.detach().to(dtype).contiguous().cpu() for k, v in model.state_dict().items()}
     tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
+    tmp.write_bytes(canonical_header(save(tensors, metadata=meta)))
     os.replace(tmp, path)
     return sha256_file(path)
+
+
+def canonical_header(blob: bytes) -> bytes:
+    """A safetensors file with its `__metadata__` keys in sorted order.
+
+    safetensors writes the metadata map in an order that changes from process to process (round
+    12: two saves of the same weights and info had different sha256s), and the sha256 of the file
+    is what a .vtk names; sorted, the same weights and metadata always make the same bytes. Tensor
+    entries and data are untouched (their offsets are relative to the end of the header); the
+    header is padded with spaces to a multiple of 8 bytes, as safetensors pads it.
+    """
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + n])
+    if "__metadata__" in header:
+        header = {"__metadata__": dict(sorted(header.pop("__metadata__").items()))} | header
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + blob[8 + n:]
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:

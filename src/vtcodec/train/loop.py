@@ -245,7 +245,7 @@ def train(opt: TrainOptions, progress: Callable[[dict], None] | None = None) -> 
         if opt.compile:
             raise VtcodecError("--part calls the part directly, which --compile would not compile; drop one of them")
         patterns = part_patterns(model, opt.part)
-        if not patterns:
+        if not any(in_part(n, patterns) for n, _ in model.named_parameters()):  # e.g. post without post_width
             raise VtcodecError(f"--part {opt.part}: {arch} with this config has no parameters of that part")
         outside = [n for n in fresh if not in_part(n, patterns)]
         if outside:  # they would stay frozen at their random start

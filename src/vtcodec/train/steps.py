@@ -16,6 +16,9 @@ records the values used.
   through the frozen decoder on the codec's own loop and objective (`encoder_step`). It is the
   encoder-side refinement search (vtcodec.refine) amortised into the encoder: the decoder, and so
   what every token means, stays exactly as it was.
+- `post` (RefTok, tivtok2, with `post_width`): the full-resolution detail pass after the pixel head
+  (layers.PostFilter), on the codec's own loop (`encoder_step`); the encoder is frozen, so
+  what the tokens say stays as it was and the pass can only make their decode better.
 """
 
 from __future__ import annotations
@@ -176,7 +179,7 @@ STEPS = {"tivtok": tivtok_step, "tivtok2": reftok_step, "reftok": reftok_step, "
 # parameter, decoder included, on the codec's own loop (encoder_step): a trained model fine-tuned
 # to the chunks, references and states it meets when coding a file.
 PARTS = ({(arch, "intra"): reftok_intra_step for arch in ("reftok", "tivtok2")} | {(arch, "encoder"): encoder_step for arch in STEPS}
-         | {(arch, "codec"): encoder_step for arch in STEPS})
+         | {(arch, "codec"): encoder_step for arch in STEPS} | {(arch, "post"): encoder_step for arch in ("reftok", "tivtok2")})
 
 
 def part_patterns(model, part: str) -> tuple[str, ...]:
