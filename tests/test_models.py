@@ -355,8 +355,9 @@ def test_tivtok2_warm_starts_from_reftok_and_whole_chunk_scope_is_reftok(tmp_pat
 @pytest.mark.parametrize("arch", ["reftok", "tivtok2"])
 def test_post_filter_starts_as_the_model_it_extends_and_is_on_the_codec_path(arch, tmp_path):
     """post_width adds a full-resolution detail pass: warm-started from a checkpoint without one,
-    only post.* is fresh and every chunk codes and decodes exactly as before (zero last layer);
-    once that layer moves, both the decode and (RefTok, closed loop) the next chunk's reference change."""
+    only post.* is fresh and every chunk codes and decodes exactly as before (zero last layer).
+    Once that layer moves, the decode changes and the encoder's closed-loop state stays the
+    decoder's: RefTok's next reference is the filtered last frame, TivTok's the unfiltered TIV image."""
     base = tiny(arch, seed=31)
     p = tmp_path / "m.safetensors"
     save_checkpoint(base, p)
@@ -369,37 +370,48 @@ def test_post_filter_starts_as_the_model_it_extends_and_is_on_the_codec_path(arc
     def run(model):
         with torch.no_grad():
             s0, st = model.encode_chunk(chunks[0], None)
-            s1, _ = model.encode_chunk(chunks[1], st)
+            s1, st1 = model.encode_chunk(chunks[1], st)
             d0, ds = model.decode_chunk(s0, None)
-            return s1, d0, model.decode_chunk(s1, ds)[0]
+            d1, ds1 = model.decode_chunk(s1, ds)
+            return s0, s1, d0, d1, (st, st1), (ds, ds1)
 
     before, same = run(base), run(m)
-    assert all(torch.equal(a[k], b[k]) for a, b in ((before[0], same[0]),) for k in a)
-    assert torch.equal(before[1], same[1]) and torch.equal(before[2], same[2])
+    for a, b in zip(before, same):
+        pairs = [(a[k], b[k]) for k in a] if isinstance(a, dict) else list(zip(a, b)) if isinstance(a, tuple) else [(a, b)]
+        assert all(torch.equal(x, y) for x, y in pairs)
     with torch.no_grad():
         m.post.out[-1].weight.normal_(0, 0.5)
     moved = run(m)
-    assert max_diff(moved[1], before[1]) > 1e-3
-    if arch == "reftok":  # the next chunk is coded against the filtered last frame
-        assert any(not torch.equal(moved[0][k], before[0][k]) for k in moved[0]) or max_diff(moved[2], before[2]) > 1e-3
+    assert max_diff(moved[2], before[2]) > 1e-3 and max_diff(moved[3], before[3]) > 1e-3
+    for enc, dec in zip(moved[4], moved[5]):  # encoder and decoder carry the same state
+        assert torch.equal(enc, dec)
+    if arch == "reftok":
+        assert torch.equal(moved[5][0], to_8bit(moved[2][:, :, -1])) and max_diff(moved[5][0], before[5][0]) > 1e-3
+    else:
+        assert torch.equal(moved[5][0], before[5][0])
 
 
-def test_post_filter_is_per_frame_and_reads_the_reference():
-    """Each output frame depends on its own input frame and the reference only."""
+def test_post_filter_is_per_frame_per_sample_and_reads_the_reference():
+    """Each output frame depends on its own input frame and its own sample's reference only."""
     from vtcodec.models.layers import PostFilter
     torch.manual_seed(5)
     post = PostFilter(4)
     with torch.no_grad():
         post.out[-1].weight.normal_(0, 0.5)
-    video, ref = rand_video(t=4, seed=6), rand_video(t=1, seed=7)[:, :, 0]
+    video, ref = rand_video(b=2, t=4, seed=6), rand_video(b=2, t=1, seed=7)[:, :, 0]
     out = post(video, ref)
     assert out.shape == video.shape
+    for i in range(2):  # a batch decodes as its samples one by one
+        assert max_diff(post(video[i:i + 1], ref[i:i + 1]), out[i:i + 1]) < 1e-5
     v2 = video.clone()
     v2[:, :, 2] = -v2[:, :, 2]
     out2 = post(v2, ref)
     changed = [(out2[:, :, t] - out[:, :, t]).abs().max().item() > 1e-4 for t in range(4)]
     assert changed == [False, False, True, False]
-    assert max_diff(post(video, -ref), out) > 1e-3
+    r2 = ref.clone()
+    r2[1] = -r2[1]
+    out3 = post(video, r2)
+    assert torch.equal(out3[0], out[0]) and max_diff(out3[1], out[1]) > 1e-3
 
 
 @pytest.mark.parametrize("overrides", [{"post_width": 4, "ref_path": 1}, {"post_width": -1}])

@@ -108,13 +108,18 @@ def save_checkpoint(model: torch.nn.Module, path: str | Path, info: dict | None 
     meta = {"arch": model.arch, "config": json.dumps(model.config_dict()), "info": json.dumps(info or {})}
     tensors = {k: v.detach().to(dtype).contiguous().cpu() for k, v in model.state_dict().items()}
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(canonical_header(save(tensors, metadata=meta)))
+    blob = save(tensors, metadata=meta)
+    with open(tmp, "wb") as f:
+        header, data = canonical_header(blob)
+        f.write(header)
+        f.write(data)
     os.replace(tmp, path)
     return sha256_file(path)
 
 
-def canonical_header(blob: bytes) -> bytes:
-    """A safetensors file with its `__metadata__` keys in sorted order.
+def canonical_header(blob: bytes) -> tuple[bytes, memoryview]:
+    """A safetensors file (its length-prefixed header, and its data uncopied) with the
+    `__metadata__` keys in sorted order.
 
     safetensors writes the metadata map in an order that changes from process to process (round
     12: two saves of the same weights and info had different sha256s), and the sha256 of the file
@@ -128,7 +133,7 @@ def canonical_header(blob: bytes) -> bytes:
         header = {"__metadata__": dict(sorted(header.pop("__metadata__").items()))} | header
     text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
     text += b" " * (-len(text) % 8)
-    return len(text).to_bytes(8, "little") + text + blob[8 + n:]
+    return len(text).to_bytes(8, "little") + text, memoryview(blob)[8 + n:]
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:

@@ -18,7 +18,7 @@ records the values used.
   what every token means, stays exactly as it was.
 - `post` (RefTok, tivtok2, with `post_width`): the full-resolution detail pass after the pixel head
   (layers.PostFilter), on the codec's own loop (`encoder_step`); the encoder is frozen, so
-  what the tokens say stays as it was and the pass can only make their decode better.
+  TivTok's tokens stay as they were (RefTok's later chunks are coded against a filtered frame).
 """
 
 from __future__ import annotations
