@@ -10,7 +10,13 @@ an upper bound on what the pass can do with what the tokens carry. It reports th
 identity on the fitted clips and on clips it never saw (training sources, other draws). The fitted
 pass is thrown away.
 
+`--part head` asks the same of the pixel head instead (RefTok, tivtok2): its inputs, the decoder's
+token features, are captured, and the head (as shipped, or widened with `--width`, the new
+channels starting at zero as a warm start grows them) is fitted to the same frames: is the
+detail there in the token features, for a head that can read it?
+
     python benchmarks/post_ceiling.py models/tivtok.safetensors --data media --clips 8 --steps 300
+    python benchmarks/post_ceiling.py models/tivtok.safetensors --part head --width 48
 """
 
 from __future__ import annotations
@@ -21,18 +27,24 @@ import time
 
 import torch
 
-from vtcodec.models.layers import PostFilter
+from vtcodec.models.layers import PixelHead
 from vtcodec.models.registry import warm_start
 from vtcodec.train.data import ClipSampler, load_sources
 from vtcodec.train.losses import frames01, ssim_frames
 from vtcodec.train.steps import CLIP_FRAMES, encoder_step
 
 
-def captured(model, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(decoded frames (N, 3, T, H, W), their references (N, 3, H, W), targets) per chunk, as the
-    codec's loop feeds the pass: a forward hook on model.post records its inputs."""
+def captured(model, clips: torch.Tensor, part: str) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """What `part` sees on the codec's loop, per chunk: ([its inputs...], the chunk's targets).
+    post: decoded frames (N, 3, T, H, W) and their references (N, 3, H, W); head: the token
+    features (N*T, n, D) and the references. Forward hooks record them."""
     seen = []
-    hook = model.post.register_forward_hook(lambda mod, args, out: seen.append((args[0].float(), args[1].float())))
+    if part == "post":
+        hooks = [model.post.register_forward_hook(lambda mod, args, out: seen.append([args[0].float(), args[1].float()]))]
+    else:  # the head's input, then the reference head_to_video adds (its second argument)
+        hooks = [model.head.register_forward_hook(lambda mod, args, out: seen.append([args[0].float()]))]
+        inner = model.head_to_video
+        model.head_to_video = lambda frames, ref: (seen[-1].append(ref.float()), inner(frames, ref))[1]
     g = torch.Generator().manual_seed(0)
     f = model.chunk_frames
     targets = []
@@ -41,15 +53,45 @@ def captured(model, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, to
             batch = clips[i:i + 4]
             encoder_step(model, batch, g, val=True)
             targets += [batch[:, :, j * f:(j + 1) * f] for j in range(batch.shape[2] // f)]
-    hook.remove()
-    return torch.cat([v for v, _ in seen]), torch.cat([r for _, r in seen]), torch.cat(targets)
+    for h in hooks:
+        h.remove()
+    model.__dict__.pop("head_to_video", None)
+    if part == "head":  # the intra tokenizer's own head fires too (key images): keep the target heads' calls
+        seen = [x for x in seen if len(x) == 2]
+    return [torch.cat(parts) for parts in zip(*seen)], torch.cat(targets)
 
 
-def score(post: PostFilter | None, video, ref, target) -> tuple[float, float]:
-    """(PSNR in dB of the pooled MSE, mean SSIM) of the pass's output (the identity when None)."""
+def apply(model, part: str, module, inputs: list[torch.Tensor], chunks: torch.Tensor) -> torch.Tensor:
+    """`module` (the fitted copy of `part`) on the captured inputs of these chunks -> their video."""
+    if part == "post":
+        return module(inputs[0][chunks], inputs[1][chunks])
+    t = model.config.frames
+    rows = (chunks[:, None] * t + torch.arange(t)).flatten()
+    g = model.grid
+    return model.head_to_video(module(inputs[0][rows], (g, g)), inputs[1][chunks])
+
+
+def widened(head, width: int, dim: int, patch: int):
+    """A PixelHead of `width` holding `head`'s weights in its leading channels, the rest of its
+    outgoing weights at zero: it computes what `head` computes until fitted (registry.warm_start's
+    growth rule)."""
+    new = PixelHead(dim, patch, width, out_ch=head.up2.out_channels // 4)
+    old = head.state_dict()
+    grown = {}
+    for k, t in new.state_dict().items():
+        o = old[k]
+        t = t.clone()
+        if o.ndim > 1:
+            t[:o.shape[0]] = 0
+        t[tuple(slice(0, n) for n in o.shape)] = o
+        grown[k] = t
+    new.load_state_dict(grown)
+    return new
+def score(model, part: str, module, inputs: list[torch.Tensor], target: torch.Tensor) -> tuple[float, float]:
+    """(PSNR in dB of the pooled MSE, mean SSIM) of the decode through `module`."""
     with torch.no_grad():
-        out = torch.cat([(post(video[i:i + 4], ref[i:i + 4]) if post else video[i:i + 4]) for i in range(0, len(video), 4)])
-    out = out.clamp(-1, 1)
+        out = torch.cat([apply(model, part, module, inputs, torch.arange(i, min(i + 4, len(target))))
+                         for i in range(0, len(target), 4)]).clamp(-1, 1)
     mse = ((out - target) ** 2).mean() / 4  # [-1, 1] -> [0, 1]
     return float(-10 * torch.log10(mse)), float(ssim_frames(frames01(out), frames01(target)))
 
@@ -60,32 +102,44 @@ def main() -> None:
     ap.add_argument("--data", default="media")
     ap.add_argument("--clips", type=int, default=8, help="training clips the pass is fitted to")
     ap.add_argument("--unseen", type=int, default=8, help="other training-source clips it is only scored on")
-    ap.add_argument("--width", type=int, default=16)
+    ap.add_argument("--part", choices=("post", "head"), default="post")
+    ap.add_argument("--width", type=int, default=None, help="the pass's width (default 16); the head's (default: as shipped)")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--lr", type=float, default=3e-3)
-    ap.add_argument("--frames", type=int, default=16, help="frames per optimisation step (drawn from the fitted set)")
+    ap.add_argument("--frames", type=int, default=16, help="post: frames per optimisation step (the pass is per frame)")
+    ap.add_argument("--chunks", type=int, default=2, help="head: chunks per optimisation step (its gate needs whole chunks)")
     a = ap.parse_args()
     torch.manual_seed(0)
-    model, _ = warm_start(a.checkpoint, {"post_width": a.width})
+    model, _ = warm_start(a.checkpoint, {"post_width": a.width or 16} if a.part == "post" else None)
     model.eval().requires_grad_(False)
     sampler = ClipSampler(load_sources(a.data, "train"), CLIP_FRAMES, model.tile, seed=1313, mix=(0.35, 0.45, 0.2))
-    fit = captured(model, sampler.batch(a.clips))
-    other = captured(model, sampler.batch(a.unseen))
-    post = copy.deepcopy(model.post).float().requires_grad_(True)
-    opt = torch.optim.Adam(post.parameters(), lr=a.lr)
-    video, ref, target = fit
-    n, t = video.shape[0], video.shape[2]
+    fit_in, fit_y = captured(model, sampler.batch(a.clips), a.part)
+    other_in, other_y = captured(model, sampler.batch(a.unseen), a.part)
+    if a.part == "post":
+        module = copy.deepcopy(model.post)
+    else:
+        module = widened(model.head, max(a.width or 0, model.head.width), model.config.dim, model.config.patch)
+    module.float().requires_grad_(True)
+    base_fit = score(model, a.part, module, fit_in, fit_y)
+    base_other = score(model, a.part, module, other_in, other_y)
+    opt = torch.optim.Adam(module.parameters(), lr=a.lr)
+    n = len(fit_y)
     g = torch.Generator().manual_seed(1)
-    base_fit, base_other = score(None, *fit), score(None, *other)
-    print(f"{a.checkpoint}: pass of width {a.width}, fitted to {a.clips} clips ({n} chunks), {a.steps} steps at lr {a.lr:g}")
-    print(f"  identity: fitted clips {base_fit[0]:.2f} dB / {base_fit[1]:.4f}, unseen {base_other[0]:.2f} dB / {base_other[1]:.4f}")
+    what = f"{a.frames} frames" if a.part == "post" else f"{a.chunks} chunks"
+    print(f"{a.checkpoint}: {a.part} of width {getattr(module, 'width', a.width or 16)}, fitted to {a.clips} clips ({n} chunks), "
+          f"{a.steps} steps of {what} at lr {a.lr:g}")
+    print(f"  as it starts: fitted clips {base_fit[0]:.2f} dB / {base_fit[1]:.4f}, unseen {base_other[0]:.2f} dB / {base_other[1]:.4f}")
     t0 = time.perf_counter()
     for step in range(1, a.steps + 1):
-        c = torch.randint(0, n, (a.frames,), generator=g)
-        k = torch.randint(0, t, (a.frames,), generator=g)
-        v = video[c, :, k][:, :, None]  # (frames, 3, 1, H, W): the pass is per frame
-        y = target[c, :, k][:, :, None]
-        out = post(v, ref[c]).clamp(-1, 1)
+        if a.part == "post":  # random frames of random chunks
+            c = torch.randint(0, n, (a.frames,), generator=g)
+            k = torch.randint(0, fit_y.shape[2], (a.frames,), generator=g)
+            out = module(fit_in[0][c, :, k][:, :, None], fit_in[1][c]).clamp(-1, 1)  # (frames, 3, 1, H, W)
+            y = fit_y[c, :, k][:, :, None]
+        else:
+            c = torch.randint(0, n, (a.chunks,), generator=g)
+            out = apply(model, a.part, module, fit_in, c).clamp(-1, 1)
+            y = fit_y[c]
         mse = ((out - y) ** 2).mean().clamp_min(1e-8)
         s = ssim_frames(frames01(out), frames01(y))
         loss = 10 * torch.log10(mse) + 10 * torch.log10((1 - s).clamp_min(1e-6))  # encoder_step's, ssim_weight 1
@@ -93,7 +147,8 @@ def main() -> None:
         loss.backward()
         opt.step()
         if step % max(1, a.steps // 4) == 0 or step == a.steps:
-            f, o = score(post, *fit), score(post, *other)
+            f = score(model, a.part, module, fit_in, fit_y)
+            o = score(model, a.part, module, other_in, other_y)
             print(f"  step {step:4d}: fitted {f[0] - base_fit[0]:+.2f} dB / {f[1] - base_fit[1]:+.4f} SSIM, "
                   f"unseen {o[0] - base_other[0]:+.2f} dB / {o[1] - base_other[1]:+.4f}  ({time.perf_counter() - t0:.0f} s)")
 

@@ -270,8 +270,13 @@ class RefTok(Tokenizer):
         tt = c.frames // c.tubelet_t
         # (B, tt, gh, gw, tubelet_t, D) -> (B*T, gh*gw, D)
         x = x.view(b, tt, self.grid, self.grid, c.tubelet_t, -1).permute(0, 1, 4, 2, 3, 5)
-        frames = self.head(x.reshape(b * c.frames, self.n_ref, -1), (self.grid, self.grid))
-        video = frames.reshape(b, c.frames, -1, c.tile, c.tile).transpose(1, 2)
+        return self.head_to_video(self.head(x.reshape(b * c.frames, self.n_ref, -1), (self.grid, self.grid)), ref)
+
+    def head_to_video(self, frames: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        """The pixel head's output (B*T, out_ch, H, W) -> video (B, 3, T, H, W): the reference
+        through its gate (ref_path 2, 3), then the detail pass (post_width)."""
+        c = self.config
+        video = frames.reshape(ref.shape[0], c.frames, -1, c.tile, c.tile).transpose(1, 2)
         if c.ref_path == 1:
             return video
         gate = self.ref_gate + video[:, 3:] if c.ref_path == 3 else self.ref_gate
