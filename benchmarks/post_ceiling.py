@@ -30,10 +30,10 @@ import time
 import torch
 
 from vtcodec.models.layers import PixelHead
-from vtcodec.models.registry import warm_start
+from vtcodec.models.registry import grown, warm_start
 from vtcodec.train.data import ClipSampler, load_sources
 from vtcodec.train.losses import frames01, ssim_frames
-from vtcodec.train.steps import CLIP_FRAMES, encoder_step
+from vtcodec.train.steps import CLIP_FRAMES, encoder_step, quality_db
 
 
 def captured(model, clips: torch.Tensor, part: str) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -58,8 +58,6 @@ def captured(model, clips: torch.Tensor, part: str) -> tuple[list[torch.Tensor],
     for h in hooks:
         h.remove()
     model.__dict__.pop("head_to_video", None)
-    if part == "head":  # the intra tokenizer's own head fires too (key images): keep the target heads' calls
-        seen = [x for x in seen if len(x) == 2]
     return [torch.cat(parts) for parts in zip(*seen)], torch.cat(targets)
 
 
@@ -75,20 +73,14 @@ def apply(model, part: str, module, inputs: list[torch.Tensor], chunks: torch.Te
 
 def widened(head, width: int, dim: int, patch: int):
     """A PixelHead of `width` holding `head`'s weights in its leading channels, the rest of its
-    outgoing weights at zero: it computes what `head` computes until fitted (registry.warm_start's
-    growth rule)."""
+    outgoing weights at zero (registry.grown, warm_start's growth rule): it computes what `head`
+    computes until fitted."""
     new = PixelHead(dim, patch, width, out_ch=head.up2.out_channels // 4)
     old = head.state_dict()
-    grown = {}
-    for k, t in new.state_dict().items():
-        o = old[k]
-        t = t.clone()
-        if o.ndim > 1:
-            t[:o.shape[0]] = 0
-        t[tuple(slice(0, n) for n in o.shape)] = o
-        grown[k] = t
-    new.load_state_dict(grown)
+    new.load_state_dict({k: grown(old[k], t) for k, t in new.state_dict().items()})
     return new
+
+
 def score(model, part: str, module, inputs: list[torch.Tensor], target: torch.Tensor) -> tuple[float, float]:
     """(PSNR in dB of the pooled MSE, mean SSIM) of the decode through `module`."""
     with torch.no_grad():
@@ -142,9 +134,7 @@ def main() -> None:
             c = torch.randint(0, n, (a.chunks,), generator=g)
             out = apply(model, a.part, module, fit_in, c).clamp(-1, 1)
             y = fit_y[c]
-        mse = ((out - y) ** 2).mean().clamp_min(1e-8)
-        s = ssim_frames(frames01(out), frames01(y))
-        loss = 10 * torch.log10(mse) + 10 * torch.log10((1 - s).clamp_min(1e-6))  # encoder_step's, ssim_weight 1
+        loss = quality_db(((out - y) ** 2).mean().clamp_min(1e-8), ssim_frames(frames01(out), frames01(y)), 1.0)
         opt.zero_grad()
         loss.backward()
         opt.step()

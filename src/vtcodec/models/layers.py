@@ -131,8 +131,9 @@ class PostFilter(nn.Module):
     convolution starts at zero: a warm start decodes exactly as the model it extends until training
     moves it. Trained alone (`--part post`), the encoder is frozen: TivTok's tokens stay as they
     were, RefTok's change only where a chunk is coded against a filtered previous frame.
-    Cost: about 76 * width^2 multiply-adds per pixel (19.5k at width 16; RefTok's transformer
-    decoder and pixel head are about 4.7k), paid by the decoder and by RefTok's closed-loop encoder.
+    Cost: 76 * width^2 multiply-adds per pixel (19.5k at width 16), paid by the decoder and by
+    RefTok's closed-loop encoder; at width 16 the codec decodes 5-7x slower on a 2-core CPU
+    (models/README.md, round-13 card).
     Input (B, 3, T, H, W) and (B, 3, H, W); output (B, 3, T, H, W).
     """
 

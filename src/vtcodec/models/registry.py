@@ -163,6 +163,17 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Tok
     return model.to(device).eval()
 
 
+def grown(old: torch.Tensor, fresh: torch.Tensor) -> torch.Tensor:
+    """`old` in the leading corner of a copy of `fresh` (a tensor grown along its first two
+    dimensions, output and input units): the columns of new inputs in the old rows are zeroed, new
+    rows keep `fresh`'s values. A layer stack widened this way computes what it computed before."""
+    out = fresh.clone()
+    if old.ndim > 1:
+        out[:old.shape[0]] = 0  # old units ignore new inputs
+    out[tuple(slice(0, n) for n in old.shape)] = old
+    return out
+
+
 def warm_start(path: str | Path, overrides: dict | None = None, arch: str | None = None) -> tuple[Tokenizer, list[str]]:
     """A model for training from a checkpoint's weights: its config updated by `overrides`; `arch`
     another architecture built on the same modules (one whose WARM_FROM lists the stored arch).
@@ -195,12 +206,8 @@ def warm_start(path: str | Path, overrides: dict | None = None, arch: str | None
             load[k] = old
         elif (old is not None and any(fnmatch.fnmatchcase(k, pat) for pat in growable) and old.ndim == t.ndim
               and old.shape[2:] == t.shape[2:] and all(a <= b for a, b in zip(old.shape[:2], t.shape[:2]))):
-            grown = t.clone()
+            load[k] = grown(old, t)
             o = old.shape[0]
-            if old.ndim > 1:
-                grown[:o] = 0  # old units ignore new inputs
-            grown[tuple(slice(0, n) for n in old.shape)] = old
-            load[k] = grown
             if o < t.shape[0]:
                 fresh.append(f"{k}[{o}:]")
             if old.ndim > 1 and old.shape[1] < t.shape[1]:

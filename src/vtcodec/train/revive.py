@@ -63,8 +63,8 @@ def channel_stats(quant, latents: dict[str, torch.Tensor]) -> list[Channel]:
     """Per stream and channel, the statistics of latents {stream: (..., q)} already computed."""
     rows = []
     for name, z in latents.items():
-        a = quant.pre_bound(z.float().reshape(-1, z.shape[-1]))
-        digits = quant.bound(z.float().reshape(-1, z.shape[-1])).round()
+        z = z.float().reshape(-1, z.shape[-1])
+        a, digits = quant.pre_bound(z), quant.bound(z).round()
         for i in range(a.shape[1]):
             pos = float((a[:, i] >= 0).float().mean())
             rows.append(Channel(name, i, float(a[:, i].mean()), float(a[:, i].std()),

@@ -113,6 +113,13 @@ def spread_penalty(quant, z: torch.Tensor) -> torch.Tensor:
     return torch.relu(SPREAD_MIN - spread).square().mean(1)
 
 
+def quality_db(mse: torch.Tensor, ssim: torch.Tensor, ssim_weight: float) -> torch.Tensor:
+    """The quality part of the codec loop's objective, in dB: 10 log10(MSE), plus ssim_weight x
+    10 log10(1 - SSIM) when the weight is on (per tile-chunk in `encoder_step`)."""
+    loss = 10 * torch.log10(mse)
+    return loss + ssim_weight * 10 * torch.log10((1 - ssim).clamp_min(1e-6)) if ssim_weight else loss
+
+
 def encoder_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = False, *, slope: float = 0.0,
                  ssim_weight: float = 0.0, sat_weight: float = 0.0, spread_weight: float = 0.0):
     """The codec's loop over the clip's chunks, as `vtcodec encode --refine` scores it: the first
@@ -149,11 +156,9 @@ def encoder_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = Fals
         out = recon.float().clamp(-1, 1)  # as the codec writes it
         mse = tile_mse(out, chunk).clamp_min(1e-8)
         bits = sum(soft_bits(model.quant, z, tuple(grids[k])) for k, z in latents.items())
-        loss = 10 * torch.log10(mse) + slope * torch.log2(bits)
         with torch.set_grad_enabled(torch.is_grad_enabled() and bool(ssim_weight)):  # else for the log only
             tile_ssim = ssim_frames(frames01(out), frames01(chunk), per_image=True).view(out.shape[0], -1).mean(1)
-        if ssim_weight:
-            loss = loss + ssim_weight * 10 * torch.log10((1 - tile_ssim).clamp_min(1e-6))
+        loss = quality_db(mse, tile_ssim, ssim_weight) + slope * torch.log2(bits)
         for name, weight, term in (("sat", sat_weight, saturation_penalty), ("spread", spread_weight, spread_penalty)):
             if weight:  # logged unweighted, so runs at different weights compare
                 penalty = sum(term(model.quant, z) for z in latents.values())
