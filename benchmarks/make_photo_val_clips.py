@@ -1,11 +1,15 @@
 """Write camera-motion clips over the held-out photographs, for colour checks (`rd_sweep`, `bench --data`).
 
     python benchmarks/make_photo_val_clips.py media out/val_photos [--frames 32] [--size 256] [--seed 0]
+    python benchmarks/make_photo_val_clips.py media out/train_photos --split train
 
 The validation videos (`make_val_clips.py`) are mostly grey; the held-out photographs of the
 split (`vtcodec.train.data.VAL_PHOTOS`, never trained on) are in colour. Each becomes one clip of
 the training pipeline's synthetic camera motion (`ClipSampler.photo_motion`: pan, zoom, small
 rotation, maybe a moving sprite), seeded, written losslessly.
+
+`--split train` makes the same clips over every *training* photograph instead (round 14): a model
+that beats another on those but not on the held-out ones is failing to generalise, not to fit.
 """
 
 from __future__ import annotations
@@ -27,11 +31,17 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=32)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--split", choices=("val", "train"), default="val", help="the held-out photographs, or the rest")
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    for i, p in enumerate(sorted(p for p in Path(a.media).rglob("*") if p.suffix.lower() in IMAGE_EXT and p.stem in VAL_PHOTOS)):
-        sampler = ClipSampler(Sources([], [read_image(p)]), a.frames, a.size, seed=a.seed + i)
+    photos = sorted(p for p in Path(a.media).rglob("*")
+                    if p.suffix.lower() in IMAGE_EXT and (p.stem in VAL_PHOTOS) == (a.split == "val"))
+    for i, p in enumerate(photos):
+        im = read_image(p)
+        if a.split == "train" and min(im.shape[:2]) < 128:  # load_sources' min_side: never trained on
+            continue
+        sampler = ClipSampler(Sources([], [im]), a.frames, a.size, seed=a.seed + i)
         clip = sampler.photo_motion()  # (3, T, S, S) in [-1, 1]
         frames = ((clip.permute(1, 2, 3, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
         target = out / f"{p.stem}_pan.mkv"
