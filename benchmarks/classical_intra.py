@@ -38,7 +38,6 @@ from vtcodec.bench.classical import encode_classical
 from vtcodec.bench.metrics import psnr_rgb, ssim
 from vtcodec.bench.prepare import fit_size, load_clip, write_lossless
 from vtcodec.container import SHARED, VtkReader
-from vtcodec.models.reftok import to_8bit
 from vtcodec.packing import pack_streams
 from vtcodec.tiling import TileLayout, frames_to_video, video_to_frames
 from vtcodec.video import VIDEO_EXT
@@ -56,7 +55,7 @@ def payload_bytes(vtk: Path) -> tuple[int, int]:
 def intra_psnr(tok, frames: np.ndarray, layout: TileLayout) -> float:
     """PSNR of frame 0 through RefTok's intra tokens alone (its reference at a key chunk)."""
     tiles = layout.split(frames_to_video(frames[: tok.chunk_frames], tok.chunk_frames))
-    ref = to_8bit(tok.intra.decode(tok.quant(tok.intra.encode(tiles[:, :, 0], tiles))))
+    ref = tok.key_image(tok.quant(tok.key_latents(tiles)))
     out = video_to_frames(layout.merge(ref[:, :, None]), 1)
     return psnr_rgb(frames[:1], out)
 

@@ -40,7 +40,7 @@ def main() -> None:
             for clip, _, ref in cs.clips:
                 layout = TileLayout(ref.shape[1], ref.shape[2], t, 0)  # the codec's tiles, edge to edge
                 chunk = layout.split(frames_to_video(ref[:f], f))  # (N, 3, T, t, t) in [-1, 1]
-                rec = m.intra.decode(m.quant(m.intra.encode(chunk[:, :, 0], chunk))).clamp(-1, 1)
+                rec = m.key_image(m.quant(m.key_latents(chunk)))  # the codec's key image, unrefined
                 out = video_to_frames(layout.merge(rec[:, :, None]), 1)
                 rows.append((psnr_rgb(ref[:1], out), ssim(ref[:1], out)))
                 print(f"  {clip}: intra PSNR {rows[-1][0]:.2f} dB  SSIM {rows[-1][1]:.4f}")

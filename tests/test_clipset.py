@@ -49,7 +49,14 @@ def test_a_model_from_training_codes_to_as_many_bytes_as_its_checkpoint(tmp_path
     ckpt = tmp_path / "val.safetensors"  # the key training's model carries: same header text
     shutil.copy(models_dir / "vidtok.safetensors", ckpt)
     with ClipSet(src, frames=8, size=None) as cs:
-        c, = cs.coded(load_checkpoint(ckpt).eval(), decode=False)
+        trained = load_checkpoint(ckpt).eval()
+        c, = cs.coded(trained, decode=False)
         in_memory = c.vtk.stat().st_size
+        assert not hasattr(trained, "key") and not hasattr(trained, "sha256")  # named only while it coded
+        early = cs.coded(trained, decode=False)
+        next(early)
+        assert trained.key == "val"
+        early.close()  # a caller that stops early gets its model back unnamed too
+        assert not hasattr(trained, "sha256")
         c, = cs.coded(ckpt, decode=False)
         assert abs(c.vtk.stat().st_size - in_memory) <= 2

@@ -88,16 +88,21 @@ class ClipSet:
 
         if isinstance(model, (str, Path)):
             model = load_tokenizer(model)  # once, for every clip's encode and decode
-        elif not hasattr(model, "key"):  # a model from training: what the .vtk header names. A digest
+        named = hasattr(model, "key")
+        if not named:  # a model from training: what the .vtk header names, while it codes. A digest
             # like a real checkpoint's, not zeros: the header is compressed, and 64 zeros saved ~50
             # bytes a file, so `--val-codec` logged 2.5 % fewer bits than the exported checkpoint
             model.key, model.sha256 = "val", hashlib.sha256(b"vtcodec --val-codec").hexdigest()
         out = self.dir / "o.vtk"
-        for name, src, ref in self.clips:
-            t0 = time.perf_counter()
-            r = encode_file(src, out, model=model, force=True, **settings)
-            secs = time.perf_counter() - t0
-            yield Coded(name, ref, out, r, secs, decode_frames(out, model=model) if decode else None)
+        try:
+            for name, src, ref in self.clips:
+                t0 = time.perf_counter()
+                r = encode_file(src, out, model=model, force=True, **settings)
+                secs = time.perf_counter() - t0
+                yield Coded(name, ref, out, r, secs, decode_frames(out, model=model) if decode else None)
+        finally:  # the caller's model leaves as it came (a training run's is exported later)
+            if not named:
+                del model.key, model.sha256
 
     def scores(self, model, **settings) -> Iterator[ClipScore]:
         """Yield each clip's ClipScore, coded with `model` (a loaded Tokenizer) and `settings`."""

@@ -307,12 +307,17 @@ class RefTok(Tokenizer):
         TivTok's TIV image), on the 8-bit grid encoder and decoder share."""
         return to_8bit(self.intra.decode(key_codes))
 
+    def key_latents(self, video: torch.Tensor) -> torch.Tensor:
+        """A key chunk's key-stream latents: its first frame, coded by the intra tokenizer with the
+        whole chunk (B, 3, T, H, W) as context."""
+        return self.intra.encode(video[:, :, 0], video)
+
     def _chunk_latents(self, video: torch.Tensor, state: torch.Tensor | None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """A chunk's latents and the reference its targets are coded against: with state None (a key
         chunk) the first frame is coded as the key image, which becomes the reference."""
         latents: dict[str, torch.Tensor] = {}
         if state is None:
-            latents[self.KEY] = self.intra.encode(video[:, :, 0], video)
+            latents[self.KEY] = self.key_latents(video)
             state = self.key_image(self.quant(latents[self.KEY]))
         latents[self.MAIN], _ = self.encode_targets(video, state)
         return latents, state
