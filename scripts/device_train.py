@@ -97,7 +97,7 @@ def main():
         return
     name, arch, init, budget, workers, batch, lr, mix, recipe = sys.argv[1:10]
     budget, workers, batch, lr = float(budget), int(workers), int(batch), float(lr)
-    mix = tuple(float(x) for x in mix.split(","))
+    mix = D.parse_mix(mix)
     recipe = json.loads(recipe)
     out = Path(os.environ.get("OUT", "/tmp/out"))
     out.mkdir(parents=True, exist_ok=True)

@@ -54,7 +54,7 @@ def train(
     """Train a tokenizer on your own footage; the EMA checkpoint lands in OUT/model.safetensors."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from vtcodec.train.data import DEFAULT_MIX
+    from vtcodec.train.data import DEFAULT_MIX, parse_mix
     from vtcodec.train.loop import TrainOptions, train as run
 
     overrides, recipe_overrides = _json_option("--config", config), _json_option("--recipe", recipe)
@@ -62,7 +62,7 @@ def train(
                        config=overrides, resume=resume, init=str(init) if init else None, device=device,
                        amp=amp, seed=seed, val_every=val_every, save_every=save_every, compile=compile,
                        recipe=recipe_overrides, part=part, val_codec=str(val_codec) if val_codec else None,
-                       mix=DEFAULT_MIX if mix is None else _shares("--mix", mix), workers=workers)
+                       mix=DEFAULT_MIX if mix is None else parse_mix(mix), workers=workers)
     cols = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
             TextColumn("{task.fields[info]}"), TimeRemainingColumn()]
     bar = Progress(*cols, transient=False)
@@ -97,14 +97,6 @@ def _json_option(name: str, text: str | None) -> dict:
     if not isinstance(value, dict):
         raise VtcodecError(f"{name} must be a JSON object, e.g. '{{\"key\": 1}}'")
     return value
-
-
-def _shares(name: str, text: str) -> tuple:
-    """A comma-separated list of numbers, e.g. "0.45,0.35,0.2"; a user mistake is a one-line error."""
-    try:
-        return tuple(float(x) for x in text.split(","))
-    except ValueError:
-        raise VtcodecError(f"{name} must be numbers separated by commas, e.g. 0.45,0.35,0.2; got {text!r}") from None
 
 
 def _progress(label: str):

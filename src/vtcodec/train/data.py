@@ -32,6 +32,15 @@ VAL_FRACTION = 0.15
 DEFAULT_MIX = (0.45, 0.35, 0.20)
 
 
+def parse_mix(text: str) -> tuple[float, ...]:
+    """`--mix` as typed, e.g. "0.45,0.35,0.2"; not numbers is a one-line error (the shares
+    themselves are checked by TrainOptions)."""
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise VtcodecError(f"--mix must be numbers separated by commas, e.g. 0.45,0.35,0.2; got {text!r}") from None
+
+
 @dataclass
 class Sources:
     videos: list[np.ndarray]  # each (T, H, W, 3) uint8
