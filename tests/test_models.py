@@ -422,6 +422,63 @@ def test_post_filter_config_refused(overrides):
         tiny("reftok", **overrides)
 
 
+def test_warp_moves_each_frame_by_its_own_displacement():
+    from vtcodec.models.layers import warp
+    img = rand_video(b=2, t=1, seed=41)[:, :, 0]  # (2, 3, 32, 32)
+    flow = torch.zeros(2, 2, 3, TILE, TILE)
+    flow[:, 0, 1] = 2.0  # frame 1 reads 2 px to the right
+    flow[1, 1, 2] = -3.0  # frame 2 of sample 1 reads 3 px up
+    out = warp(img, flow)
+    assert out.shape == (2, 3, 3, TILE, TILE)
+    assert max_diff(out[:, :, 0], img) < 1e-5 and max_diff(out[0, :, 2], img[0]) < 1e-5
+    assert max_diff(out[:, :, 1, :, :-2], img[:, :, :, 2:]) < 1e-5
+    assert max_diff(out[:, :, 1, :, -2:], img[:, :, :, -1:].expand(-1, -1, -1, 2)) < 1e-5  # edges repeat
+    assert max_diff(out[1, :, 2, 3:], img[1, :, :-3]) < 1e-5
+    half = warp(img, torch.full((2, 2, 1, TILE, TILE), 0.5) * torch.tensor([1.0, 0.0]).view(1, 2, 1, 1, 1))
+    assert max_diff(half[:, :, 0, :, :-1], (img[..., :-1] + img[..., 1:]) / 2) < 1e-5  # bilinear
+
+
+@pytest.mark.parametrize("arch", ["reftok", "tivtok2"])
+def test_ref_path_4_starts_as_ref_path_3_and_copies_the_reference_from_where_it_says(arch, tmp_path):
+    """ref_path 4 warm-started from a ref_path 3 checkpoint decodes as before (its displacement rows
+    start at zero); with content off, the gate at 1 and a displacement of 3 px, each output frame is
+    the reference read 3 px to the right; the encoder's closed loop carries the decoder's state."""
+    base = tiny(arch, seed=43, ref_path=3)
+    p = tmp_path / "m.safetensors"
+    save_checkpoint(base, p)
+    m, fresh = warm_start(p, {"ref_path": 4})
+    m.eval()
+    assert sorted(fresh) == ["head.up2.bias[16:]", "head.up2.weight[16:]"]
+    video = rand_video(t=2 * FRAMES, seed=44)
+    chunks = (video[:, :, :FRAMES], video[:, :, FRAMES:])
+    with torch.no_grad():
+        s0, st = base.encode_chunk(chunks[0], None)
+        s0m, _ = m.encode_chunk(chunks[0], None)
+        assert all(torch.equal(s0[k], s0m[k]) for k in s0)
+        assert max_diff(m.decode_chunk(s0, None)[0], base.decode_chunk(s0, None)[0]) < 1e-5
+        head = m.head.up2
+        head.weight.zero_()
+        head.bias.zero_()
+        head.bias[16:20] = 3.0 / m.FLOW_PX  # channel 4, x displacement (pixel_shuffle rows 4c..4c+3)
+        m.ref_gate.fill_(1.0)
+        ref = rand_video(t=1, seed=45)[:, :, 0]
+        codes = m.quant(m.encode_targets(chunks[0], ref)[0])
+        out = m.decode_targets(codes, ref)
+        want = ref[:, :, None, :, 3:].expand(-1, -1, FRAMES, -1, -1)
+        assert max_diff(out[..., :-3], want) < 1e-5
+        head.weight.normal_(0, 0.05)  # a displacement that varies: the closed loop still holds
+        s0, st = m.encode_chunk(chunks[0], None)
+        s1, st1 = m.encode_chunk(chunks[1], st)
+        d0, ds = m.decode_chunk(s0, None)
+        _, ds1 = m.decode_chunk(s1, ds)
+        assert torch.equal(st, ds) and torch.equal(st1, ds1)
+
+
+def test_ref_path_5_refused():
+    with pytest.raises(ModelError, match="ref_path"):
+        tiny("reftok", ref_path=5)
+
+
 # == VidTok ======================================================================================
 def vidtok_model(**overrides):
     return tiny("vidtok", **overrides)

@@ -28,7 +28,11 @@ Round 2's gate is one scalar (it learned 0.20): on a near-static validation clip
 reference scored 22.9 dB and the model 19.8 (`pathway_check.py out/val <r2 checkpoint>`, per clip). `ref_path 3` lets the head decide per pixel: it
 emits a fourth channel g and the output is content + (gate + g) * reference, so static regions
 can copy the reference and moving ones ignore it. g's rows start at zero, so a warm start from a
-ref_path 2 checkpoint begins as exactly that model.
+ref_path 2 checkpoint begins as exactly that model. `ref_path 4` (round 14) also moves the
+reference before adding it: the head emits two more channels, a per-pixel displacement in pixels
+(`FLOW_PX` per unit), and the reference is sampled there (bilinear, `layers.warp`), so a pan or a
+moving object can copy detail from where it was, not from where it is. Those rows start at zero
+too: a warm start from ref_path 3 decodes as before (to float rounding of the resampling).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import torch
 from torch import nn
 
 from vtcodec.models.base import Tokenizer
-from vtcodec.models.layers import Block, PixelHead, PostFilter, patchify, sincos_2d, sincos_table, zero_linear
+from vtcodec.models.layers import Block, PixelHead, PostFilter, patchify, sincos_2d, sincos_table, warp, zero_linear
 from vtcodec.quantizers import FSQ
 
 
@@ -80,7 +84,7 @@ class RefTokConfig:
     # through a second zero-initialised embedding (a warm start from 1 codes exactly as before).
     intra_ctx: int = 0
     # > 0: a full-resolution detail pass of this width after the pixel head (layers.PostFilter),
-    # starting as the identity; 0 (rounds 1-12) decodes without one. Needs ref_path 2 or 3.
+    # starting as the identity; 0 (rounds 1-12) decodes without one. Needs ref_path 2 or more.
     post_width: int = 0
 
 
@@ -142,8 +146,9 @@ class RefTok(Tokenizer):
     arch = "reftok"
     Config = RefTokConfig
     LEGACY = {"ref_path": 1}
-    # ref_path 3 appends the gate channel's rows to head.up2; head_width widens both pixel heads
+    # ref_path 3 appends the gate channel's rows to head.up2 (4: and the displacement's); head_width widens both pixel heads
     GROWABLE = ("head.*", "intra.head.*")
+    FLOW_PX = 16.0  # ref_path 4: pixels of displacement per unit of the head's two flow channels
     # enc_split: the target encoder's own blocks start as copies of the shared ones
     DERIVED = {"tgt_enc.": "enc.", "tgt_enc_norm.": "enc_norm."}
     # stream names: the intra-coded reference (key chunks only), the target tokens (every chunk)
@@ -180,13 +185,13 @@ class RefTok(Tokenizer):
             raise ValueError(f"reftok intra_ctx must be 0, 1 or 2, got {c.intra_ctx}")
         if c.intra_ctx == 2 and c.frames % 4:
             raise ValueError(f"reftok intra_ctx 2 needs frames divisible by 4, got {c.frames}")
-        if c.ref_path not in (1, 2, 3):
-            raise ValueError(f"reftok ref_path must be 1, 2 or 3, got {c.ref_path}")
-        self.head = PixelHead(d, c.patch, c.head_width, out_ch=4 if c.ref_path == 3 else 3)
-        if c.ref_path == 3:
-            self.head.zero_channels(3)  # the gate correction g starts at zero
+        if c.ref_path not in (1, 2, 3, 4):
+            raise ValueError(f"reftok ref_path must be 1, 2, 3 or 4, got {c.ref_path}")
+        self.head = PixelHead(d, c.patch, c.head_width, out_ch={3: 4, 4: 6}.get(c.ref_path, 3))
+        if c.ref_path >= 3:
+            self.head.zero_channels(3)  # the gate correction g (and the displacement) start at zero
         if c.post_width < 0 or (c.post_width and c.ref_path < 2):
-            raise ValueError(f"reftok post_width must be >= 0, and needs ref_path 2 or 3 (got {c.post_width}, ref_path {c.ref_path})")
+            raise ValueError(f"reftok post_width must be >= 0, and needs ref_path 2 or more (got {c.post_width}, ref_path {c.ref_path})")
         if c.post_width:
             self.post = PostFilter(c.post_width)
         if c.ref_path >= 2:
@@ -274,13 +279,14 @@ class RefTok(Tokenizer):
 
     def head_to_video(self, frames: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         """The pixel head's output (B*T, out_ch, H, W) -> video (B, 3, T, H, W): the reference
-        through its gate (ref_path 2, 3), then the detail pass (post_width)."""
+        through its gate (ref_path 2, 3; 4 moved first), then the detail pass (post_width)."""
         c = self.config
         video = frames.reshape(ref.shape[0], c.frames, -1, c.tile, c.tile).transpose(1, 2)
         if c.ref_path == 1:
             return video
-        gate = self.ref_gate + video[:, 3:] if c.ref_path == 3 else self.ref_gate
-        video = video[:, :3] + gate * ref[:, :, None]
+        gate = self.ref_gate + video[:, 3:4] if c.ref_path >= 3 else self.ref_gate
+        moved = warp(ref, video[:, 4:6] * self.FLOW_PX) if c.ref_path == 4 else ref[:, :, None]
+        video = video[:, :3] + gate * moved
         return self.post(video, ref) if c.post_width else video
 
     # -- training -----------------------------------------------------------------------------

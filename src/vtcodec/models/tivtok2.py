@@ -64,7 +64,7 @@ class TivTok2(RefTok):
         if c.tv_scope not in (0, 1):
             raise ValueError(f"tivtok2 tv_scope must be 0 or 1, got {c.tv_scope}")
         if c.ref_path < 2:
-            raise ValueError("tivtok2 needs ref_path 2 or 3 (TV tokens start from their position's TIV features)")
+            raise ValueError("tivtok2 needs ref_path 2 or more (TV tokens start from their position's TIV features)")
         if c.tv_scope:
             slot = torch.arange(self.n_tgt) // self.n_ref  # tokens lie in (t', h', w') order
             self.mask[self.n_ref:, self.n_ref:] = slot[:, None] == slot[None, :]

@@ -1,4 +1,5 @@
-"""benchmarks/compare_sweeps.py's equal-bits comparison: the base's curve read at the candidate's bits."""
+"""Benchmark scripts' arithmetic: compare_sweeps.py's equal-bits comparison (the base's curve read at
+the candidate's bits) and paired_runs.py's step-by-step difference of two runs."""
 
 from __future__ import annotations
 
@@ -8,9 +9,16 @@ from pathlib import Path
 
 import pytest
 
-_spec = importlib.util.spec_from_file_location("compare_sweeps", Path(__file__).parents[1] / "benchmarks" / "compare_sweeps.py")
-cs = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(cs)
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+cs = _script("compare_sweeps")
 
 
 def test_at_bits_is_linear_in_log_bits_and_flags_extension():
@@ -44,3 +52,21 @@ def test_main_compares_at_equal_bits(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["compare_sweeps.py", lo, _sweep(tmp_path / "x.txt", {"a": (0.005, 19, 0.4)})])
     with pytest.raises(SystemExit, match="different clips"):
         cs.main()
+
+
+def test_paired_runs_differences_step_by_step(tmp_path, monkeypatch, capsys):
+    import json
+
+    pr = _script("paired_runs")
+    for name, shift in (("a", 0.0), ("b", 1.0)):
+        (tmp_path / name).mkdir()
+        rows = [{"step": s, "mse_db": -12.0 + s % 3 + (shift if s > 2 else 0), "ssim": 0.5, "soft_bits": 100.0}
+                for s in range(1, 5)]
+        rows[3]["val_psnr"] = 18.0 + shift
+        (tmp_path / name / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.setattr(sys, "argv", ["paired_runs.py", str(tmp_path / "a"), str(tmp_path / "b"), "--window", "2"])
+    pr.main()
+    out = capsys.readouterr().out.splitlines()
+    assert "steps     1-    2: MSE dB +0.000 +- 0.000" in out[1]
+    assert "steps     3-    4: MSE dB +1.000 +- 0.000  SSIM +0.0000" in out[2]
+    assert out[3].endswith("val_psnr 18.0000 -> 19.0000")
