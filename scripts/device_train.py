@@ -1,6 +1,6 @@
 """`vtcodec train --part codec` on a borrowed GPU machine that has no PyAV: how round 11's GPU runs were made.
 
-    OMP_NUM_THREADS=2 python scripts/device_train.py NAME ARCH INIT BUDGET_S WORKERS BATCH LR MIX RECIPE_JSON
+    OMP_NUM_THREADS=2 python scripts/device_train.py NAME ARCH INIT BUDGET_S WORKERS BATCH LR MIX RECIPE_JSON [CONFIG_JSON]
     # round 11, two at once on one H200, data from scripts/make_device_media.py in devgpu/media:
     python scripts/device_train.py tiv tivtok2 models/superseded/tivtok-r10.safetensors 480 7 32 3e-4 0.35,0.45,0.2 '{"slope": 3, "ssim_weight": 1}'
 
@@ -10,7 +10,7 @@ Training needs neither except to decode the media, so this wrapper stubs both mo
 decodes with OpenCV (colour conversion can differ from PyAV's by a level or so). It is not part
 of the package, and a machine with PyAV needs none of it: the same run is `vtcodec train --model
 ARCH --init INIT --part codec --data DIR --batch BATCH --lr LR --mix MIX --workers WORKERS
---recipe RECIPE --seed 70 --steps N`, with N the step count the calibration chose (the run's
+--recipe RECIPE [--config CONFIG] --seed 70 --steps N`, with N the step count the calibration chose (the run's
 log.jsonl has it; the warm-up is the default 100 steps for any N >= 1000).
 
 Steps are sized to a wall-clock budget: a 30-step calibration run measures the time per step,
@@ -99,11 +99,12 @@ def main():
     budget, workers, batch, lr = float(budget), int(workers), int(batch), float(lr)
     mix = D.parse_mix(mix)
     recipe = json.loads(recipe)
+    config = json.loads(sys.argv[10]) if len(sys.argv) > 10 else {}  # e.g. '{"ref_path": 4}' (round 14)
     out = Path(os.environ.get("OUT", "/tmp/out"))
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     common = dict(model=arch, data=os.environ.get("DATA", "devgpu/media"), init=init, part="codec", batch=batch, lr=lr, mix=mix,
-                  workers=workers, recipe=recipe, seed=70, device=os.environ.get("DEV", "auto"))
+                  workers=workers, recipe=recipe, config=config, seed=70, device=os.environ.get("DEV", "auto"))
     cal = Path(tempfile.mkdtemp(prefix=f"cal_{name}_"))  # fresh each call: a warm machine keeps /tmp
     n_cal = int(os.environ.get("N_CAL", 30))
     L.train(L.TrainOptions(out=str(cal), steps=n_cal, val_every=10**6, save_every=10**6, **common))
