@@ -459,7 +459,7 @@ def test_ref_path_4_starts_as_ref_path_3_and_copies_the_reference_from_where_it_
         head = m.head.up2
         head.weight.zero_()
         head.bias.zero_()
-        head.bias[16:20] = 3.0 / m.FLOW_PX  # channel 4, x displacement (pixel_shuffle rows 4c..4c+3)
+        head.bias[16:20] = 3.0 / m.config.flow_px  # channel 4, x displacement (pixel_shuffle rows 4c..4c+3)
         m.ref_gate.fill_(1.0)
         ref = rand_video(t=1, seed=45)[:, :, 0]
         codes = m.quant(m.encode_targets(chunks[0], ref)[0])

@@ -30,7 +30,7 @@ emits a fourth channel g and the output is content + (gate + g) * reference, so 
 can copy the reference and moving ones ignore it. g's rows start at zero, so a warm start from a
 ref_path 2 checkpoint begins as exactly that model. `ref_path 4` (round 14) also moves the
 reference before adding it: the head emits two more channels, a per-pixel displacement in pixels
-(`FLOW_PX` per unit), and the reference is sampled there (bilinear, `layers.warp`), so a pan or a
+(`flow_px` per unit), and the reference is sampled there (bilinear, `layers.warp`), so a pan or a
 moving object can copy detail from where it was, not from where it is. Those rows start at zero
 too: a warm start from ref_path 3 decodes as before (to float rounding of the resampling).
 """
@@ -86,6 +86,9 @@ class RefTokConfig:
     # > 0: a full-resolution detail pass of this width after the pixel head (layers.PostFilter),
     # starting as the identity; 0 (rounds 1-12) decodes without one. Needs ref_path 2 or more.
     post_width: int = 0
+    # ref_path 4: pixels of displacement per unit of the head's two displacement channels (their
+    # learning rate, in effect: Adam moves a weight by about lr a step)
+    flow_px: float = 16.0
 
 
 def to_8bit(frame: torch.Tensor) -> torch.Tensor:
@@ -148,7 +151,6 @@ class RefTok(Tokenizer):
     LEGACY = {"ref_path": 1}
     # ref_path 3 appends the gate channel's rows to head.up2 (4: and the displacement's); head_width widens both pixel heads
     GROWABLE = ("head.*", "intra.head.*")
-    FLOW_PX = 16.0  # ref_path 4: pixels of displacement per unit of the head's two flow channels
     # enc_split: the target encoder's own blocks start as copies of the shared ones
     DERIVED = {"tgt_enc.": "enc.", "tgt_enc_norm.": "enc_norm."}
     # stream names: the intra-coded reference (key chunks only), the target tokens (every chunk)
@@ -285,7 +287,7 @@ class RefTok(Tokenizer):
         if c.ref_path == 1:
             return video
         gate = self.ref_gate + video[:, 3:4] if c.ref_path >= 3 else self.ref_gate
-        moved = warp(ref, video[:, 4:6] * self.FLOW_PX) if c.ref_path == 4 else ref[:, :, None]
+        moved = warp(ref, video[:, 4:6] * c.flow_px) if c.ref_path == 4 else ref[:, :, None]
         video = video[:, :3] + gate * moved
         return self.post(video, ref) if c.post_width else video
 
