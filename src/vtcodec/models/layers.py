@@ -121,17 +121,21 @@ class PixelHead(nn.Module):
 
 def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """`image` (B, C, H, W) sampled at each pixel plus `flow` (B, 2, T, H, W), a displacement in
-    pixels (x, y), for each of T frames -> (B, C, T, H, W); bilinear, edges repeated. Zero flow
-    returns the image (to float rounding)."""
-    b, c, h, w = image.shape
-    t = flow.shape[2]
-    ys = (torch.arange(h, device=flow.device, dtype=flow.dtype) + 0.5) * (2 / h) - 1
-    xs = (torch.arange(w, device=flow.device, dtype=flow.dtype) + 0.5) * (2 / w) - 1
-    fx, fy = flow[:, 0] * (2 / w) + xs, flow[:, 1] * (2 / h) + ys[:, None]  # (B, T, H, W) each
-    grid = torch.stack([fx, fy], dim=-1).reshape(b * t, h, w, 2)
-    frames = image[:, None].expand(b, t, c, h, w).reshape(b * t, c, h, w)
-    out = F.grid_sample(frames, grid.to(frames.dtype), mode="bilinear", padding_mode="border", align_corners=False)
-    return out.view(b, t, c, h, w).transpose(1, 2)
+    pixels (x, y), for each of T frames -> float32 (B, C, T, H, W); bilinear, edges repeated. The
+    grid and the sampling are float32 even under autocast: a bf16 grid moves in steps of 1/4 px on
+    a 128-px tile, which would drop the small displacements training starts from. Zero flow
+    returns the image (to float32 rounding)."""
+    with torch.autocast(device_type=image.device.type, enabled=False):
+        image, flow = image.float(), flow.float()
+        b, c, h, w = image.shape
+        t = flow.shape[2]
+        ys = (torch.arange(h, device=flow.device, dtype=flow.dtype) + 0.5) * (2 / h) - 1
+        xs = (torch.arange(w, device=flow.device, dtype=flow.dtype) + 0.5) * (2 / w) - 1
+        fx, fy = flow[:, 0] * (2 / w) + xs, flow[:, 1] * (2 / h) + ys[:, None]  # (B, T, H, W) each
+        grid = torch.stack([fx, fy], dim=-1).reshape(b * t, h, w, 2)
+        frames = image[:, None].expand(b, t, c, h, w).reshape(b * t, c, h, w)
+        out = F.grid_sample(frames, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return out.view(b, t, c, h, w).transpose(1, 2)
 
 
 class PostFilter(nn.Module):
