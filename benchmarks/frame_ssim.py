@@ -18,6 +18,15 @@ from vtcodec.bench.clipset import ClipSet
 from vtcodec.bench.metrics import ssim_frames
 
 
+def group_means(per_clip: list[np.ndarray], group: int) -> np.ndarray:
+    """Per-frame scores of several clips -> their mean per group of `group` frames, over the
+    frames every clip has (whole groups only)."""
+    n = min(len(s) for s in per_clip) // group * group
+    if n == 0:
+        raise SystemExit(f"clips shorter than one group of {group} frames")
+    return np.mean([s[:n] for s in per_clip], axis=0).reshape(-1, group).mean(1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder")
@@ -29,10 +38,7 @@ def main() -> None:
     with ClipSet(a.folder, a.frames, a.size) as cs:
         for name in a.models:
             per_clip = [ssim_frames(c.ref, c.frames) for c in cs.coded(name)]
-            n = min(len(s) for s in per_clip) // a.group * a.group
-            if n == 0:
-                raise SystemExit(f"clips shorter than one group of {a.group} frames")
-            mean = np.mean([s[:n] for s in per_clip], axis=0).reshape(-1, a.group).mean(1)
+            mean = group_means(per_clip, a.group)
             print(f"{name}: SSIM by {a.group}-frame group over {len(per_clip)} clips: " + " ".join(f"{x:.3f}" for x in mean))
 
 

@@ -55,7 +55,8 @@ def main() -> None:
                 cols.append(f"{name} {m:+.{digits}f} +- {se:.{digits}f}")
         print(f"  steps {w[0]:5d}-{w[-1]:5d}: " + "  ".join(cols))
     for s in both:
-        vals = {k: (ctl[s][k], cand[s][k]) for k in ctl[s] if k.startswith("val") and k in cand[s]}
+        vals = {k: (ctl[s][k], cand[s][k]) for k in ctl[s]
+                if k.startswith("val") and k != "val_time_s" and k in cand[s]}
         if vals:
             print(f"  validation at step {s}: " + "  ".join(f"{k} {x:.4f} -> {y:.4f}" for k, (x, y) in vals.items()))
 

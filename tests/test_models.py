@@ -436,6 +436,14 @@ def test_warp_moves_each_frame_by_its_own_displacement():
     assert max_diff(out[1, :, 2, 3:], img[1, :, :-3]) < 1e-5
     half = warp(img, torch.full((2, 2, 1, TILE, TILE), 0.5) * torch.tensor([1.0, 0.0]).view(1, 2, 1, 1, 1))
     assert max_diff(half[:, :, 0, :, :-1], (img[..., :-1] + img[..., 1:]) / 2) < 1e-5  # bilinear
+    small = torch.zeros(1, 2, 1, 24, 24)  # a tile that is not a power of two, a sub-pixel move
+    small[:, 0] = 0.05
+    img24 = img[:1, :, :24, :24]
+    want = warp(img24, small)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # training's precision: the grid stays float32
+        got = warp(img24.bfloat16(), small.bfloat16())
+    assert got.dtype == torch.float32 and max_diff(got, want) < 1e-2
+    assert max_diff(want[:, :, 0, :, :-1], 0.95 * img24[..., :-1] + 0.05 * img24[..., 1:]) < 1e-5
 
 
 @pytest.mark.parametrize("arch", ["reftok", "tivtok2"])

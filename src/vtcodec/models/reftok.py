@@ -71,6 +71,8 @@ class RefTokConfig:
     # learned to ignore its reference: video PSNR with the true, the intra or a zeroed reference
     # agreed to 0.01 dB on the validation split. Kept so round-1 checkpoints load unchanged.
     # 3: as 2, with a per-pixel correction of the gate from a fourth head channel.
+    # 4: as 3, and the reference is first moved by a per-pixel displacement from two more head
+    # channels (`flow_px` pixels per unit), so detail can be copied from where it was.
     ref_path: int = 2
     # True: the target tokens' encoder has its own transformer blocks (tgt_enc), so it can be
     # trained with everything the decoder uses frozen (`vtcodec train --part encoder`); the shared
