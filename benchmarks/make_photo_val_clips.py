@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vtcodec.train.data import VAL_PHOTOS, ClipSampler, Sources
+from vtcodec.train.data import MIN_SIDE, VAL_PHOTOS, ClipSampler, Sources
 from vtcodec.video import IMAGE_EXT, VideoWriter, read_image
 
 
@@ -39,7 +39,7 @@ def main() -> None:
                     if p.suffix.lower() in IMAGE_EXT and (p.stem in VAL_PHOTOS) == (a.split == "val"))
     for i, p in enumerate(photos):
         im = read_image(p)
-        if a.split == "train" and min(im.shape[:2]) < 128:  # load_sources' min_side: never trained on
+        if a.split == "train" and min(im.shape[:2]) < MIN_SIDE:  # never trained on
             continue
         sampler = ClipSampler(Sources([], [im]), a.frames, a.size, seed=a.seed + i)
         clip = sampler.photo_motion()  # (3, T, S, S) in [-1, 1]

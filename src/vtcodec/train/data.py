@@ -28,6 +28,7 @@ from vtcodec.video import IMAGE_EXT, VIDEO_EXT, read_frames, read_image
 
 VAL_PHOTOS = {"flower", "fruits", "coffee", "P1070514", "P1070515", "leuvenB"}
 VAL_FRACTION = 0.15
+MIN_SIDE = 128  # sources smaller than this (pixels, either side) are left out of both splits
 # shares of real video clips, camera motion over photographs and synthetic hard cases
 DEFAULT_MIX = (0.45, 0.35, 0.20)
 
@@ -47,7 +48,7 @@ class Sources:
     photos: list[np.ndarray]  # each (H, W, 3) uint8
 
 
-def load_sources(root: str | Path, split: str, min_side: int = 128) -> Sources:
+def load_sources(root: str | Path, split: str, min_side: int = MIN_SIDE) -> Sources:
     """Videos and photographs under `root` (any layout), cut to the `train` or `val` split."""
     root = Path(root)
     files = sorted(p for p in root.rglob("*") if p.is_file())
