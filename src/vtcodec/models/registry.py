@@ -27,12 +27,13 @@ from safetensors.torch import load_file, safe_open, save
 
 from vtcodec.errors import ModelError
 from vtcodec.models.base import Tokenizer
+from vtcodec.models.convtok import ConvTok
 from vtcodec.models.reftok import RefTok
 from vtcodec.models.tivtok import TivTok
 from vtcodec.models.tivtok2 import TivTok2
 from vtcodec.models.vidtok import VidTok
 
-ARCHS: dict[str, type[Tokenizer]] = {m.arch: m for m in (TivTok, TivTok2, RefTok, VidTok)}
+ARCHS: dict[str, type[Tokenizer]] = {m.arch: m for m in (TivTok, TivTok2, RefTok, VidTok, ConvTok)}
 REPO_MODELS = Path(__file__).resolve().parents[3] / "models"
 SUPERSEDED = "superseded"  # models/superseded/: replaced checkpoints, kept so old .vtk files decode
 

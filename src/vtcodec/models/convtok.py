@@ -1,0 +1,296 @@
+"""ConvTok: one whole-frame convolutional tokenizer behind `vidtok`, `reftok` and `tivtok`.
+
+Why this design (the research record, docs/RESEARCH.md, has the measurements):
+
+* **No tiles, no grid.** Every layer is a convolution without normalisation, so the network runs on
+  the whole frame (padded to a multiple of 16) and its output has no block or tile structure; a
+  token's influence fades smoothly into its neighbours'.
+* **Luma/chroma.** Frames enter as YCbCr 4:2:0, packed losslessly by space-to-depth to 1/4
+  resolution (luma 4x4, chroma 2x2 after 2x2 averaging), the four frames of a chunk stacked as
+  channels (cheap: 2D convolutions only). The decoder predicts the same packing; chroma is
+  upsampled bilinearly and the loss is taken in RGB, so a chroma error costs what it costs a viewer.
+* **Coarse first.** One token per 16x16 pixels x 4 frames (1,024 pixels, the 1/16 scale); the
+  convolutions at 1/8 and 1/16 carry most of the compute.
+* **Any rate from one checkpoint.** A token has `len(levels)` FSQ channels ordered by importance:
+  training keeps a random prefix of them (nested dropout, as in quantizer dropout), the rest set to
+  the middle level, so an encoder may send any prefix. The codec's context-adaptive range coder
+  (vtcodec.entropy) spends almost nothing on a channel that never leaves the middle level, so the
+  prefix length is the rate knob (`channels_for`), recorded in the .vtk header.
+* **Conditional coding.** A chunk may be coded against a reference frame (the state): the reference,
+  packed the same way, gives features at 1/4, 1/8 and 1/16 that both encoder and decoder add at
+  every scale, and the decoder's output starts from the reference, so a static scene costs
+  nothing but its change. The modes share every weight:
+    - `intra` (the baseline, key `vidtok`): every chunk on its own;
+    - `ref` (RefTok): the reference is the previous chunk's last decoded frame;
+    - `tiv` (TivTok): the reference is a segment's first decoded frame (its time-invariant image),
+      reused by every chunk of the segment until the codec's refresh decision starts a new one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vtcodec.models.base import Streams, Tokenizer
+from vtcodec.quantizers import FSQ
+
+STRIDE = 16  # pixels per token side: frames are padded to a multiple of this
+PACK = 4     # space-to-depth factor of the packed pixel layout
+MODES = ("intra", "ref", "tiv")
+
+
+@dataclass(frozen=True)
+class ConvTokConfig:
+    frames: int = 4
+    levels: tuple[int, ...] = (5,) * 16
+    widths: tuple[int, int, int] = (64, 128, 192)   # channels at 1/4, 1/8, 1/16
+    blocks: tuple[int, int, int] = (1, 2, 2)        # residual blocks per scale (encoder and decoder)
+    mode: str = "ref"
+    key_channels: int = 8    # default FSQ channels sent for a key chunk (quality 2)
+    next_channels: int = 4   # ... and for a chunk coded against a reference
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if not 1 <= self.frames <= 16:
+            raise ValueError(f"frames must be in [1, 16], got {self.frames}")
+        if len(self.widths) != 3 or len(self.blocks) != 3 or min(self.widths) < 1 or min(self.blocks) < 0:
+            raise ValueError("widths and blocks need three positive entries (1/4, 1/8, 1/16)")
+        if max(self.widths) > 1024 or max(self.blocks) > 8:
+            raise ValueError("widths above 1024 or more than 8 blocks per scale are not supported")
+        if not 1 <= len(self.levels) <= 32 or any(not 3 <= int(n) <= 64 or int(n) % 2 == 0 for n in self.levels):
+            raise ValueError("levels: 1-32 odd counts in [3, 64] (the middle level is the dropped value)")
+        n = len(self.levels)
+        if not (1 <= self.key_channels <= n and 1 <= self.next_channels <= n):
+            raise ValueError(f"key_channels / next_channels must be in [1, {n}]")
+
+
+# -- pixels <-> packed YCbCr 4:2:0 --------------------------------------------------------------
+_TO_YCC = torch.tensor([[0.299, 0.587, 0.114],
+                        [-0.168736, -0.331264, 0.5],
+                        [0.5, -0.418688, -0.081312]])
+_TO_RGB = torch.linalg.inv(_TO_YCC)
+
+
+def rgb_to_ycc(x: torch.Tensor) -> torch.Tensor:
+    """(B, 3, ...) RGB in [-1, 1] -> YCbCr (BT.601 full range, the same scale)."""
+    return torch.einsum("ij,bj...->bi...", _TO_YCC.to(x), x)
+
+
+def ycc_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    return torch.einsum("ij,bj...->bi...", _TO_RGB.to(x), x)
+
+
+def pack(video: torch.Tensor) -> torch.Tensor:
+    """(B, 3, T, H, W) RGB -> (B, 24 T, H/4, W/4): per frame 16 luma + 2 x 4 chroma (4:2:0) channels."""
+    b, _, t, h, w = video.shape
+    ycc = rgb_to_ycc(video).transpose(1, 2).reshape(b * t, 3, h, w)
+    y = F.pixel_unshuffle(ycc[:, :1], PACK)
+    c = F.pixel_unshuffle(F.avg_pool2d(ycc[:, 1:], 2), PACK // 2)
+    return torch.cat([y, c], 1).view(b, t * 24, h // PACK, w // PACK)
+
+
+def unpack(x: torch.Tensor, t: int) -> torch.Tensor:
+    """Inverse of `pack` (chroma upsampled bilinearly): (B, 24 T, h, w) -> (B, 3, T, 4h, 4w) RGB."""
+    b, _, h, w = x.shape
+    x = x.reshape(b * t, 24, h, w)
+    y = F.pixel_shuffle(x[:, :16], PACK)
+    c = F.interpolate(F.pixel_shuffle(x[:, 16:], PACK // 2), scale_factor=2, mode="bilinear", align_corners=False)
+    rgb = ycc_to_rgb(torch.cat([y, c], 1))
+    return rgb.view(b, t, 3, PACK * h, PACK * w).transpose(1, 2)
+
+
+# -- layers -------------------------------------------------------------------------------------
+class ResBlock(nn.Module):
+    def __init__(self, ch: int):
+        super().__init__()
+        self.a = nn.Conv2d(ch, ch, 3, padding=1)
+        self.b = nn.Conv2d(ch, ch, 3, padding=1)
+        nn.init.zeros_(self.b.weight)
+        nn.init.zeros_(self.b.bias)
+
+    def forward(self, x):
+        return x + self.b(F.silu(self.a(F.silu(x))))
+
+
+def _stage(ch: int, n: int) -> nn.Sequential:
+    return nn.Sequential(*[ResBlock(ch) for _ in range(n)])
+
+
+class Up(nn.Module):
+    """x2 upsampling by a 1x1 convolution to 4x the channels and a pixel shuffle."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.proj = nn.Conv2d(c_in, 4 * c_out, 1)
+
+    def forward(self, x):
+        return F.pixel_shuffle(self.proj(F.silu(x)), 2)
+
+
+class RefFeatures(nn.Module):
+    """A reference frame's features at 1/4, 1/8 and 1/16 (added by encoder and decoder)."""
+
+    def __init__(self, widths):
+        super().__init__()
+        w4, w8, w16 = widths
+        self.stem = nn.Conv2d(24, w4, 3, padding=1)
+        self.s4 = ResBlock(w4)
+        self.d8 = nn.Conv2d(w4, w8, 3, stride=2, padding=1)
+        self.d16 = nn.Conv2d(w8, w16, 3, stride=2, padding=1)
+
+    def forward(self, ref_packed):
+        f4 = self.s4(self.stem(ref_packed))
+        f8 = self.d8(F.silu(f4))
+        f16 = self.d16(F.silu(f8))
+        return f4, f8, f16
+
+
+class ConvTok(Tokenizer):
+    arch = "convtok"
+    Config = ConvTokConfig
+    STATE_FROM_KEY = False
+
+    def __init__(self, config: ConvTokConfig):
+        super().__init__(config)
+        c = config
+        w4, w8, w16 = c.widths
+        d = len(c.levels)
+        cin = 24 * c.frames
+        self.quant = FSQ(c.levels)
+        self.ref = RefFeatures(c.widths)
+        # encoder
+        self.enc_in = nn.Conv2d(cin, w4, 3, padding=1)
+        self.enc4 = _stage(w4, c.blocks[0])
+        self.enc_d8 = nn.Conv2d(w4, w8, 3, stride=2, padding=1)
+        self.enc8 = _stage(w8, c.blocks[1])
+        self.enc_d16 = nn.Conv2d(w8, w16, 3, stride=2, padding=1)
+        self.enc16 = _stage(w16, c.blocks[2])
+        self.enc_out = nn.Conv2d(w16, d, 1)
+        # decoder
+        self.dec_in = nn.Conv2d(d, w16, 3, padding=1)
+        self.dec16 = _stage(w16, c.blocks[2])
+        self.dec_u8 = Up(w16, w8)
+        self.dec8 = _stage(w8, c.blocks[1])
+        self.dec_u4 = Up(w8, w4)
+        self.dec4 = _stage(w4, c.blocks[0])
+        self.dec_out = nn.Conv2d(w4, cin, 3, padding=1)
+        nn.init.zeros_(self.dec_out.weight)
+        nn.init.zeros_(self.dec_out.bias)
+
+    # -- the codec's questions ------------------------------------------------------------------
+    @property
+    def tile(self) -> int:
+        return 0  # whole frames: the codec pads each frame to a multiple of `STRIDE`
+
+    @property
+    def stream_levels(self) -> dict[str, list[int]]:
+        return {"latent": list(self.config.levels)}
+
+    def tokens_per_chunk(self, key: bool, height: int = STRIDE, width: int = STRIDE) -> dict[str, int]:
+        return {"latent": (-(-height // STRIDE)) * (-(-width // STRIDE))}
+
+    def grid_for(self, height: int, width: int) -> dict[str, tuple[int, int, int]]:
+        return {"latent": (1, -(-height // STRIDE), -(-width // STRIDE))}
+
+    @property
+    def stream_grids(self) -> dict[str, tuple[int, int, int]]:
+        return self.grid_for(STRIDE, STRIDE)
+
+    @property
+    def pixels_per_token(self) -> int:
+        return self.config.frames * STRIDE * STRIDE
+
+    @property
+    def latent_heads(self) -> dict[str, nn.Module]:
+        return {"latent": self.enc_out}
+
+    @property
+    def encoder_only(self) -> tuple[str, ...]:
+        return ("enc_*",)
+
+    def channels_for(self, quality: int | None, key: bool) -> int:
+        """FSQ channels sent at `quality` 0-3 (None: the config's default, quality 2): key chunks
+        send twice what a chunk coded against a reference sends, halving per step down."""
+        c = self.config
+        base = c.key_channels if key else c.next_channels
+        if quality is None:
+            return base
+        return max(1, min(len(c.levels), round(base * 2 ** ((quality - 2) / 1.5))))
+
+    # -- networks -------------------------------------------------------------------------------
+    def ref_features(self, ref: torch.Tensor | None):
+        """ref: (B, 3, H, W) RGB in [-1, 1] or None -> (packed reference, features) or (None, None)."""
+        if ref is None:
+            return None, None
+        rp = pack(ref[:, :, None])
+        return rp, self.ref(rp)
+
+    def encode_latent(self, video: torch.Tensor, feats=None) -> torch.Tensor:
+        """(B, 3, T, H, W), H and W multiples of 16 -> pre-quantization latents (B, h, w, D)."""
+        x = self.enc4(self.enc_in(pack(video)) + (feats[0] if feats else 0))
+        x = self.enc8(self.enc_d8(F.silu(x)) + (feats[1] if feats else 0))
+        x = self.enc16(self.enc_d16(F.silu(x)) + (feats[2] if feats else 0))
+        return self.enc_out(F.silu(x)).permute(0, 2, 3, 1)
+
+    def decode_codes(self, codes: torch.Tensor, ref_packed=None, feats=None) -> torch.Tensor:
+        """Quantized codes (B, h, w, D) -> video (B, 3, T, 16h, 16w)."""
+        x = self.dec16(self.dec_in(codes.permute(0, 3, 1, 2)) + (feats[2] if feats else 0))
+        x = self.dec8(self.dec_u8(x) + (feats[1] if feats else 0))
+        x = self.dec4(self.dec_u4(x) + (feats[0] if feats else 0))
+        out = self.dec_out(F.silu(x))
+        if ref_packed is not None:
+            out = out + ref_packed.repeat(1, self.config.frames, 1, 1)
+        return unpack(out, self.config.frames)
+
+    def quantize(self, z: torch.Tensor, keep: int | torch.Tensor) -> torch.Tensor:
+        """FSQ codes of latents (B, h, w, D), channels from `keep` on (an int, or per batch row)
+        set to the middle level (code 0)."""
+        codes = self.quant(z)
+        d = codes.shape[-1]
+        keep = torch.as_tensor(keep, device=codes.device).reshape(-1, 1, 1, 1)
+        return codes * (torch.arange(d, device=codes.device) < keep).to(codes.dtype)
+
+    # -- the codec's interface ----------------------------------------------------------------------
+    # state: the reference frame (B, 3, H, W) or None; in `tiv` mode a pair (reference, True) marks
+    # that it is the segment's image and must not be replaced.
+    def _reference(self, state):
+        return None if state is None else state
+
+    def encode_chunk_latents(self, video, state, *, closed_loop: bool = True):
+        raise NotImplementedError("ConvTok codes through encode_chunk")
+
+    def encode_chunk(self, video: torch.Tensor, state: Any | None, quality: int | None = None):
+        """video (B, 3, T, H, W) -> ({"latent": indices (B, h*w)}, decoder state after it)."""
+        key = state is None or self.config.mode == "intra"
+        ref = None if key else state
+        rp, feats = self.ref_features(ref)
+        codes = self.quantize(self.encode_latent(video, feats), self.channels_for(quality, key))
+        recon = self.decode_codes(codes, rp, feats)
+        return {"latent": self.quant.codes_to_indices(codes).flatten(1)}, self.next_state(recon, state)
+
+    def next_state(self, recon: torch.Tensor, state):
+        if self.config.mode == "intra":
+            return None
+        if self.config.mode == "tiv" and state is not None:
+            return state  # the segment's image stays
+        return recon[:, :, -1].clamp(-1, 1)
+
+    def decode_chunk(self, streams: Streams, state: Any | None, grid: tuple[int, int] | None = None):
+        idx = streams["latent"]
+        h, w = grid
+        codes = self.quant.indices_to_codes(idx).view(idx.shape[0], h, w, -1)
+        return self.decode_chunk_codes({"latent": codes}, state)
+
+    def decode_chunk_codes(self, codes: dict[str, torch.Tensor], state):
+        ref = None if self.config.mode == "intra" else state
+        rp, feats = self.ref_features(ref)
+        recon = self.decode_codes(codes["latent"], rp, feats)
+        return recon, self.next_state(recon, state)
+
+    def key_state(self, streams):
+        raise NotImplementedError

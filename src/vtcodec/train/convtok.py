@@ -1,0 +1,148 @@
+"""Training ConvTok (vtcodec.models.convtok): one network for its three modes.
+
+Each step draws clips of 2 x `frames` frames. The first chunk is coded as a key chunk (no
+reference), the second against a reference frame: the first chunk's last decoded frame (what
+`ref` mode sends) or, with probability 1/2, its first decoded frame (further away in time, as
+`tiv` mode's segment image is). Each chunk keeps a random prefix of the FSQ channels (nested
+dropout), so one checkpoint serves every rate. The loss is the RGB mean squared error of both.
+
+Run folders are resumable: `state.pt` holds weights, optimiser, step and sampler seed;
+`model.safetensors` the weights at the last validation (fp32). Usage:
+
+    python -m vtcodec.train.convtok MEDIA RUN_DIR [--steps N] [--init CKPT] [--batch B] [--lr LR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vtcodec.models import registry
+from vtcodec.models.convtok import ConvTok
+from vtcodec.train.data import ClipStream, fixed_set, load_sources
+
+VAL_CHANNELS = (2, 4, 8, 16)
+
+
+def step_loss(model: ConvTok, clip: torch.Tensor, g: torch.Generator, keep: tuple[int, int] | None = None):
+    """clip (B, 3, 2T, S, S) -> (loss, mse of the key chunk, mse of the conditional chunk)."""
+    t = model.config.frames
+    a, b = clip[:, :, :t], clip[:, :, t:2 * t]
+    n, d = clip.shape[0], len(model.config.levels)
+    if keep is None:
+        ka = torch.randint(1, d + 1, (n,), generator=g)
+        kb = torch.randint(1, d + 1, (n,), generator=g)
+    else:
+        ka, kb = torch.full((n,), keep[0]), torch.full((n,), keep[1])
+    ra = model.decode_codes(model.quantize(model.encode_latent(a), ka))
+    far = torch.rand(n, generator=g) < 0.5
+    ref = torch.where(far[:, None, None, None], ra[:, :, 0], ra[:, :, -1]).detach().clamp(-1, 1)
+    rp, feats = model.ref_features(ref)
+    rb = model.decode_codes(model.quantize(model.encode_latent(b, feats), kb), rp, feats)
+    mse_a = (ra - a).pow(2).mean()
+    mse_b = (rb - b).pow(2).mean()
+    return mse_a + mse_b, mse_a, mse_b
+
+
+def psnr(mse: float) -> float:
+    return 10 * math.log10(4 / max(mse, 1e-12))  # pixels in [-1, 1]
+
+
+@torch.no_grad()
+def validate(model: ConvTok, val: torch.Tensor, batch: int = 4) -> dict:
+    model.eval()
+    out = {}
+    for k in VAL_CHANNELS:
+        ma = mb = 0.0
+        for i in range(0, len(val), batch):
+            _, a, b = step_loss(model, val[i:i + batch], torch.Generator().manual_seed(0), keep=(k, max(1, k // 2)))
+            ma += a.item() * len(val[i:i + batch])
+            mb += b.item() * len(val[i:i + batch])
+        out[f"key_psnr_k{k}"] = round(psnr(ma / len(val)), 3)
+        out[f"next_psnr_k{k // 2 or 1}"] = round(psnr(mb / len(val)), 3)
+    model.train()
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("media")
+    p.add_argument("run")
+    p.add_argument("--steps", type=int, default=20000)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--init", help="start from this checkpoint's weights (a fresh run folder only)")
+    p.add_argument("--config", default="{}", help="JSON config overrides for a fresh model")
+    p.add_argument("--val-every", type=int, default=250)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1)
+    a = p.parse_args(argv)
+
+    run = Path(a.run).expanduser()
+    run.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(a.seed)
+    if (run / "state.pt").exists():
+        st = torch.load(run / "state.pt", weights_only=False)
+        model = registry.build("convtok", st["config"])
+        model.load_state_dict(st["model"])
+    elif a.init:
+        model, _ = registry.warm_start(a.init)
+        st = None
+    else:
+        model = registry.build("convtok", json.loads(a.config))
+        st = None
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4, betas=(0.9, 0.99))
+    step = 0
+    if st is not None:
+        opt.load_state_dict(st["opt"])
+        step = st["step"]
+    print(f"convtok {model.params / 1e6:.2f}M params, from step {step}", flush=True)
+
+    val = fixed_set(load_sources(a.media, "val"), 16, 2 * model.config.frames, a.size)
+    train_src = load_sources(a.media, "train")
+    stream = ClipStream(train_src, 2 * model.config.frames, a.size, a.batch, key=(a.seed, step))
+    loader = iter(torch.utils.data.DataLoader(stream, batch_size=None, num_workers=a.workers,
+                                              persistent_workers=a.workers > 0))
+    g = torch.Generator().manual_seed(a.seed * 1000003 + step)
+    log = open(run / "log.jsonl", "a")
+    t0, seen = time.time(), 0
+    while step < a.steps:
+        lr = a.lr * min(1.0, (step + 1) / a.warmup) * 0.5 * (1 + math.cos(math.pi * step / a.steps))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        clip = next(loader)
+        loss, ma, mb = step_loss(model, clip, g)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        seen += 1
+        if step % 25 == 0:
+            rec = {"step": step, "loss": round(loss.item(), 5), "psnr_key": round(psnr(ma.item()), 2),
+                   "psnr_next": round(psnr(mb.item()), 2), "lr": lr, "grad": round(gn.item(), 3),
+                   "s_per_step": round((time.time() - t0) / seen, 3)}
+            print(json.dumps(rec), flush=True)
+        if step % a.val_every == 0 or step == a.steps:
+            v = validate(model, val)
+            rec = {"step": step, "val": v, "time": time.strftime("%H:%M:%S")}
+            print(json.dumps(rec), flush=True)
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+            tmp = run / "state.pt.tmp"
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+                        "config": model.config_dict()}, tmp)
+            tmp.replace(run / "state.pt")
+            registry.save_checkpoint(model, run / "model.safetensors", {"step": step, "val": v})
+
+
+if __name__ == "__main__":
+    main()
