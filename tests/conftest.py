@@ -19,7 +19,7 @@ from vtcodec.models.registry import build, save_checkpoint
 from vtcodec.video import VideoWriter
 
 NTSC = Fraction(30000, 1001)
-ARCHS = ("tivtok", "tivtok2", "reftok", "vidtok")
+ARCHS = ("tivtok", "tivtok2", "reftok", "vidtok", "convtok")
 TINY = {
     "tivtok": dict(dim=32, heads=2, tiv_depth=1, tv_depth=1, dec_depth=1, n_tiv=16, n_tv=2, frames=8, tile=64,
                patch=16, head_width=8),
@@ -27,6 +27,8 @@ TINY = {
     "tivtok2": dict(dim=32, heads=2, enc_depth=1, dec_depth=1, frames=8, tile=64, intra_dim=32, intra_depth=1,
                     ref_path=3, intra_ctx=1),
     "vidtok": dict(channels=(8, 8, 8), frames=8, tile=64),
+    "convtok": dict(widths=(8, 8, 8), blocks=(1, 1, 1), levels=(5, 5, 5, 5), frames=8, key_channels=4,
+                    next_channels=2),
 }
 
 

@@ -43,6 +43,8 @@ TINY = {
     "vidtok": dict(tile=TILE, frames=FRAMES, channels=(16, 16, 16)),
 }
 TINY["tivtok2"] = {**TINY["reftok"], "ref_path": 3, "intra_ctx": 1}
+TINY["convtok"] = dict(frames=FRAMES, widths=(8, 8, 8), blocks=(1, 1, 1), levels=(5, 5, 5, 5), key_channels=4,
+                       next_channels=2)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -570,7 +572,7 @@ def test_tivtok_rejects_n_tiv_not_a_multiple_of_patches():
 def test_default_config_is_1024_pixels_per_token(arch):
     m = build(arch)
     assert m.pixels_per_token == 1024
-    assert (m.tile, m.chunk_frames) == (128, 16)
+    assert (m.tile, m.chunk_frames) == ((0, 4) if arch == "convtok" else (128, 16))  # 0: whole frames
     d = m.describe()
     assert d["arch"] == arch and d["pixels_per_token"] == 1024
 
@@ -585,7 +587,7 @@ def test_stream_grids_lay_out_every_stream(arch):
         assert math.prod(grid) == m.tokens_per_chunk(True)[name]
         assert math.prod(grid) == m.tokens_per_chunk(False).get(name, math.prod(grid))
     t = {"vidtok": {"latent": 4}, "reftok": {"intra": 1, "target": 4}, "tivtok": {"tiv": 16, "tv": 16},
-         "tivtok2": {"tiv": 1, "tv": 4}}[arch]
+         "tivtok2": {"tiv": 1, "tv": 4}, "convtok": {"latent0": 1}}[arch]
     assert {k: g[0] for k, g in m.stream_grids.items()} == t  # latent time / patches / frames
 
 

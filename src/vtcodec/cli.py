@@ -131,6 +131,8 @@ def encode(
                                                     "decoder and format (0: off)")] = 0,
     refine_slope: Annotated[float, typer.Option(min=0, help="with --refine: the dB of PSNR a token change must buy "
                                                           "per doubling of a tile's bits (0: quality only)")] = 0.0,
+    quality: Annotated[Optional[int], typer.Option(min=0, help="rate step of models that offer several from one "
+                                                               "checkpoint: 0 (fewest bits) to 3; default 2")] = None,
 ) -> None:
     """Encode a video into tokens (.vtk)."""
     from vtcodec.codec import encode_file
@@ -139,7 +141,7 @@ def encode(
     with bar:
         r = encode_file(src, output, model=model, device=device, force=force, segment_chunks=segment,
                         refresh_db=refresh_db, overlap=overlap, tile_batch=tile_batch, refine=refine,
-                        refine_slope=refine_slope, progress=cb)
+                        refine_slope=refine_slope, quality=quality, progress=cb)
     typer.echo(f"{r.path}: {r.frames} frames {r.width}x{r.height}, {r.chunks} chunks ({r.key_chunks} key, "
                f"{r.tile_refreshes} tiles refreshed), {r.tokens} tokens, {r.bytes} bytes, {r.bpp:.5f} bpp, {r.seconds:.1f} s ({r.model})")
 

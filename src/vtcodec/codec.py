@@ -202,7 +202,7 @@ def _check_vtk_name(dst) -> None:
 def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok", device: str = "auto",
                 force: bool = False, segment_chunks: int = 8, refresh_db: float | None = 1.0,
                 overlap: int = 0, tile_batch: int = 8, refine: int = 0, refine_slope: float = 0.0,
-                refine_lr: float | None = None,
+                refine_lr: float | None = None, quality: int | None = None,
                 progress: Progress | None = None) -> EncodeResult:
     """Encode the video `src` into the .vtk file `dst`.
 
@@ -219,6 +219,8 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
     refine_slope: with refine, the dB of PSNR a token change must buy per doubling of a tile's
         bits (0: quality only, whatever the bits).
     refine_lr: with refine, the search's Adam step on the latents (None: refine.DEFAULT_LR).
+    quality: the rate step, 0 (fewest bits) to the model's QUALITIES - 1 (None: the model's
+        default); only models that offer several rates from one checkpoint take it.
     The output is written atomically; an existing `dst` is refused unless `force`.
     """
     t0 = time.perf_counter()
@@ -235,9 +237,15 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
     tok = model if isinstance(model, Tokenizer) else load_tokenizer(ckpt, device)
     if refine and type(tok).encode_chunk_latents is Tokenizer.encode_chunk_latents:
         raise ModelError(f"model {tok.key} ({tok.arch}) exposes no latents to refine; encode without --refine")
-    if not 0 <= overlap < tok.tile // 2:
-        raise VtcodecError(f"overlap must be in [0, {tok.tile // 2}) for tile {tok.tile}, got {overlap}")
+    overlap = overlap if tok.tile else 0  # whole frames have no tiles to overlap
+    _check_overlap(tok, overlap, VtcodecError)
+    if quality is not None and not tok.QUALITIES:
+        raise VtcodecError(f"model {tok.key} has one rate; encode without --quality")
+    if quality is not None and not 0 <= quality < tok.QUALITIES:
+        raise VtcodecError(f"--quality must be in [0, {tok.QUALITIES - 1}] for model {tok.key}, got {quality}")
+    tok.quality = quality
     layout = TileLayout(info.height, info.width, tok.tile, overlap)
+    tok.set_frame(*layout.padded)
     cf = tok.chunk_frames
     key_names = _key_streams(tok)
     levels, grids = tok.stream_levels, tok.stream_grids
@@ -251,6 +259,8 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
         "key_streams": sorted(key_names), "segment_chunks": segment_chunks,
         "refresh_db": refresh_db if refresh_db is not None and math.isfinite(refresh_db) else None, "pixels_per_token": tok.pixels_per_token, "vtcodec_version": __version__,
     }
+    if quality is not None:  # informational: the decoder needs nothing from it
+        header["quality"] = quality
     if refine:  # informational, like refresh_db: the decoder needs nothing from it
         header["refine"] = {"steps": refine, "slope": refine_slope, "lr": refine_lr}
     b = _Batches(layout.count, tile_batch)
@@ -298,6 +308,14 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
                         8 * size / (done * info.width * info.height), time.perf_counter() - t0)
 
 
+def _check_overlap(tok: Tokenizer, overlap: int, error: type[Exception]) -> None:
+    """Tile models: overlap in [0, tile / 2); whole-frame models (tile 0): none."""
+    if tok.tile == 0 and overlap != 0:
+        raise error(f"model {tok.key} codes whole frames: overlap must be 0, got {overlap}")
+    if tok.tile and not 0 <= overlap < tok.tile // 2:
+        raise error(f"overlap must be in [0, {tok.tile // 2}) for tile {tok.tile}, got {overlap}")
+
+
 def _model_for(header: dict, device: str, model: Tokenizer | None) -> Tokenizer:
     if model is None:
         path = find_by_sha(str(header["model"]), str(header["checkpoint_sha256"]))
@@ -326,9 +344,11 @@ def iter_decode(src: str | Path, *, start: int = 0, stop: int | None = None, dev
         if not 0 <= start < stop:
             raise VtcodecError(f"frame range [{start}, {stop}) is empty or outside the video's {total} frames")
         try:
-            if not 0 <= int(h["overlap"]) < tok.tile // 2 or int(h["tile_batch"]) < 1:
-                raise ValueError(f"overlap {h['overlap']} / tile_batch {h['tile_batch']} out of range")
+            _check_overlap(tok, int(h["overlap"]), ValueError)
+            if int(h["tile_batch"]) < 1:
+                raise ValueError(f"tile_batch {h['tile_batch']} out of range")
             layout = TileLayout(int(h["height"]), int(h["width"]), tok.tile, int(h["overlap"]))
+            tok.set_frame(*layout.padded)
             b = _Batches(layout.count, int(h["tile_batch"]))
         except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:
             raise FormatError(f"{src}: header field missing or malformed ({e})") from None

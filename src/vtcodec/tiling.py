@@ -24,8 +24,12 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     return [round(i * (length - tile) / (n - 1)) for i in range(n)]
 
 
+FRAME_MULTIPLE = 16  # whole-frame models (tile 0) see frames padded to a multiple of this
+
+
 @dataclass(frozen=True)
 class TileLayout:
+    """tile 0: one tile, the whole frame padded (edge replicate) to a multiple of FRAME_MULTIPLE."""
     height: int   # original frame size
     width: int
     tile: int
@@ -33,10 +37,15 @@ class TileLayout:
 
     @property
     def padded(self) -> tuple[int, int]:
+        if self.tile == 0:
+            m = FRAME_MULTIPLE
+            return -(-self.height // m) * m, -(-self.width // m) * m
         return max(self.height, self.tile), max(self.width, self.tile)
 
     @property
     def starts(self) -> tuple[list[int], list[int]]:
+        if self.tile == 0:
+            return [0], [0]
         ph, pw = self.padded
         return tile_starts(ph, self.tile, self.overlap), tile_starts(pw, self.tile, self.overlap)
 
@@ -50,6 +59,8 @@ class TileLayout:
         ph, pw = self.padded
         if (ph, pw) != (self.height, self.width):
             video = F.pad(video, (0, pw - self.width, 0, ph - self.height), mode="replicate")
+        if self.tile == 0:
+            return video[None]
         ys, xs = self.starts
         k = self.tile
         return torch.stack([video[:, :, y:y + k, x:x + k] for y in ys for x in xs])
@@ -67,6 +78,8 @@ class TileLayout:
 
     def merge(self, tiles: torch.Tensor) -> torch.Tensor:
         """tiles (N, 3, T, tile, tile) -> (3, T, H, W) cropped to the original size, blended."""
+        if self.tile == 0:
+            return tiles[0].float()[:, :, : self.height, : self.width]
         ph, pw = self.padded
         ys, xs = self.starts
         k = self.tile

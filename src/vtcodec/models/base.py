@@ -50,9 +50,17 @@ class Tokenizer(nn.Module):
     # `--part` names whose submodule codes a stream of another name (validation counts its bits)
     PART_STREAMS: ClassVar[dict[str, str]] = {}
 
+    # Encode-time rate steps a model offers (`vtcodec encode --quality 0..QUALITIES-1`); 0: one rate.
+    QUALITIES: ClassVar[int] = 0
+
     def __init__(self, config):
         super().__init__()
         self.config = config
+        self.quality: int | None = None  # the encoder's rate step (None: the model's default)
+
+    def set_frame(self, height: int, width: int) -> None:
+        """Whole-frame models (tile 0) learn the padded frame size before a video is coded: their
+        token counts and grids depend on it. Tile models have nothing to learn."""
 
     # -- what the codec needs to know -------------------------------------------------------
     @property

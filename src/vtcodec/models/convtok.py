@@ -39,6 +39,7 @@ from vtcodec.models.base import Streams, Tokenizer
 from vtcodec.quantizers import FSQ
 
 STRIDE = 16  # pixels per token side: frames are padded to a multiple of this
+GROUP = 8    # FSQ channels per token stream (a stream's codebook must stay below 2**32)
 PACK = 4     # space-to-depth factor of the packed pixel layout
 MODES = ("intra", "ref", "tiv")
 
@@ -46,7 +47,7 @@ MODES = ("intra", "ref", "tiv")
 @dataclass(frozen=True)
 class ConvTokConfig:
     frames: int = 4
-    levels: tuple[int, ...] = (5,) * 16
+    levels: tuple[int, ...] = (15,) * 4 + (5,) * 12  # finer steps for the first (coarsest) channels
     widths: tuple[int, int, int] = (64, 128, 192)   # channels at 1/4, 1/8, 1/16
     blocks: tuple[int, int, int] = (1, 2, 2)        # residual blocks per scale (encoder and decoder)
     mode: str = "ref"
@@ -153,15 +154,18 @@ class RefFeatures(nn.Module):
 class ConvTok(Tokenizer):
     arch = "convtok"
     Config = ConvTokConfig
-    STATE_FROM_KEY = False
+    QUALITIES = 4
 
     def __init__(self, config: ConvTokConfig):
         super().__init__(config)
         c = config
+        self.grid = (1, 1)  # tokens per frame (rows, columns): set_frame
         w4, w8, w16 = c.widths
         d = len(c.levels)
         cin = 24 * c.frames
         self.quant = FSQ(c.levels)
+        # one FSQ per token stream, for index <-> code conversion (no parameters)
+        self.stream_quants = nn.ModuleList(FSQ(c.levels[i:i + GROUP]) for i in range(0, d, GROUP))
         self.ref = RefFeatures(c.widths)
         # encoder
         self.enc_in = nn.Conv2d(cin, w4, 3, padding=1)
@@ -189,17 +193,25 @@ class ConvTok(Tokenizer):
 
     @property
     def stream_levels(self) -> dict[str, list[int]]:
-        return {"latent": list(self.config.levels)}
+        lv = list(self.config.levels)
+        return {name: lv[i * GROUP:(i + 1) * GROUP] for i, name in enumerate(self._streams)}
 
-    def tokens_per_chunk(self, key: bool, height: int = STRIDE, width: int = STRIDE) -> dict[str, int]:
-        return {"latent": (-(-height // STRIDE)) * (-(-width // STRIDE))}
+    @property
+    def _streams(self) -> list[str]:
+        """Token streams: `latent0` holds FSQ channels 0-7, `latent1` 8-15, ..."""
+        return [f"latent{i}" for i in range(-(-len(self.config.levels) // GROUP))]
 
-    def grid_for(self, height: int, width: int) -> dict[str, tuple[int, int, int]]:
-        return {"latent": (1, -(-height // STRIDE), -(-width // STRIDE))}
+    def set_frame(self, height: int, width: int) -> None:
+        if height % STRIDE or width % STRIDE or height <= 0 or width <= 0:
+            raise ValueError(f"frame {width}x{height} is not a positive multiple of {STRIDE}")
+        self.grid = (height // STRIDE, width // STRIDE)
+
+    def tokens_per_chunk(self, key: bool) -> dict[str, int]:
+        return {name: self.grid[0] * self.grid[1] for name in self._streams}
 
     @property
     def stream_grids(self) -> dict[str, tuple[int, int, int]]:
-        return self.grid_for(STRIDE, STRIDE)
+        return {name: (1, *self.grid) for name in self._streams}
 
     @property
     def pixels_per_token(self) -> int:
@@ -207,20 +219,20 @@ class ConvTok(Tokenizer):
 
     @property
     def latent_heads(self) -> dict[str, nn.Module]:
-        return {"latent": self.enc_out}
+        return {}
 
     @property
     def encoder_only(self) -> tuple[str, ...]:
         return ("enc_*",)
 
     def channels_for(self, quality: int | None, key: bool) -> int:
-        """FSQ channels sent at `quality` 0-3 (None: the config's default, quality 2): key chunks
-        send twice what a chunk coded against a reference sends, halving per step down."""
+        """FSQ channels sent at `quality` 0-3 (None: the config's default, quality 2), each step
+        about 1.6x the channels of the one below; a chunk coded against a reference sends the
+        config's `next_channels` share of what a key chunk sends."""
         c = self.config
         base = c.key_channels if key else c.next_channels
-        if quality is None:
-            return base
-        return max(1, min(len(c.levels), round(base * 2 ** ((quality - 2) / 1.5))))
+        q = 2 if quality is None else quality
+        return max(1, min(len(c.levels), round(base * 2 ** ((q - 2) / 1.5))))
 
     # -- networks -------------------------------------------------------------------------------
     def ref_features(self, ref: torch.Tensor | None):
@@ -255,23 +267,31 @@ class ConvTok(Tokenizer):
         keep = torch.as_tensor(keep, device=codes.device).reshape(-1, 1, 1, 1)
         return codes * (torch.arange(d, device=codes.device) < keep).to(codes.dtype)
 
+    def forward(self, video: torch.Tensor, keep: int | torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Key-chunk coding, differentiable: video (B, 3, T, H, W) -> {"recon", "codes"}; `keep`
+        FSQ channels (None: the default key-chunk rate)."""
+        codes = self.quantize(self.encode_latent(video), self.channels_for(None, True) if keep is None else keep)
+        return {"recon": self.decode_codes(codes), "codes": codes}
+
     # -- the codec's interface ----------------------------------------------------------------------
-    # state: the reference frame (B, 3, H, W) or None; in `tiv` mode a pair (reference, True) marks
-    # that it is the segment's image and must not be replaced.
-    def _reference(self, state):
-        return None if state is None else state
-
-    def encode_chunk_latents(self, video, state, *, closed_loop: bool = True):
-        raise NotImplementedError("ConvTok codes through encode_chunk")
-
-    def encode_chunk(self, video: torch.Tensor, state: Any | None, quality: int | None = None):
-        """video (B, 3, T, H, W) -> ({"latent": indices (B, h*w)}, decoder state after it)."""
+    # The state is the reference frame (B, 3, H, W) in [-1, 1], or None (a key chunk). The encoder
+    # decodes what it sends, so its state is the decoder's (closed loop).
+    def encode_chunk(self, video: torch.Tensor, state: Any | None):
+        """video (B, 3, T, H, W) -> ({stream: indices (B, h*w)}, the decoder's state after it)."""
+        self.set_frame(*video.shape[-2:])
         key = state is None or self.config.mode == "intra"
         ref = None if key else state
         rp, feats = self.ref_features(ref)
-        codes = self.quantize(self.encode_latent(video, feats), self.channels_for(quality, key))
+        codes = self.quantize(self.encode_latent(video, feats), self.channels_for(self.quality, key))
         recon = self.decode_codes(codes, rp, feats)
-        return {"latent": self.quant.codes_to_indices(codes).flatten(1)}, self.next_state(recon, state)
+        return self.codes_to_streams(codes), self.next_state(recon, state)
+
+    def codes_to_streams(self, codes: torch.Tensor) -> Streams:
+        """FSQ codes (B, h, w, D) -> {stream: indices (B, h*w)}, GROUP channels per stream."""
+        out = {}
+        for i, (name, q) in enumerate(zip(self._streams, self.stream_quants)):
+            out[name] = q.codes_to_indices(codes[..., i * GROUP:(i + 1) * GROUP]).flatten(1)
+        return out
 
     def next_state(self, recon: torch.Tensor, state):
         if self.config.mode == "intra":
@@ -280,17 +300,13 @@ class ConvTok(Tokenizer):
             return state  # the segment's image stays
         return recon[:, :, -1].clamp(-1, 1)
 
-    def decode_chunk(self, streams: Streams, state: Any | None, grid: tuple[int, int] | None = None):
-        idx = streams["latent"]
-        h, w = grid
-        codes = self.quant.indices_to_codes(idx).view(idx.shape[0], h, w, -1)
-        return self.decode_chunk_codes({"latent": codes}, state)
+    def decode_chunk(self, streams: Streams, state: Any | None):
+        parts = [q.indices_to_codes(streams[name]) for name, q in zip(self._streams, self.stream_quants)]
+        codes = torch.cat(parts, -1)
+        return self.decode_chunk_codes({"codes": codes.view(codes.shape[0], *self.grid, -1)}, state)
 
     def decode_chunk_codes(self, codes: dict[str, torch.Tensor], state):
         ref = None if self.config.mode == "intra" else state
         rp, feats = self.ref_features(ref)
-        recon = self.decode_codes(codes["latent"], rp, feats)
+        recon = self.decode_codes(codes["codes"], rp, feats)
         return recon, self.next_state(recon, state)
-
-    def key_state(self, streams):
-        raise NotImplementedError

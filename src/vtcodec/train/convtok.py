@@ -80,7 +80,7 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--init", help="start from this checkpoint's weights (a fresh run folder only)")
-    p.add_argument("--config", default="{}", help="JSON config overrides for a fresh model")
+    p.add_argument("--config", default="{}", help="JSON config overrides (on a resume: fields without weights)")
     p.add_argument("--val-every", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1)
@@ -91,7 +91,8 @@ def main(argv=None):
     torch.manual_seed(a.seed)
     if (run / "state.pt").exists():
         st = torch.load(run / "state.pt", weights_only=False)
-        model = registry.build("convtok", st["config"])
+        # config overrides may change what holds no weights (FSQ levels, default channels)
+        model = registry.build("convtok", {**st["config"], **json.loads(a.config)})
         model.load_state_dict(st["model"])
     elif a.init:
         model, _ = registry.warm_start(a.init)
