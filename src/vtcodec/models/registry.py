@@ -4,11 +4,12 @@ Architectures are keyed by stable strings (`tivtok`, `tivtok2`, `reftok`, `vidto
 checkpoint is one `.safetensors` file whose metadata holds `arch` and the JSON `config`; it loads
 with strict keys, and the sha256 of the file is what a `.vtk` header names. No pickle anywhere.
 
-Installed checkpoints are found in `$VTCODEC_MODELS` (if set), then the repository's `models/`;
-a checkpoint's *key* is its file name without `.safetensors` (e.g. `tivtok`, `vidtok-256`).
-A retrained checkpoint replaces the file under its key; the one it replaces moves to
-`models/superseded/`, which only decoding searches (by sha256), so every .vtk ever written by a
-shipped checkpoint still finds its weights.
+Installed checkpoints are found in `$VTCODEC_MODELS` (if set), then the package's own `_models/`
+(in a checkout a link to the repository's `models/`; in an installed package the shipped
+checkpoints, copied there as package data), then `./models`. A checkpoint's *key* is its file name
+without `.safetensors` (e.g. `tivtok`, `vidtok-256`). A retrained checkpoint replaces the file
+under its key; the one it replaces moves to `models/superseded/`, which only decoding searches (by
+sha256), so a .vtk written by a replaced checkpoint still finds its weights where they are kept.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from vtcodec.models.tivtok2 import TivTok2
 from vtcodec.models.vidtok import VidTok
 
 ARCHS: dict[str, type[Tokenizer]] = {m.arch: m for m in (TivTok, TivTok2, RefTok, VidTok, ConvTok)}
-REPO_MODELS = Path(__file__).resolve().parents[3] / "models"
+# the shipped checkpoints (see pyproject.toml), resolved: in a checkout, the repository's models/
+PACKAGE_MODELS = (Path(__file__).resolve().parents[1] / "_models").resolve()
 SUPERSEDED = "superseded"  # models/superseded/: replaced checkpoints, kept so old .vtk files decode
 
 
@@ -234,7 +236,7 @@ def model_dirs() -> list[Path]:
     dirs = []
     if os.environ.get("VTCODEC_MODELS"):
         dirs.append(Path(os.environ["VTCODEC_MODELS"]))
-    dirs += [REPO_MODELS, Path.cwd() / "models"]
+    dirs += [PACKAGE_MODELS, Path.cwd() / "models"]
     seen, out = set(), []
     for d in dirs:
         r = d.resolve()
@@ -281,5 +283,6 @@ def find_by_sha(key: str, sha256: str) -> Path:
         for p in sorted(d.glob("*.safetensors")) + sorted(d.glob(f"{SUPERSEDED}/*.safetensors")):
             if p != d / f"{key}.safetensors" and sha256_file(p) == sha256:
                 return p
-    raise ModelError(f"this .vtk needs model {key!r} with checkpoint sha256 {sha256[:16]}…, which is not installed "
-                     f"(put it in models/ or $VTCODEC_MODELS)")
+    searched = ", ".join(str(d) for d in model_dirs()) or "none exists"
+    raise ModelError(f"this .vtk needs checkpoint {key!r} with sha256 {sha256}, which is not installed: put that file, "
+                     f"as {key}.safetensors, in the folder $VTCODEC_MODELS names (searched: {searched})")
