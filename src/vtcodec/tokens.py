@@ -139,7 +139,8 @@ def export_npz(src: str | os.PathLike, dst: str | os.PathLike, *, force: bool = 
     rows (chunk, first_frame, n_frames, key), and `header` (the .vtk header, whose `stream_grids`
     give each stream's (T, H, W) layout in files since round 5, and each stream's levels, JSON).
     """
-    from vtcodec.video import check_file_output, replace_atomically  # PyAV: only the export needs it
+    from vtcodec.atomic import replace_atomically
+    from vtcodec.video import check_file_output  # PyAV: only the export needs it
 
     dst = Path(dst)
     if dst.suffix != ".npz":

@@ -26,6 +26,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save
 
+from vtcodec.atomic import replace_atomically
 from vtcodec.errors import ModelError
 from vtcodec.models.base import Tokenizer
 from vtcodec.models.convtok import ConvTok
@@ -110,13 +111,14 @@ def save_checkpoint(model: torch.nn.Module, path: str | Path, info: dict | None 
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"arch": model.arch, "config": json.dumps(model.config_dict()), "info": json.dumps(info or {})}
     tensors = {k: v.detach().to(dtype).contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    blob = save(tensors, metadata=meta)
-    with open(tmp, "wb") as f:
-        header, data = canonical_header(blob)
-        f.write(header)
-        f.write(data)
-    os.replace(tmp, path)
+    header, data = canonical_header(save(tensors, metadata=meta))
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            f.write(header)
+            f.write(data)
+
+    replace_atomically(path, write)
     return sha256_file(path)
 
 
