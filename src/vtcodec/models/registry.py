@@ -126,8 +126,8 @@ def canonical_header(blob: bytes) -> tuple[bytes, memoryview]:
     """A safetensors file (its length-prefixed header, and its data uncopied) with the
     `__metadata__` keys in sorted order.
 
-    safetensors writes the metadata map in an order that changes from process to process (round
-    12: two saves of the same weights and info had different sha256s), and the sha256 of the file
+    safetensors writes the metadata map in an order that changes from process to process (two saves
+    of the same weights and info had different sha256s), and the sha256 of the file
     is what a .vtk names; sorted, the same weights and metadata always make the same bytes. Tensor
     entries and data are untouched (their offsets are relative to the end of the header); the
     header is padded with spaces to a multiple of 8 bytes, as safetensors pads it.
