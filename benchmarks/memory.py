@@ -12,7 +12,10 @@ import json
 import subprocess
 import sys
 import tempfile
+from fractions import Fraction
 from pathlib import Path
+
+import numpy as np
 
 CHILD = r"""
 import json, resource, sys
@@ -29,15 +32,23 @@ print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_max
 """
 
 
+def synthetic(path: Path, frames: int, size: int) -> None:
+    """A lossless clip of drifting colour ramps (nothing to download)."""
+    from vtcodec.video import VideoWriter
+
+    yy, xx = np.mgrid[0:size, 0:size]
+    with VideoWriter(path, size, size, Fraction(25), lossless=True, force=True) as w:
+        for t in range(frames):
+            img = np.stack([(xx + 3 * t) % 256, (yy + 2 * t) % 256, ((xx + yy) // 2) % 256], -1).astype(np.uint8)
+            w.write(img[None])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="vidtok")
     ap.add_argument("--lengths", type=int, nargs="+", default=[64, 256, 1024])
     ap.add_argument("--size", type=int, default=128)
     a = ap.parse_args()
-    sys.path.insert(0, str(Path(__file__).parent))
-    from model_speed import synthetic
-
     print(f"model {a.model}, {a.size}x{a.size}")
     print(f"{'frames':>8}{'video MB (raw)':>16}{'encode peak RSS MB':>20}{'decode peak RSS MB':>20}")
     with tempfile.TemporaryDirectory() as tmp:

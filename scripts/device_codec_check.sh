@@ -1,8 +1,8 @@
 #!/bin/bash
-# The codec end to end on a lent GPU machine that lacks PyAV and zstandard (round 11): both travel as wheels
+# The codec end to end on a lent GPU machine that lacks PyAV and zstandard: both travel as wheels
 # in devgpu/whl (README of the device tool: pip download --only-binary ... av zstandard, python 3.12).
 # Writes into $OUT: each model's .vtk of the bundled example and its decode there (compare them here with
-# benchmarks/cross_device.py), and benchmarks/model_speed.py on CUDA.
+# vtcodec.decode_frames on the CPU), and `vtcodec bench` on CUDA.
 export PYTHONUNBUFFERED=1
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site devgpu/whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:src
@@ -19,5 +19,5 @@ np.savez_compressed(f"{os.environ['OUT']}/ex_{m}_cuda.npz", frames=f)
 print(m, "decoded on cuda", f.shape, "peak GPU MiB", torch.cuda.max_memory_allocated() >> 20)
 PY
 done
-timeout 170 python3 benchmarks/model_speed.py --device cuda --sizes 256 512 1024 --frames 32 --repeats 2 2>&1 | tee $OUT/speed_cuda.txt
+timeout 170 python3 -m vtcodec bench --device cuda --json $OUT/bench_cuda.json 2>&1 | tee $OUT/bench_cuda.txt
 ls -la $OUT

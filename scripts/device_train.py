@@ -1,7 +1,7 @@
-"""`vtcodec train --part codec` on a borrowed GPU machine that has no PyAV: how round 11's GPU runs were made.
+"""`vtcodec train --part codec` on a borrowed GPU machine that has no PyAV: how the shipped models' GPU runs were made.
 
     OMP_NUM_THREADS=2 python scripts/device_train.py NAME ARCH INIT BUDGET_S WORKERS BATCH LR MIX RECIPE_JSON [CONFIG_JSON]
-    # round 11, two at once on one H200, data from scripts/make_device_media.py in devgpu/media:
+    # two at once on one H200, data from scripts/make_device_media.py in devgpu/media:
     python scripts/device_train.py tiv tivtok2 models/superseded/tivtok-r10.safetensors 480 7 32 3e-4 0.35,0.45,0.2 '{"slope": 3, "ssim_weight": 1}'
 
 That machine (this project's lent H200) has PyTorch and OpenCV but no PyAV or zstandard, and
@@ -99,7 +99,7 @@ def main():
     budget, workers, batch, lr = float(budget), int(workers), int(batch), float(lr)
     mix = D.parse_mix(mix)
     recipe = json.loads(recipe)
-    config = json.loads(sys.argv[10]) if len(sys.argv) > 10 else {}  # e.g. '{"ref_path": 4}' (round 14)
+    config = json.loads(sys.argv[10]) if len(sys.argv) > 10 else {}  # e.g. '{"ref_path": 4}'
     out = Path(os.environ.get("OUT", "/tmp/out"))
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()

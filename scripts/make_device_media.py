@@ -1,4 +1,4 @@
-"""Shrink the training media to fit a device machine's 64-MiB transfer: what round 11's GPU runs trained on.
+"""Shrink the training media to fit a device machine's 64-MiB transfer: what the shipped models' GPU runs trained on.
 
     python scripts/make_device_media.py media devgpu/media
 

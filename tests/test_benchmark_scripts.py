@@ -1,5 +1,6 @@
-"""Benchmark scripts' arithmetic: compare_sweeps.py's equal-bits comparison (the base's curve read at
-the candidate's bits) and paired_runs.py's step-by-step difference of two runs."""
+"""Every script in benchmarks/ runs: a smoke test each, on tiny inputs and the tiny test checkpoints
+($VTCODEC_MODELS, conftest), and compare_sweeps.py's equal-bits arithmetic (the base's curve read
+at the candidate's bits)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import synth_frames, write_video
 
 
 def _script(name: str):
@@ -57,29 +59,56 @@ def test_main_compares_at_equal_bits(tmp_path, monkeypatch, capsys):
         cs.main()
 
 
-def test_paired_runs_differences_step_by_step(tmp_path, monkeypatch, capsys):
-    import json
+def _run(monkeypatch, name: str, *argv: str) -> None:
+    monkeypatch.setattr(sys, "argv", [f"{name}.py", *map(str, argv)])
+    _script(name).main()
 
-    pr = _script("paired_runs")
-    for name, shift in (("a", 0.0), ("b", 1.0)):
-        (tmp_path / name).mkdir()
-        rows = [{"step": s, "mse_db": -12.0 + s % 3 + (shift if s > 2 else 0), "ssim": 0.5, "soft_bits": 100.0}
-                for s in range(1, 5)]
-        rows[3]["val_psnr"] = 18.0 + shift
-        rows[3]["val_time_s"] = 5.0 + shift  # a duration, not a figure: not printed
-        (tmp_path / name / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    monkeypatch.setattr(sys, "argv", ["paired_runs.py", str(tmp_path / "a"), str(tmp_path / "b"), "--window", "2"])
-    pr.main()
+
+def test_make_val_clips_writes_the_last_part_of_each_video(tmp_path, capsys):
+    (tmp_path / "media" / "sub").mkdir(parents=True)
+    write_video(tmp_path / "media" / "sub" / "clip.mkv", synth_frames(20, 32, 24))
+    _script("make_val_clips").main(str(tmp_path / "media"), str(tmp_path / "val"))
+    from vtcodec.video import read_frames
+
+    val = read_frames(tmp_path / "val" / "clip_val.mkv")
+    assert val.shape == (3, 24, 32, 3)  # the last 15 % of 20 frames
+    np.testing.assert_array_equal(val, synth_frames(20, 32, 24)[17:])
+    assert "clip_val.mkv: 3 frames 32x24" in capsys.readouterr().out
+
+
+def test_make_photo_val_clips_pans_over_the_held_out_photographs(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    (tmp_path / "media").mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("flower", "not_held_out"):  # flower is one of the held-out photographs
+        Image.fromarray(rng.integers(0, 256, (160, 160, 3), dtype=np.uint8)).save(tmp_path / "media" / f"{name}.png")
+    _run(monkeypatch, "make_photo_val_clips", tmp_path / "media", tmp_path / "val", "--frames", 4, "--size", 32)
+    assert sorted(p.name for p in (tmp_path / "val").iterdir()) == ["flower_pan.mkv"]
+    assert "flower_pan.mkv: 4 frames 32x32" in capsys.readouterr().out
+    _run(monkeypatch, "make_photo_val_clips", tmp_path / "media", tmp_path / "train", "--frames", 4, "--size", 32,
+         "--split", "train")
+    assert sorted(p.name for p in (tmp_path / "train").iterdir()) == ["not_held_out_pan.mkv"]
+
+
+def test_rd_sweep_prints_a_row_per_clip_and_a_summary_per_value(tmp_path, monkeypatch, capsys):
+    (tmp_path / "val").mkdir()
+    for i in range(2):
+        write_video(tmp_path / "val" / f"c{i}.mkv", synth_frames(8, 64, 64))
+    _run(monkeypatch, "rd_sweep", tmp_path / "val", "vidtok", "refresh_db=1,inf", "--frames", 8, "--size", 64,
+         "--per-clip", "--set", "overlap=0")
     out = capsys.readouterr().out.splitlines()
-    assert "steps     1-    2: MSE dB +0.000 +- 0.000" in out[1]
-    assert "steps     3-    4: MSE dB +1.000 +- 0.000  SSIM +0.0000" in out[2]
-    assert out[3].endswith("val_psnr 18.0000 -> 19.0000")
+    assert [line.split(":")[0].strip() for line in out if line.startswith("  ")] == ["c0", "c1"] * 2
+    summaries = [line for line in out if line.startswith("vidtok refresh_db")]
+    assert len(summaries) == 2 and all("2 clips, bpp " in line and "overlap 0" in line for line in summaries)
+    # and what compare_sweeps reads from such a file
+    (tmp_path / "sweep.txt").write_text("\n".join(out) + "\n")
+    assert sorted(cs.read(str(tmp_path / "sweep.txt"))) == ["c0", "c1"]
 
 
-def test_frame_ssim_groups_frames_over_clips():
-    fs = _script("frame_ssim")
-    a = np.array([0.1, 0.3, 0.5, 0.7, 0.9])  # a 5th frame beyond the last whole group is left out
-    b = np.array([0.3, 0.5, 0.7, 0.9, 0.0, 0.0])
-    np.testing.assert_allclose(fs.group_means([a, b], 2), [0.3, 0.7])
-    with pytest.raises(SystemExit, match="shorter than one group"):
-        fs.group_means([a[:1]], 2)
+def test_memory_measures_encode_and_decode_peaks(monkeypatch, capsys):
+    _run(monkeypatch, "memory", "--model", "vidtok", "--lengths", 8, "--size", 64)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "model vidtok, 64x64"
+    frames, raw, enc, dec = out[-1].split()
+    assert frames == "8" and float(enc) > 0 and float(dec) > 0

@@ -11,7 +11,7 @@ import pytest
 
 from vtcodec.codec import decode_frames
 from vtcodec.container import FORMAT_VERSION, VtkReader
-from vtcodec.models.registry import REPO_MODELS, build_from_metadata, list_models, read_metadata
+from vtcodec.models.registry import PACKAGE_MODELS, build_from_metadata, list_models, read_metadata
 from vtcodec.packing import PACKING_VERSION, payload_layouts
 
 from golden.make_shipped_golden import SHIPPED, golden_name
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def test_every_shipped_checkpoint_has_a_golden_file(monkeypatch):
     monkeypatch.delenv("VTCODEC_MODELS", raising=False)
-    shipped = [m for m in list_models() if m.path.parent == REPO_MODELS]
+    shipped = [m for m in list_models() if m.path.parent == PACKAGE_MODELS]
     assert {m.key for m in shipped} >= {"tivtok", "reftok", "vidtok", "vidtok-256"}
     missing = [m.key for m in shipped if not golden_name(m.key, m.sha256).is_file()]
     assert not missing, f"run tests/golden/make_shipped_golden.py for {missing}"
@@ -37,7 +37,7 @@ def test_todays_goldens_use_todays_versions_and_range_coding(monkeypatch):
     golden file can change this set: update it then, after looking at why.)"""
     monkeypatch.delenv("VTCODEC_MODELS", raising=False)
     ranged = []
-    for m in [m for m in list_models() if m.path.parent == REPO_MODELS]:
+    for m in [m for m in list_models() if m.path.parent == PACKAGE_MODELS]:
         grids = build_from_metadata(read_metadata(m.path), m.path).stream_grids
         with VtkReader(golden_name(m.key, m.sha256)) as r:
             assert r.version == FORMAT_VERSION

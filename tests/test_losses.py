@@ -1,5 +1,5 @@
 """The training SSIM: its band-matrix blur is the valid 11-tap Gaussian correlation (the
-grouped-conv2d implementation it replaced, kept in benchmarks/ssim_speed.py), on non-square
+grouped-conv2d implementation it replaced), on non-square
 images too, per image and pooled."""
 
 from __future__ import annotations

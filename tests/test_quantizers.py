@@ -1,4 +1,4 @@
-"""Tests for the quantizers (src/vtcodec/quantizers): FSQ and VQ with codebook splitting.
+"""Tests for the quantizer (src/vtcodec/quantizers): FSQ.
 
 FSQ is what every shipped model uses, so its index mapping is part of the bitstream: the tests
 check the exact inverse property of codes <-> indices for every index of several level sets, that
@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from vtcodec.quantizers import FSQ, VQ
+from vtcodec.quantizers import FSQ
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -189,127 +189,3 @@ def test_fsq_bits_and_no_persistent_state():
     assert fsq.codebook_size == 64000
     assert fsq.bits_per_token == pytest.approx(math.log2(64000))
     assert fsq.state_dict() == {}  # derived tables only: nothing in checkpoints
-
-
-# -- VQ -------------------------------------------------------------------------------------------
-@FAST
-@given(size=st.integers(2, 64), dim=st.integers(1, 8), seed=st.integers(0, 2**31 - 1))
-def test_vq_indices_codes_round_trip(size, dim, seed):
-    torch.manual_seed(seed)
-    vq = VQ(size, dim)
-    idx = torch.arange(size)
-    codes = vq.indices_to_codes(idx)
-    assert codes.shape == (size, dim)
-    assert torch.equal(codes, vq.codebook.detach().float())
-    # exact nearest-neighbour distances (no matmul shortcut), to skip near-duplicate codebooks
-    d = (codes[:, None, :].double() - codes[None, :, :].double()).norm(dim=-1)
-    d.fill_diagonal_(float("inf"))
-    if d.min() > 1e-2:  # (see test_vq_round_trip_near_duplicate_codes for the closer case)
-        assert torch.equal(vq.codes_to_indices(codes), idx)
-        # batch shapes survive
-        idx2 = torch.randint(0, size, (3, 5))
-        assert torch.equal(vq.codes_to_indices(vq.indices_to_codes(idx2)), idx2)
-    assert vq.levels == [size] and vq.codebook_size == size
-
-
-@FAST
-@given(seed=st.integers(0, 2**31 - 1))
-def test_vq_quantize_is_nearest_code(seed):
-    torch.manual_seed(seed)
-    vq = VQ(16, 3)
-    z = torch.randn(2, 7, 3)
-    codes, idx = vq.quantize(z)
-    assert idx.shape == (2, 7) and codes.shape == (2, 7, 3)
-    d = ((z[..., None, :] - vq.codebook.detach()) ** 2).sum(-1)  # (2, 7, 16)
-    best = d.min(-1).values
-    assert torch.allclose(d.gather(-1, idx[..., None])[..., 0], best, atol=1e-5)
-    assert torch.equal(codes, vq.indices_to_codes(idx))
-
-
-def test_vq_forward_loss_and_gradients():
-    torch.manual_seed(0)
-    vq = VQ(32, 4).train()
-    z = torch.randn(10, 4, requires_grad=True)
-    out, loss = vq(z)
-    assert out.shape == z.shape and out.dtype == torch.float32
-    assert loss.ndim == 0 and torch.isfinite(loss) and loss > 0
-    # forward values are codebook entries ...
-    _, idx = vq.quantize(z.detach())
-    assert torch.allclose(out.detach(), vq.codebook.detach()[idx], atol=1e-6)
-    # ... with straight-through gradient to z and a loss gradient into the codebook
-    (out.sum() + loss).backward()
-    assert z.grad is not None and torch.isfinite(z.grad).all() and (z.grad != 0).any()
-    assert vq.codebook.grad is not None and (vq.codebook.grad != 0).any()
-    # finite under bf16 autocast too
-    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
-        out_b, loss_b = vq(z.detach())
-    assert out_b.dtype == torch.float32 and torch.isfinite(loss_b)
-
-
-def test_vq_round_trip_near_duplicate_codes():
-    vq = VQ(26, 1)
-    with torch.no_grad():
-        vq.codebook.copy_(torch.linspace(-3, 3, 26)[:, None])
-        vq.codebook[7, 0] = vq.codebook[3, 0] + 4e-4  # e.g. a split copy of code 3, a little apart
-    idx = torch.arange(26)
-    assert torch.equal(vq.codes_to_indices(vq.indices_to_codes(idx)), idx)
-
-
-def _vq_with_usage(size: int, used: list[int], per_code: int = 20) -> tuple[VQ, torch.Tensor]:
-    torch.manual_seed(0)
-    vq = VQ(size, 4).train()
-    cb0 = vq.codebook.detach().clone()
-    z = cb0[used].repeat(per_code, 1) + 1e-4 * torch.randn(per_code * len(used), 4)
-    vq(z)
-    return vq, cb0
-
-
-def test_vq_usage_counted_in_training_only():
-    vq, cb0 = _vq_with_usage(8, [1, 2, 5])
-    assert vq.usage.tolist() == [0, 20, 20, 0, 0, 20, 0, 0]
-    vq.eval()
-    vq(cb0[[0, 3]])
-    assert vq.usage.tolist() == [0, 20, 20, 0, 0, 20, 0, 0]
-
-
-def test_vq_split_dead_replaces_unused_codes_and_returns_count():
-    used = [0, 1, 2, 4, 5, 7]
-    vq, cb0 = _vq_with_usage(8, used)
-    n = vq.split_dead()
-    assert n == 2
-    cb = vq.codebook.detach()
-    dead = [3, 6]
-    assert torch.equal(cb[used], cb0[used]), "used codes must be left alone"
-    for d in dead:
-        assert not torch.equal(cb[d], cb0[d]), f"dead code {d} was not replaced"
-        # a perturbed copy of a used code (noise 0.01 per channel)
-        dist = (cb[d] - cb0[used]).norm(dim=-1)
-        assert dist.min() < 0.1
-    assert (vq.usage == 0).all(), "usage restarts after a split"
-    assert torch.isfinite(cb).all()
-    # the replaced codes are now reachable: quantizing near them picks them
-    _, idx = vq.quantize(cb[dead])
-    assert idx.tolist() == dead
-
-
-def test_vq_split_dead_nothing_dead():
-    vq, cb0 = _vq_with_usage(4, [0, 1, 2, 3])
-    assert vq.split_dead() == 0
-    assert torch.equal(vq.codebook.detach(), cb0)
-    assert (vq.usage == 0).all()
-
-
-def test_vq_split_dead_min_usage_threshold():
-    vq, cb0 = _vq_with_usage(8, [0, 1, 2, 4, 5, 7])
-    vq.usage[[0, 1]] = 3.0  # rarely used, below the threshold of 5
-    assert vq.split_dead(min_usage=5.0) == 4
-
-
-def test_vq_split_dead_copies_used_codes_when_most_are_dead():
-    used = [0, 1]
-    vq, cb0 = _vq_with_usage(16, used)
-    assert vq.split_dead() == 14
-    cb = vq.codebook.detach()
-    for d in range(2, 16):
-        dist_used = (cb[d] - cb0[used]).norm(dim=-1).min()
-        assert dist_used < 0.1, f"dead code {d} is not a perturbed copy of a used code"

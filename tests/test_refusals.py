@@ -20,7 +20,7 @@ import pytest
 
 from conftest import run_cli
 from vtcodec.errors import OutputError
-from vtcodec.video import temp_beside
+from vtcodec.atomic import temp_beside
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[1]

@@ -91,17 +91,17 @@ def test_tokens_come_shaped_by_the_grids_the_encoder_recorded(tmp_path):
     from test_codec import _rewrite
 
     from vtcodec.errors import FormatError, VtcodecError
-    from vtcodec.models.registry import REPO_MODELS, list_models
+    from vtcodec.models.registry import PACKAGE_MODELS, list_models
 
     shipped = Path(__file__).parent / "golden" / "shipped"
-    for m in [m for m in list_models() if m.path.parent == REPO_MODELS]:
+    for m in [m for m in list_models() if m.path.parent == PACKAGE_MODELS]:
         grids = load_checkpoint(m.path).stream_grids
         (c,) = read_tokens(shipped / f"{m.key}-{m.sha256[:12]}-v3p2.vtk")
         assert c.grids == grids, m.key
         for name, (t, h, w) in grids.items():
             assert c.shaped(name).shape == (len(c.streams[name]), t, h, w)
     # RefTok's targets: tubelets in (time, row, column) order, as the model embeds them
-    assert load_checkpoint(REPO_MODELS / "reftok.safetensors").stream_grids == {"intra": (1, 16, 16), "target": (4, 8, 8)}
+    assert load_checkpoint(PACKAGE_MODELS / "reftok.safetensors").stream_grids == {"intra": (1, 16, 16), "target": (4, 8, 8)}
     with pytest.raises(KeyError, match="no stream 'ghost'"):
         c.shaped("ghost")
     old = next(p for p in shipped.glob("reftok-*.vtk") if "-v3p2" not in p.name)

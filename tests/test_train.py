@@ -398,8 +398,8 @@ def test_clip_stream_workers_draw_their_own_seeds_with_the_mix():
 
 
 def test_same_seed_runs_draw_the_same_clips_and_repeat_exactly(tmp_path, monkeypatch):
-    """What `benchmarks/paired_runs.py` rests on (round 15 reran round 14's control to the last
-    digit): runs given the same seed, data, mix and batch draw the same clips in the same order
+    """What paired training runs rest on (a control run, repeated, reproduced its validation to the
+    last digit): runs given the same seed, data, mix and batch draw the same clips in the same order
     whatever else the model's config changes (the tile, which sizes the clips, kept), and the same
     command twice logs the same losses."""
     from vtcodec.train.data import ClipSampler

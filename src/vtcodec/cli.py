@@ -30,7 +30,8 @@ def _root() -> None:
 
 @app.command()
 def train(
-    model: Annotated[str, typer.Option(help="architecture: tivtok | tivtok2 | reftok | vidtok")],
+    model: Annotated[str, typer.Option(help="architecture: tivtok2 (the shipped TivTok) | reftok | vidtok | tivtok "
+                                            "(TivTok's first design, kept for its checkpoints)")],
     data: Annotated[Path, typer.Option(help="folder of training videos and images (any layout)")],
     out: Annotated[Path, typer.Option(help="run folder: model.safetensors, log.jsonl, preview.png, resume state")],
     steps: Annotated[int, typer.Option()] = 1000,
@@ -168,13 +169,13 @@ def decode(
 
 @app.command()
 def edit(
-    src: Annotated[Path, typer.Argument(help="a .vtk made with a reftok model or a tivtok of arch tivtok2 (round 10 on)")],
+    src: Annotated[Path, typer.Argument(help="a .vtk made with a model of arch reftok or tivtok2 (the shipped reftok, tivtok)")],
     reference: Annotated[Path, typer.Option(help="edited reference frame (image); resized to the video")],
     output: Annotated[str, typer.Option("--output", "-o", help="output video (dir/ for PNG frames)")],
     device: Device = "auto",
     force: Force = False,
 ) -> None:
-    """Zero-shot editing: decode a RefTok .vtk with an edited reference frame (TivTok from round 10: an edited TIV image)."""
+    """Zero-shot editing: decode a .vtk against an edited reference frame (RefTok) or TIV image (TivTok)."""
     from vtcodec.codec import decode_file
 
     bar, cb = _progress("edit")
@@ -237,7 +238,7 @@ def tokens(
 
 @app.command()
 def models() -> None:
-    """List installed checkpoints (models/ and $VTCODEC_MODELS)."""
+    """List installed checkpoints ($VTCODEC_MODELS, then the shipped ones, then ./models)."""
     from rich.console import Console
     from rich.table import Table
 

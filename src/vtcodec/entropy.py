@@ -44,14 +44,13 @@ interval decodes to the same symbols, so a reader must not demand the writer's e
 (trailing zeros, up to 4 + S bytes in all, or a shorter value inside the interval are accepted).
 
 Why. The tokens of a trained tokenizer repeat along time and are correlated in space, but every
-FSQ digit is a small alphabet: measured on the validation split (`benchmarks/entropy_prior.py`),
+FSQ digit is a small alphabet: measured on the validation split (docs/RESEARCH.md),
 a digit coded against the same digit of its temporal neighbour (or of its left and upper
 neighbours in the first step) makes each chunk's stream, packed on its own, 13-15 % smaller than
 the better zstd layout for RefTok's intra and target, the baseline's latent and TivTok's TIV
-tokens, and 2 % smaller for TivTok's TV tokens, which zstd already packed to 2.5 bits
-(`python benchmarks/entropy_prior.py media out/val reftok vidtok tivtok --windows 2`). The tables are tiny (at most 65 x 65 + 64 contexts of <= 64 entries per digit),
+tokens, and 2 % smaller for TivTok's TV tokens, which zstd already packed to 2.5 bits. The tables are tiny (at most 65 x 65 + 64 contexts of <= 64 entries per digit),
 so they adapt within the few hundred tokens of one chunk. Pure Python: 1.5-2.8 us per digit for
-encode + decode together (same script, on the 2-core CPU with another job running), i.e. about
+encode + decode together (on the 2-core CPU with another job running), i.e. about
 9-17 us per FSQ token of 6 digits.
 """
 

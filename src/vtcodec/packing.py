@@ -105,8 +105,8 @@ uniform VQ [1024] (13824)                 9.95      11.94   10.02    10.42
   They lose by up to 5 % on near-uniform tokens (a uniform 5-level plane costs ~2.4 bits where
   log2 5 = 2.32, and Huffman spends >= 1 bit per byte) and on some small busy chunks.
 
-Version 2 added layout 2 (round 5, measured on the validation split with the shipped
-checkpoints, `benchmarks/entropy_prior.py`): per stream it takes 13-15 % fewer bits than the
+Version 2 added layout 2 (the range coder of vtcodec.entropy; measured on the validation split
+with the shipped checkpoints): per stream it takes 13-15 % fewer bits than the
 better zstd layout (2 % on TivTok's TV tokens), and a payload whose streams are all range coded
 carries no zstd frame (whose header alone takes 9 bytes). zstd still wins on exact long repeats
 of random tokens (tests/test_packing.py, test_range_layout_uses_the_temporal_context), so the

@@ -62,8 +62,8 @@ def check_settings(steps: int, slope: float = 0.0, lr: float | None = None) -> f
 def soft_bits(quant, z: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
     """(B,) a differentiable stand-in for the range-coded bits of each tile's tokens quantized from
     latents z (B, n, q), n = T*H*W of `grid`: the search uses its gradient; its value overestimates
-    (1.3-1.5x the coded bits on real tiles, 9-11x on a constant one: `python
-    benchmarks/soft_bits_check.py out/val/vtest_val.mkv vidtok reftok tivtok`), which makes the
+    (1.3-1.5x the coded bits on real tiles, 9-11x on a constant one, measured on a validation
+    clip with the shipped models), which makes the
     rate term's pull in the gradient weaker than `slope` says. The choice between steps uses exact
     bits (`tile_bits`). Using the hard cost as the value (gradient from the soft one) is untried.
 

@@ -14,8 +14,9 @@ the key streams hold one row per listed tile, in that order.
 Each row is one tile's tokens in the model's order; `TokenChunk.shaped(name)` lays them out as
 (rows, T, H, W) with the grid the encoder recorded in the header (`stream_grids`: latent time,
 rows, columns for the baseline's latents and RefTok's targets; 1 x rows x columns for RefTok's
-intra frame; frames x 1 x slots for round-3 TivTok's TV tokens; patches x 1 x slots for its TIV
-tokens; as RefTok's intra and target for round-10 TivTok's (`tivtok2`) TIV and TV tokens). Files from earlier writers have no grids.
+intra frame; as RefTok's intra and target for TivTok's (arch `tivtok2`) TIV and TV tokens; frames
+x 1 x slots for the TV tokens of TivTok's first design (arch `tivtok`), patches x 1 x slots for its
+TIV tokens). Files written before the header recorded grids have none.
 """
 
 from __future__ import annotations
@@ -137,9 +138,10 @@ def export_npz(src: str | os.PathLike, dst: str | os.PathLike, *, force: bool = 
     Arrays: `c{chunk:05d}/tokens/{stream}` int (rows, tokens) in the smallest unsigned dtype that holds
     the stream's codebook, `c{chunk:05d}/refreshed` for partial refreshes, `chunks` (n, 4) int64
     rows (chunk, first_frame, n_frames, key), and `header` (the .vtk header, whose `stream_grids`
-    give each stream's (T, H, W) layout in files since round 5, and each stream's levels, JSON).
+    give each stream's (T, H, W) layout where the file records it, and each stream's levels, JSON).
     """
-    from vtcodec.video import check_file_output, replace_atomically  # PyAV: only the export needs it
+    from vtcodec.atomic import replace_atomically
+    from vtcodec.video import check_file_output  # PyAV: only the export needs it
 
     dst = Path(dst)
     if dst.suffix != ".npz":

@@ -29,6 +29,7 @@ import av
 import numpy as np
 from av.video.reformatter import Interpolation
 
+from vtcodec.atomic import temp_beside, umask
 from vtcodec.errors import OutputError, VideoError, VtcodecError, held_signals, whole_number_problem
 
 MIN_SIDE = 16
@@ -433,41 +434,6 @@ def _target_exists(path: str | os.PathLike) -> bool:
     return any(regex.fullmatch(e.name) for e in where.iterdir())
 
 
-def temp_beside(path: Path) -> Path:
-    """A new empty temporary file next to `path` (same folder, so os.replace is atomic), named
-    `.NAME.XXXX.tmpSUFFIX`, with the permissions a plain new file would get (mkstemp's are private)."""
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    except OSError as e:
-        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())
-    return Path(tmp)
-
-
-def replace_atomically(path: Path, write) -> None:
-    """Call write(a temporary path beside `path`, same suffix), then rename it onto `path`: a
-    reader never sees half a file, and a failure or an interruption leaves `path` as it was.
-    OSError becomes OutputError."""
-    tmp = None
-    try:
-        with held_signals():  # created and recorded as one step, for the finally to find
-            tmp = temp_beside(path)
-        write(tmp)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise OutputError(f"cannot write {os.fspath(path)!r}: {e.strerror or e}") from None
-    finally:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)  # the only way to read it is to set it
-    os.umask(mask)
-    return mask
-
-
 def _as_fps(fps: Fraction | int | float | str, error: type[VtcodecError]) -> Fraction:
     try:
         value = Fraction(fps)
@@ -585,7 +551,7 @@ class VideoWriter:
                 self._tmp = Path(tempfile.mkdtemp(prefix=f".{self._where.name}.tmp-", dir=base))
         except OSError as e:
             raise OutputError(f"cannot write PNG frames into {str(self._where)!r}: {e.strerror or e}") from None
-        os.chmod(self._tmp, 0o777 & ~_umask())  # mkdtemp makes it private; a new folder should not be
+        os.chmod(self._tmp, 0o777 & ~umask())  # mkdtemp makes it private; a new folder should not be
         self._png = av.CodecContext.create("png", "w")
         self._png.width, self._png.height, self._png.pix_fmt = self.width, self.height, "rgb24"
         self._png.time_base = 1 / self.fps

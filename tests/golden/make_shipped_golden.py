@@ -34,11 +34,11 @@ def main() -> None:
     if os.environ.get("VTCODEC_REGEN_GOLDEN") != "1":
         sys.exit("refusing: set VTCODEC_REGEN_GOLDEN=1 to add golden files on purpose")
     import vtcodec
-    from vtcodec.models.registry import REPO_MODELS, list_models
+    from vtcodec.models.registry import PACKAGE_MODELS, list_models
 
     SHIPPED.mkdir(exist_ok=True)
     for m in list_models():
-        if m.path.parent != REPO_MODELS:
+        if m.path.parent != PACKAGE_MODELS:
             continue
         out = golden_name(m.key, m.sha256)
         if out.exists():

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vtcodec.atomic import replace_atomically
+
 
 def to_jsonable(obj):
     """A copy of ``obj`` made only of JSON types, with the conventions above."""
@@ -62,8 +64,6 @@ def _restore(obj):
 
 def write_results(results: dict, path: str | os.PathLike) -> None:
     """Write the results file atomically (a temporary file beside it, then renamed)."""
-    from vtcodec.video import replace_atomically  # PyAV: only writing needs it
-
     text = json.dumps(to_jsonable(results), indent=2, allow_nan=False) + "\n"
     replace_atomically(Path(path), lambda tmp: tmp.write_text(text))
 

@@ -29,7 +29,7 @@ _REL_METRICS = ("psnr_rgb", "ssim", "ms_ssim")
 
 
 def _by_family(models: dict, family: str) -> dict:
-    return {k: m for k, m in models.items() if (m.get("family") or m.get("arch")) == family}  # results before round 10: arch only
+    return {k: m for k, m in models.items() if (m.get("family") or m.get("arch")) == family}  # older results files: arch only
 
 
 def _finite(v) -> bool:

@@ -66,7 +66,7 @@ def plot_rd(results: dict, path: str | os.PathLike, metric: str = "psnr_rgb") ->
     for ax in list(axes.flat)[len(videos):]:
         ax.axis("off")
     fig.tight_layout()
-    from vtcodec.video import replace_atomically
+    from vtcodec.atomic import replace_atomically
 
     try:
         replace_atomically(Path(path), lambda tmp: fig.savefig(os.fspath(tmp), dpi=120, format=Path(path).suffix[1:].lower() or "png"))

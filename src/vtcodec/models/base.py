@@ -9,8 +9,8 @@ walks the chunks in order, carrying a per-tile *state* between them:
 `streams` maps a stream name to int64 token indices (B, n); `stream_levels[name]` gives the
 quantizer levels, which is all token packing needs. A chunk coded with state None is a *key*
 chunk: decodable on its own, a random-access point. What the state holds is the model's business
-(TivTok: the segment's quantized time-invariant tokens, or from round 10 (`tivtok2`) the image
-they decode to; RefTok: the last decoded frame; the
+(TivTok, arch `tivtok2`: the image the segment's time-invariant tokens decode to; its first
+design, arch `tivtok`: those tokens themselves; RefTok: the last decoded frame; the
 baseline: its causal context). Whether to start a new segment is decided by the codec, from
 reconstruction error against bits, never by special-casing a model.
 """

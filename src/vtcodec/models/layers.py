@@ -140,10 +140,10 @@ def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
 
 class PostFilter(nn.Module):
     """A full-resolution detail pass after the pixel head: frames plus the frame they were decoded
-    against -> the same frames with a residual added (round 13).
+    against -> the same frames with a residual added (config `post_width`; no shipped model has one).
 
     The transformers' pixel heads are narrow (16 channels at 1/4 resolution, 8 at 1/2, 3 at full),
-    and the conv baseline keeps 30 % more 8x8 detail energy (models/README.md, status item 1). This
+    and the conv baseline keeps 30 % more 8x8 detail energy (docs/RESEARCH.md). This
     pass sees each decoded frame beside its reference (RefTok's previous frame, TivTok's TIV image)
     at full resolution, through one stride-2 stage of `2 * width` channels (2 residual blocks), so
     it can sharpen edges the head blurred and copy detail the reference holds. Its last
@@ -151,8 +151,8 @@ class PostFilter(nn.Module):
     moves it. Trained alone (`--part post`), the encoder is frozen: TivTok's tokens stay as they
     were, RefTok's change only where a chunk is coded against a filtered previous frame.
     Cost: 76 * width^2 multiply-adds per pixel (19.5k at width 16), paid by the decoder and by
-    RefTok's closed-loop encoder; at width 16 the codec decodes 5-7x slower on a 2-core CPU
-    (models/README.md, round-13 card).
+    RefTok's closed-loop encoder; at width 16 the codec decodes 5-7x slower on a 2-core CPU, and
+    trained on the codec's loop it added at most +0.02 dB on held-out photographs (docs/RESEARCH.md).
     Input (B, 3, T, H, W) and (B, 3, H, W); output (B, 3, T, H, W).
     """
 

@@ -19,16 +19,16 @@ Collapse guard (training): the reference is taken at a random gap before the tar
 included) and dropped (replaced by zeros) some of the time, so the decoder must read the target
 tokens; tests/test_models.py checks that the output depends on them.
 
-The opposite failure happened too: round 1's layout (`ref_path 1`: targets with 1D positions,
-reference reachable through attention only) learned to ignore its reference entirely. `ref_path 2`
-gives targets (row, column, time) positions matching the reference's, adds to each target token
-its own patch position's reference features, and adds the reference frame to the output through a
-learned gate (residual coding). benchmarks/pathway_check.py measures what the reference is worth.
-Round 2's gate is one scalar (it learned 0.20): on a near-static validation clip, copying the
-reference scored 22.9 dB and the model 19.8 (`pathway_check.py out/val <r2 checkpoint>`, per clip). `ref_path 3` lets the head decide per pixel: it
+The opposite failure happened too. `ref_path` chooses how the decoder uses the reference: 1,
+targets with 1D positions and the reference reachable through attention only (a layout that
+learned to ignore its reference entirely); 2 gives targets (row, column, time) positions matching
+the reference's, adds to each target token its own patch position's reference features, and adds
+the reference frame to the output through a learned gate (residual coding). That gate is one
+scalar (it learned 0.20): on a near-static validation clip, copying the reference scored 22.9 dB
+and the model 19.8. `ref_path 3` lets the head decide per pixel: it
 emits a fourth channel g and the output is content + (gate + g) * reference, so static regions
 can copy the reference and moving ones ignore it. g's rows start at zero, so a warm start from a
-ref_path 2 checkpoint begins as exactly that model. `ref_path 4` (round 14) also moves the
+ref_path 2 checkpoint begins as exactly that model. `ref_path 4` also moves the
 reference before adding it: the head emits two more channels, a per-pixel displacement in pixels
 (`flow_px` per unit), and the reference is sampled there (bilinear, `layers.warp`), so a pan or a
 moving object can copy detail from where it was, not from where it is. Those rows start at zero
@@ -67,9 +67,9 @@ class RefTokConfig:
     intra_depth: int = 3
     # 2: targets carry (row, column, time) positions, each target token adds the reference features
     # of its own patch position, and the output adds the reference frame through a learned gate.
-    # 1: round-1 layout (1D target positions, reference reachable through attention only), which
-    # learned to ignore its reference: video PSNR with the true, the intra or a zeroed reference
-    # agreed to 0.01 dB on the validation split. Kept so round-1 checkpoints load unchanged.
+    # 1: 1D target positions, reference reachable through attention only, which learned to ignore
+    # its reference: video PSNR with the true, the intra or a zeroed reference agreed to 0.01 dB
+    # on the validation split. Kept so the checkpoints trained that way load unchanged.
     # 3: as 2, with a per-pixel correction of the gate from a fourth head channel.
     # 4: as 3, and the reference is first moved by a per-pixel displacement from two more head
     # channels (`flow_px` pixels per unit), so detail can be copied from where it was.
@@ -80,13 +80,13 @@ class RefTokConfig:
     enc_split: bool = False
     # 1: the intra encoder also sees the mean frame of the chunk its reference serves (through a
     # zero-initialised embedding, so a warm start begins as the model without it). The intra
-    # frame is the reference every target frame of the chunk builds on, and round 7 found the
-    # search's gain mostly in it; frame 0 alone cannot tell the encoder what the chunk needs.
+    # frame is the reference every target frame of the chunk builds on, and the encoder-side
+    # search (vtcodec.refine) found its gain mostly in it; frame 0 alone cannot tell the encoder what the chunk needs.
     # 2: as 1, and also the means of the chunk's four quarters (where things go within the chunk),
     # through a second zero-initialised embedding (a warm start from 1 codes exactly as before).
     intra_ctx: int = 0
     # > 0: a full-resolution detail pass of this width after the pixel head (layers.PostFilter),
-    # starting as the identity; 0 (rounds 1-12) decodes without one. Needs ref_path 2 or more.
+    # starting as the identity; 0 decodes without one. Needs ref_path 2 or more.
     post_width: int = 0
     # ref_path 4: pixels of displacement per unit of the head's two displacement channels (their
     # learning rate, in effect: Adam moves a weight by about lr a step)

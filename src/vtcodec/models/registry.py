@@ -4,11 +4,12 @@ Architectures are keyed by stable strings (`tivtok`, `tivtok2`, `reftok`, `vidto
 checkpoint is one `.safetensors` file whose metadata holds `arch` and the JSON `config`; it loads
 with strict keys, and the sha256 of the file is what a `.vtk` header names. No pickle anywhere.
 
-Installed checkpoints are found in `$VTCODEC_MODELS` (if set), then the repository's `models/`;
-a checkpoint's *key* is its file name without `.safetensors` (e.g. `tivtok`, `vidtok-256`).
-A retrained checkpoint replaces the file under its key; the one it replaces moves to
-`models/superseded/`, which only decoding searches (by sha256), so every .vtk ever written by a
-shipped checkpoint still finds its weights.
+Installed checkpoints are found in `$VTCODEC_MODELS` (if set), then the package's own `_models/`
+(in a checkout a link to the repository's `models/`; in an installed package the shipped
+checkpoints, copied there as package data), then `./models`. A checkpoint's *key* is its file name
+without `.safetensors` (e.g. `tivtok`, `vidtok-256`). A retrained checkpoint replaces the file
+under its key; the one it replaces moves to `models/superseded/`, which only decoding searches (by
+sha256), so a .vtk written by a replaced checkpoint still finds its weights where they are kept.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save
 
+from vtcodec.atomic import replace_atomically
 from vtcodec.errors import ModelError
 from vtcodec.models.base import Tokenizer
 from vtcodec.models.convtok import ConvTok
@@ -34,7 +36,8 @@ from vtcodec.models.tivtok2 import TivTok2
 from vtcodec.models.vidtok import VidTok
 
 ARCHS: dict[str, type[Tokenizer]] = {m.arch: m for m in (TivTok, TivTok2, RefTok, VidTok, ConvTok)}
-REPO_MODELS = Path(__file__).resolve().parents[3] / "models"
+# the shipped checkpoints (see pyproject.toml), resolved: in a checkout, the repository's models/
+PACKAGE_MODELS = (Path(__file__).resolve().parents[1] / "_models").resolve()
 SUPERSEDED = "superseded"  # models/superseded/: replaced checkpoints, kept so old .vtk files decode
 
 
@@ -108,13 +111,14 @@ def save_checkpoint(model: torch.nn.Module, path: str | Path, info: dict | None 
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"arch": model.arch, "config": json.dumps(model.config_dict()), "info": json.dumps(info or {})}
     tensors = {k: v.detach().to(dtype).contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    blob = save(tensors, metadata=meta)
-    with open(tmp, "wb") as f:
-        header, data = canonical_header(blob)
-        f.write(header)
-        f.write(data)
-    os.replace(tmp, path)
+    header, data = canonical_header(save(tensors, metadata=meta))
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            f.write(header)
+            f.write(data)
+
+    replace_atomically(path, write)
     return sha256_file(path)
 
 
@@ -122,8 +126,8 @@ def canonical_header(blob: bytes) -> tuple[bytes, memoryview]:
     """A safetensors file (its length-prefixed header, and its data uncopied) with the
     `__metadata__` keys in sorted order.
 
-    safetensors writes the metadata map in an order that changes from process to process (round
-    12: two saves of the same weights and info had different sha256s), and the sha256 of the file
+    safetensors writes the metadata map in an order that changes from process to process (two saves
+    of the same weights and info had different sha256s), and the sha256 of the file
     is what a .vtk names; sorted, the same weights and metadata always make the same bytes. Tensor
     entries and data are untouched (their offsets are relative to the end of the header); the
     header is padded with spaces to a multiple of 8 bytes, as safetensors pads it.
@@ -234,7 +238,7 @@ def model_dirs() -> list[Path]:
     dirs = []
     if os.environ.get("VTCODEC_MODELS"):
         dirs.append(Path(os.environ["VTCODEC_MODELS"]))
-    dirs += [REPO_MODELS, Path.cwd() / "models"]
+    dirs += [PACKAGE_MODELS, Path.cwd() / "models"]
     seen, out = set(), []
     for d in dirs:
         r = d.resolve()
@@ -281,5 +285,6 @@ def find_by_sha(key: str, sha256: str) -> Path:
         for p in sorted(d.glob("*.safetensors")) + sorted(d.glob(f"{SUPERSEDED}/*.safetensors")):
             if p != d / f"{key}.safetensors" and sha256_file(p) == sha256:
                 return p
-    raise ModelError(f"this .vtk needs model {key!r} with checkpoint sha256 {sha256[:16]}…, which is not installed "
-                     f"(put it in models/ or $VTCODEC_MODELS)")
+    searched = ", ".join(str(d) for d in model_dirs()) or "none exists"
+    raise ModelError(f"this .vtk needs checkpoint {key!r} with sha256 {sha256}, which is not installed: put that file, "
+                     f"as {key}.safetensors, in the folder $VTCODEC_MODELS names (searched: {searched})")

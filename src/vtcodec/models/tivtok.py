@@ -1,4 +1,8 @@
-"""TivTok: a clip as time-invariant (TIV) tokens shared by all frames plus time-variant (TV) tokens per frame.
+"""TivTok's first design (arch `tivtok`): a clip as time-invariant (TIV) tokens shared by all frames
+plus time-variant (TV) tokens per frame.
+
+The shipped TivTok is arch `tivtok2` (models/tivtok2.py); this one is kept so that .vtk files
+written with its checkpoints still decode, and new training should use `tivtok2`.
 
 Our implementation of arXiv 2606.17590's two ideas, shaped for a codec:
 
@@ -21,9 +25,9 @@ Because stage 2 takes *given* quantized TIV tokens, later chunks of a segment ca
 chunk's TIV tokens and send TV tokens only (cross-chunk reuse); training feeds TIV tokens from
 another chunk of the same shot half of the time so that this works at inference.
 
-Round 1's decoder (`tv_path 1`) read TV tokens through attention only and learned to ignore them
-(random TV tokens decoded as well as the real ones); `tv_path 2` adds a direct linear path from
-each frame's TV codes to its patch queries. benchmarks/pathway_check.py measures what they are worth.
+`tv_path` chooses how the decoder reads TV tokens: 1, through attention only (a layout that
+learned to ignore them: random TV tokens decoded as well as the real ones); 2, also through a
+direct linear path from each frame's TV codes to its patch queries.
 
 Default 1024 px/token config: 16x128x128 tile-chunk = 160 TIV + 16x6 TV = 256 tokens; a reused
 chunk costs 96 tokens.
@@ -59,9 +63,9 @@ class TivTokConfig:
     levels: tuple[int, ...] = (8, 8, 8, 5, 5, 5)
     head_width: int = 16
     # 2: every patch query of frame t also gets a direct linear function of frame t's TV codes.
-    # 1: round-1 layout (TV tokens reachable through attention only), which learned to ignore
-    # them: random TV tokens decoded to within 0.03 dB of the real ones on the validation split.
-    # Kept so round-1 checkpoints load unchanged.
+    # 1: TV tokens reachable through attention only, which learned to ignore them: random TV
+    # tokens decoded to within 0.03 dB of the real ones on the validation split. Kept so the
+    # checkpoints trained that way load unchanged.
     tv_path: int = 2
 
 

@@ -1,9 +1,10 @@
-"""TivTok, round 10: the time-invariant tokens are a coded image, broadcast to every frame of a segment.
+"""TivTok (arch `tivtok2`, the shipped `tivtok`): the time-invariant tokens are a coded image,
+broadcast to every frame of a segment.
 
-Round 1-3's TivTok (models/tivtok.py, arch `tivtok`) read its TIV tokens out of the clip through a
-32-px tubelet embedding and decoded 32-px patches; through the codec it stayed 2.7-3.1 dB behind
-the baseline however it was trained (models/README.md, rounds 3-9). This design keeps the paper's
-two rules and changes what a TIV token is:
+TivTok's first design (models/tivtok.py, arch `tivtok`) read its TIV tokens out of the clip through
+a 32-px tubelet embedding and decoded 32-px patches; through the codec it stayed 2.7-3.1 dB behind
+the baseline however it was trained (docs/RESEARCH.md). This design keeps the paper's two rules
+and changes what a TIV token is:
 
 * TIV tokens: the tokens of one image (8x8 patches, 64 px/token) that the whole segment builds on.
   Its encoder sees the key chunk's first frame and its mean frame (`intra_ctx 1`; RefTok's steps

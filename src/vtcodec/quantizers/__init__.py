@@ -1,6 +1,5 @@
-"""Quantizers: FSQ (used by every shipped model) and VQ with codebook splitting (optional)."""
+"""Quantizers: FSQ, used by every model."""
 
 from vtcodec.quantizers.fsq import FSQ
-from vtcodec.quantizers.vq import VQ
 
-__all__ = ["FSQ", "VQ"]
+__all__ = ["FSQ"]

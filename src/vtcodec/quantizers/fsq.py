@@ -6,7 +6,6 @@ codebook to learn or collapse, which matters when a model trains for an hour on 
 
 Every shipped model uses FSQ with levels 8,8,8,5,5,5 (64,000 codes, 15.97 bits per token), not
 VQ: there is no codebook to collapse or tune, which matters in hour-long CPU training runs.
-`vq.py` (VQ with codebook splitting, RefTok's stabiliser) is kept for experiments.
 
 Math is fp32 even under autocast: rounding a bf16 value at a level boundary would make encoder
 and decoder disagree about which code was meant.

@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
+from vtcodec.atomic import replace_atomically
 from vtcodec.bench.clipset import ClipSet, summary, videos_at
 from vtcodec.codec import resolve_device
 from vtcodec.errors import OutputError, VtcodecError, whole_number_problem
@@ -149,8 +150,7 @@ def _save_resume(out: Path, model, optim, ema, step: int, g: torch.Generator, sa
             tensors[f"optim.{pid}.{k}"] = torch.as_tensor(v).detach().cpu().contiguous()
     tensors["rng.torch"] = torch.get_rng_state()
     tensors["rng.gen"] = g.get_state()
-    save_file(tensors, str(out / "resume.safetensors.tmp"))
-    os.replace(out / "resume.safetensors.tmp", out / "resume.safetensors")
+    replace_atomically(out / "resume.safetensors", lambda tmp: save_file(tensors, str(tmp)))
     meta = {"step": step, "param_groups": sd["param_groups"], "sampler": sampler.g.bit_generator.state, "recipe": recipe,
             "totals": totals, "mix": list(mix)}
     (out / "resume.json").write_text(json.dumps(meta))

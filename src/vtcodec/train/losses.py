@@ -39,7 +39,7 @@ def _ssim_map(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     bw, bh = _band(a.shape[-1], g), _band(a.shape[-2], g)
 
     def blur(x):  # the separable Gaussian as two matrix products: 2-3.7x faster than a grouped
-        return bh.T @ (x @ bw)  # conv2d on a 2-core Xeon, forward and backward (benchmarks/ssim_speed.py)
+        return bh.T @ (x @ bw)  # conv2d on a 2-core Xeon, forward and backward
 
     mu_a, mu_b = blur(a), blur(b)
     s_aa = blur(a * a) - mu_a**2

@@ -3,11 +3,10 @@
 FSQ bounds each latent channel with tanh before rounding (quantizers/fsq.py). A channel whose
 pre-activation sits far out on the tanh (|a| of 8-11 where the levels are reached by |a| < 1.3)
 always rounds to the same level, and its gradient, the tanh's slope, is zero (1e-8 at |a| = 10):
-no loss, the rate term's included, can move it again. Round 12 found four of the six TV-token
-channels of round 11's TivTok (and of RefTok's target tokens since round 9, the first round with a
-rate term) like that: why those tokens use 10-14 of 64,000 codes per clip, and why neither a
-gentler rate term nor dropping the reference un-collapsed them (`benchmarks/channel_use.py`;
-models/README.md, round-12 card).
+no loss, the rate term's included, can move it again. Four of the six TV-token channels of the
+shipped TivTok (and of RefTok's target tokens, once trained with a rate term) are like that: why
+those tokens use 10-14 of 64,000 codes per clip, and why neither a gentler rate term nor dropping
+the reference un-collapsed them (docs/RESEARCH.md).
 
 `saturation` measures it per stream and channel over a set of clips; `revive` rescales each
 saturated channel's row of the layer that outputs it (`Tokenizer.latent_heads`) so its

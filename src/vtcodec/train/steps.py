@@ -4,8 +4,7 @@ Every sampled clip has 32 frames; the second half is what gets reconstructed, th
 supplies what a codec would have at that point (another chunk of the same shot for TivTok's TIV
 reuse, a reference frame at a random gap for RefTok).
 
-`RECIPES` holds each architecture's training knobs and their defaults (round 1 and 2 used the
-defaults); `vtcodec train --recipe '{"reuse_p": 0.8}'` overrides them and the run metadata
+`RECIPES` holds each architecture's training knobs and their defaults; `vtcodec train --recipe '{"reuse_p": 0.8}'` overrides them and the run metadata
 records the values used.
 
 `PARTS` trains one part alone (`vtcodec train --part NAME`), the rest of the model frozen:
@@ -57,7 +56,7 @@ def reftok_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = False
         ref, use_intra, drop = clip[:, :, half], True, None
     else:
         gap = int(torch.randint(1, half + 1, (), generator=g))  # wide gaps fight posterior collapse
-        if near_p > 0 and torch.rand((), generator=g).item() < near_p:  # no draw at 0: rounds 1-2 replay
+        if near_p > 0 and torch.rand((), generator=g).item() < near_p:  # no draw at 0: runs from before near_p replay
             gap = 1
         ref = clip[:, :, half - gap]
         use_intra = torch.rand((), generator=g).item() < intra_p
@@ -108,7 +107,7 @@ def spread_penalty(quant, z: torch.Tensor) -> torch.Tensor:
     levels, before rounding) over a tile's latents z (B, n, q): zero for a channel that varies
     across the tile, a push apart for one that sits on a single level so that the decoder meets
     variation it can learn to use. Its gradient passes through the tanh: a saturated channel
-    (round 11's TV channels) needs `vtcodec.train.revive` or sat_weight first."""
+    (the shipped TivTok's TV channels) needs `vtcodec.train.revive` or sat_weight first."""
     spread = quant.bound(z.float()).std(1)
     return torch.relu(SPREAD_MIN - spread).square().mean(1)
 
@@ -129,15 +128,15 @@ def encoder_step(model, clip: torch.Tensor, g: torch.Generator, val: bool = Fals
     (`refine.soft_bits`, counts over the batch). Gradients reach the encoder through the FSQ's
     straight-through rounding and through each reference the next chunk builds on.
 
-    slope defaults to 0: round 7's runs at 3 and 6 slid down the rate axis at a worse exchange than
-    the search at the same slope (models/README.md, round-7 card).
+    slope defaults to 0: encoder-only runs at 3 and 6 slid down the rate axis at a worse exchange
+    than the search at the same slope (docs/RESEARCH.md).
 
     ssim_weight adds ssim_weight * 10 log10(1 - SSIM) per tile-chunk (SSIM of the clamped output,
     as the codec writes it): a structural term in the same dB units as the MSE term, so a weight of
-    1 values a 10 % cut of (1 - SSIM) like a 10 % cut of the MSE. 0 (the default) is round 8's
+    1 values a 10 % cut of (1 - SSIM) like a 10 % cut of the MSE. 0 (the default) is the
     MSE-only loop.
 
-    sat_weight adds sat_weight * `saturation_penalty` over every stream (round 12): it keeps FSQ
+    sat_weight adds sat_weight * `saturation_penalty` over every stream: it keeps FSQ
     channels out of the tanh's flat tails, where the rate term had parked four of TivTok's six TV
     channels for good. spread_weight adds spread_weight * `spread_penalty` over every stream: a
     push apart for channels that a tile codes on one level. 0 (the defaults) leaves the loss as
