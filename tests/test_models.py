@@ -587,7 +587,7 @@ def test_stream_grids_lay_out_every_stream(arch):
         assert math.prod(grid) == m.tokens_per_chunk(True)[name]
         assert math.prod(grid) == m.tokens_per_chunk(False).get(name, math.prod(grid))
     t = {"vidtok": {"latent": 4}, "reftok": {"intra": 1, "target": 4}, "tivtok": {"tiv": 16, "tv": 16},
-         "tivtok2": {"tiv": 1, "tv": 4}, "convtok": {"latent0": 1}}[arch]
+         "tivtok2": {"tiv": 1, "tv": 4}, "convtok": {"latent0": 1, "latent1": 1}}[arch]
     assert {k: g[0] for k, g in m.stream_grids.items()} == t  # latent time / patches / frames
 
 
