@@ -22,8 +22,9 @@ Why this design (the research record, docs/RESEARCH.md, has the measurements):
   nothing but its change. The modes share every weight:
     - `intra` (the baseline, key `vidtok`): every chunk on its own;
     - `ref` (RefTok): the reference is the previous chunk's last decoded frame;
-    - `tiv` (TivTok): the reference is a segment's first decoded frame (its time-invariant image),
-      reused by every chunk of the segment until the codec's refresh decision starts a new one.
+    - `tiv` (TivTok): the reference is the segment's key chunk's last decoded frame (its
+      time-invariant image), reused by every chunk of the segment until the codec's refresh
+      decision starts a new one.
 """
 
 from __future__ import annotations
@@ -226,13 +227,13 @@ class ConvTok(Tokenizer):
         return ("enc_*",)
 
     def channels_for(self, quality: int | None, key: bool) -> int:
-        """FSQ channels sent at `quality` 0-3 (None: the config's default, quality 2), each step
-        about 1.6x the channels of the one below; a chunk coded against a reference sends the
-        config's `next_channels` share of what a key chunk sends."""
+        """FSQ channels sent at `quality` 0-3 (None: the config's default, quality 2): each step
+        doubles the channels of the one below; `key_channels` / `next_channels` are quality 2's
+        for a key chunk / a chunk coded against a reference."""
         c = self.config
         base = c.key_channels if key else c.next_channels
         q = 2 if quality is None else quality
-        return max(1, min(len(c.levels), round(base * 2 ** ((q - 2) / 1.5))))
+        return max(1, min(len(c.levels), round(base * 2.0 ** (q - 2))))
 
     # -- networks -------------------------------------------------------------------------------
     def ref_features(self, ref: torch.Tensor | None):
