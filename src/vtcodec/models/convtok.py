@@ -51,6 +51,7 @@ class ConvTokConfig:
     levels: tuple[int, ...] = (15,) * 4 + (5,) * 12  # finer steps for the first (coarsest) channels
     widths: tuple[int, int, int] = (64, 128, 192)   # channels at 1/4, 1/8, 1/16
     blocks: tuple[int, int, int] = (1, 2, 2)        # residual blocks per scale (encoder and decoder)
+    post_width: int = 16     # channels of the full-resolution filter after the decoder (0: none)
     mode: str = "ref"
     key_channels: int = 8    # default FSQ channels sent for a key chunk (quality 2)
     next_channels: int = 4   # ... and for a chunk coded against a reference
@@ -62,6 +63,8 @@ class ConvTokConfig:
             raise ValueError(f"frames must be in [1, 16], got {self.frames}")
         if len(self.widths) != 3 or len(self.blocks) != 3 or min(self.widths) < 1 or min(self.blocks) < 0:
             raise ValueError("widths and blocks need three positive entries (1/4, 1/8, 1/16)")
+        if not 0 <= self.post_width <= 256:
+            raise ValueError(f"post_width must be in [0, 256], got {self.post_width}")
         if max(self.widths) > 1024 or max(self.blocks) > 8:
             raise ValueError("widths above 1024 or more than 8 blocks per scale are not supported")
         if not 1 <= len(self.levels) <= 32 or any(not 3 <= int(n) <= 64 or int(n) % 2 == 0 for n in self.levels):
@@ -134,6 +137,25 @@ class Up(nn.Module):
         return F.pixel_shuffle(self.proj(F.silu(x)), 2)
 
 
+class FullResFilter(nn.Module):
+    """A residual 3x3 filter on the decoded frames at full resolution: the packed layout's 4x4
+    sub-pixels come from separate channels, and this lets neighbours across their borders agree.
+    Starts as the identity (zero last layer)."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.a = nn.Conv2d(3, width, 3, padding=1)
+        self.b = nn.Conv2d(width, 3, 3, padding=1)
+        nn.init.zeros_(self.b.weight)
+        nn.init.zeros_(self.b.bias)
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        b, c, t, h, w = video.shape
+        x = video.transpose(1, 2).reshape(b * t, c, h, w)
+        x = x + self.b(F.silu(self.a(x)))
+        return x.view(b, t, c, h, w).transpose(1, 2)
+
+
 class RefFeatures(nn.Module):
     """A reference frame's features at 1/4, 1/8 and 1/16 (added by encoder and decoder)."""
 
@@ -186,6 +208,7 @@ class ConvTok(Tokenizer):
         self.dec_out = nn.Conv2d(w4, cin, 3, padding=1)
         nn.init.zeros_(self.dec_out.weight)
         nn.init.zeros_(self.dec_out.bias)
+        self.post = FullResFilter(c.post_width) if c.post_width else None
 
     # -- the codec's questions ------------------------------------------------------------------
     @property
@@ -258,7 +281,8 @@ class ConvTok(Tokenizer):
         out = self.dec_out(F.silu(x))
         if ref_packed is not None:
             out = out + ref_packed.repeat(1, self.config.frames, 1, 1)
-        return unpack(out, self.config.frames)
+        video = unpack(out, self.config.frames)
+        return video if self.post is None else self.post(video)
 
     def quantize(self, z: torch.Tensor, keep: int | torch.Tensor) -> torch.Tensor:
         """FSQ codes of latents (B, h, w, D), channels from `keep` on (an int, or per batch row)

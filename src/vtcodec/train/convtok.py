@@ -4,7 +4,8 @@ Each step draws clips of 2 x `frames` frames. The first chunk is coded as a key 
 reference), the second against a reference frame: the first chunk's last decoded frame (what
 `ref` mode sends) or, with probability 1/2, its first decoded frame (further away in time, as
 `tiv` mode's segment image is). Each chunk keeps a random prefix of the FSQ channels (nested
-dropout), so one checkpoint serves every rate. The loss is the RGB mean squared error of both.
+dropout), so one checkpoint serves every rate. The loss is the RGB mean squared error of both
+plus CHROMA_WEIGHT times their Cb/Cr mean squared error.
 
 Run folders are resumable: `state.pt` holds weights, optimiser, step and sampler seed;
 `model.safetensors` the weights at the last validation (fp32). Usage:
@@ -24,10 +25,11 @@ import numpy as np
 import torch
 
 from vtcodec.models import registry
-from vtcodec.models.convtok import ConvTok
+from vtcodec.models.convtok import ConvTok, rgb_to_ycc
 from vtcodec.train.data import ClipStream, fixed_set, load_sources
 
 VAL_CHANNELS = (2, 4, 8, 16)
+CHROMA_WEIGHT = 2.0
 
 
 def step_loss(model: ConvTok, clip: torch.Tensor, g: torch.Generator, keep: tuple[int, int] | None = None):
@@ -47,7 +49,13 @@ def step_loss(model: ConvTok, clip: torch.Tensor, g: torch.Generator, keep: tupl
     rb = model.decode_codes(model.quantize(model.encode_latent(b, feats), kb), rp, feats)
     mse_a = (ra - a).pow(2).mean()
     mse_b = (rb - b).pow(2).mean()
-    return mse_a + mse_b, mse_a, mse_b
+    return mse_a + mse_b + CHROMA_WEIGHT * (chroma_mse(ra, a) + chroma_mse(rb, b)), mse_a, mse_b
+
+
+def chroma_mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean squared Cb/Cr error (BT.601): a term RGB MSE on mostly grey footage underweights, so
+    the first channels to go at a low rate are not the colours."""
+    return (rgb_to_ycc(x)[:, 1:] - rgb_to_ycc(y)[:, 1:]).pow(2).mean()
 
 
 def psnr(mse: float) -> float:
@@ -93,7 +101,12 @@ def main(argv=None):
         st = torch.load(run / "state.pt", weights_only=False)
         # config overrides may change what holds no weights (FSQ levels, default channels)
         model = registry.build("convtok", {**st["config"], **json.loads(a.config)})
-        model.load_state_dict(st["model"])
+        missing, unexpected = model.load_state_dict(st["model"], strict=False)
+        if unexpected or any(not k.startswith("post.") for k in missing):
+            raise SystemExit(f"error: {run}/state.pt does not fit this config: missing {missing}, unexpected {unexpected}")
+        if missing:  # a module added since (it starts as the identity): fresh optimiser state
+            print(f"new parameters {missing}: optimiser restarts", flush=True)
+            del st["opt"]
     elif a.init:
         model, _ = registry.warm_start(a.init)
         st = None
@@ -103,7 +116,8 @@ def main(argv=None):
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4, betas=(0.9, 0.99))
     step = 0
     if st is not None:
-        opt.load_state_dict(st["opt"])
+        if "opt" in st:
+            opt.load_state_dict(st["opt"])
         step = st["step"]
     print(f"convtok {model.params / 1e6:.2f}M params, from step {step}", flush=True)
 
