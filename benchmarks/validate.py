@@ -141,15 +141,18 @@ class ScaledAnchor:
 
     def at(self, target: float) -> float | None:
         """PSNR at `target` bpp between the two adjacent CRFs that bracket it; None if out of reach."""
-        a, b = crf_range(self.codec)  # a: biggest files, b: smallest
-        if self.bpp(a) < target or self.bpp(b) > target:
+        lo, b = crf_range(self.codec)  # lo: biggest files, b: smallest
+        if self.bpp(b) > target:
             return None
-        while b - a > 1:  # invariant: bpp(a) >= target >= bpp(b)
+        a = lo
+        while b - a > 1:  # invariant: bpp(a) >= target (checked below when a stays lo) >= bpp(b)
             m = (a + b) // 2
             if self.bpp(m) >= target:
                 a = m
             else:
                 b = m
+        if a == lo and self.bpp(lo) < target:  # the slow near-lossless encode, only when needed
+            return None
         value, _ = at_bpp([(self.bpp(a), self.psnr(a)), (self.bpp(b), self.psnr(b))], target)
         if value is None:  # equal sizes at adjacent CRFs
             value = max(self.psnr(a), self.psnr(b))
@@ -187,7 +190,7 @@ class Row:
     seam: float
     encode_s: float
     decode_s: float
-    classical: dict = field(default_factory=dict)  # codec -> {"psnr", "scale"}
+    classical: dict = field(default_factory=dict)  # codec -> {"psnr", "scale", "gap_db": model minus codec}
 
 
 @dataclass
@@ -259,7 +262,8 @@ def _mean_rows(rows: list[Row], codecs: list[str]) -> list[Row]:
         cl = {}
         for c in codecs:
             ps = [r.classical[c]["psnr"] for r in rs if r.classical.get(c, {}).get("psnr") is not None]
-            cl[c] = {"psnr": float(np.mean(ps)) if len(ps) == len(rs) else None, "scale": None}
+            p = float(np.mean(ps)) if len(ps) == len(rs) else None
+            cl[c] = {"psnr": p, "scale": None, "gap_db": None if p is None else m["psnr"] - p}
         out.append(Row("mean", model, q, classical=cl, **m))
     return out
 
@@ -289,7 +293,7 @@ def report(val_dir: Path, models: list[str], qualities: list[int] | None, codecs
                     r = run_model(clip, path, tok, q, Path(tmp))
                     for c, an in anchors.items():
                         p, s = best_resolution(an, r.bpp)
-                        r.classical[c] = {"psnr": p, "scale": s}
+                        r.classical[c] = {"psnr": p, "scale": s, "gap_db": None if p is None else r.psnr - p}
                     clip_rows.append(r)
             rows += clip_rows
             log(f"\n{clip.name}: {t} frames {w}x{h}, thumbnail floor {clip.thumb:.2f} dB, "
@@ -303,6 +307,12 @@ def report(val_dir: Path, models: list[str], qualities: list[int] | None, codecs
     below = [(r.clip, r.model) for r in rows if r.psnr < clips[r.clip]["thumbnail_floor"]]
     if below:
         log(f"below the thumbnail floor: {', '.join(f'{m} on {c}' for c, m in below)}")
+    if codecs:
+        log(f"\ngap to the classical codecs at their best resolution, equal bits (model minus codec, dB)")
+        for r in rows + means:
+            name = r.model if r.quality is None else f"{r.model} q{r.quality}"
+            cells = [f"{CODEC_NAMES[c]} {_f(r.classical[c]['gap_db'], '+.2f')}" for c in codecs]
+            log(f"  {r.clip:<24}{name:<14}{'  '.join(cells)}")
     comparisons = {}
     if len(toks) > 1:
         def curves(key):
