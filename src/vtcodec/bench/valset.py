@@ -18,7 +18,7 @@ read, so the set is disjoint from training by construction. OUT_DIR receives, ea
 * `hard_text.mkv`: text-like glyph rows with one-pixel strokes scrolling one pixel per frame, a
   coloured heading line every few lines (fine detail and sharp chroma edges).
 
-`manifest.json` beside them lists each clip's kind, source and seed. Same media in, same bytes out.
+`manifest.json` beside them lists each clip's kind, source and seed. Same media in, same frames out.
 The report that reads this set is benchmarks/validate.py.
 """
 
