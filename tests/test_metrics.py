@@ -205,3 +205,71 @@ def test_infinite_psnr_round_trips_through_json(tmp_path):
     back = read_results(path)
     assert back["psnr_rgb"] == math.inf and back["vmaf"] is None and back["ssim"] == 1.0
 
+
+
+# --- seam score, chroma, thumbnail floor (issue 25's validation report) ----------------------
+
+
+def test_seam_score_of_a_smooth_picture_is_about_one():
+    f = smooth(t=2, h=256, w=256)
+    assert metrics.seam_score(f, tile=128) == pytest.approx(1.0, abs=0.15)
+
+
+def _tile_casts(frames, block):
+    """Every other `block`-pixel square brighter, the rest darker: per-tile casts."""
+    yy, xx = np.mgrid[0 : frames.shape[1], 0 : frames.shape[2]]
+    sign = np.where((yy // block + xx // block) % 2 == 0, 1, -1)[None, :, :, None]
+    return np.clip(frames.astype(np.int16) + 15 * sign, 0, 255).astype(np.uint8)
+
+
+def test_seam_score_finds_an_artificial_tile_step():
+    f = smooth(t=2, h=256, w=256)
+    assert metrics.seam_score(_tile_casts(f, 128), tile=128) > 1.5
+    # The same casts off the grid are not seams at the tile size measured.
+    assert metrics.seam_score(_tile_casts(f, 96), tile=128) < 1.2
+
+
+def test_seam_score_of_exactly_known_steps():
+    # A horizontal ramp of 1 per pixel with a jump of 5 at column 3|4: borders 5, elsewhere 1;
+    # rows are constant, so vertical steps (all 0) count at non-border positions only.
+    row = np.arange(8, dtype=np.int32)
+    row[4:] += 4
+    f = np.broadcast_to(row[None, None, :, None], (1, 8, 8, 3)).astype(np.uint8)
+    # tile 4: the column border 3|4 has 8 steps of 5, the row border 3|4 has 8 steps of 0;
+    # elsewhere 48 horizontal steps of 1 and 48 vertical steps of 0.
+    border = (8 * 5 + 8 * 0) / 16
+    other = (48 * 1 + 48 * 0) / 96
+    assert metrics.seam_score(f, tile=4) == pytest.approx(border / other)
+    assert math.isnan(metrics.seam_score(f, tile=8))  # one tile: no border
+
+
+def test_chroma_psnr_and_spread():
+    f = smooth(t=2)
+    assert metrics.chroma_psnr(f, f) == (math.inf, math.inf)
+    # Grey output from colour input: Cb/Cr error equals the input's chroma, spread falls to 0.
+    grey = np.repeat(metrics.luma(f).round().clip(0, 255).astype(np.uint8)[..., None], 3, axis=-1)
+    cb, cr = metrics.chroma_psnr(f, grey)
+    assert 10 < cb < 40 and 10 < cr < 40
+    assert metrics.chroma_spread(grey) < 0.6  # luma rounding leaves a trace of chroma
+    assert metrics.chroma_spread(f) > 10
+    # A pure luma change leaves chroma alone: white noise added equally to R, G, B.
+    rng = np.random.default_rng(0)
+    n = rng.integers(-3, 4, f.shape[:3])[..., None]
+    g = np.clip(f.astype(int) + n, 0, 255).astype(np.uint8)
+    cb2, cr2 = metrics.chroma_psnr(f, g)
+    assert cb2 > metrics.psnr_rgb(f, g) + 10 and cr2 > metrics.psnr_rgb(f, g) + 10
+    # Blue-only error moves Cb much more than Cr.
+    b = f.copy()
+    b[..., 2] = np.clip(b[..., 2].astype(int) + 20, 0, 255)
+    cb3, cr3 = metrics.chroma_psnr(f, b)
+    assert cb3 < cr3 - 10
+
+
+def test_thumbnail_floor():
+    flat = np.full((2, 64, 64, 3), 77, np.uint8)
+    assert metrics.thumbnail_floor(flat) == math.inf  # nothing but the coarse picture
+    f = smooth(t=2, h=128, w=128)
+    coarse, fine = metrics.thumbnail_floor(f, 16), metrics.thumbnail_floor(f, 4)
+    assert 10 < coarse < fine < 60
+    noisy = add_noise(f, 40)
+    assert metrics.thumbnail_floor(noisy, 16) < coarse

@@ -21,6 +21,16 @@ the reference first. The conventions, so that a codec engineer can check the num
   scale use fewer scales (``ms_ssim_scales`` says how many) with the first weights
   renormalised to sum to 1, so 64x64 frames get 3 scales. Negative per-scale values are
   clamped to 0 before the fractional powers. Per frame, then averaged over frames.
+* ``seam_score``: the mean absolute BT.601-luma step between neighbouring pixels across tile
+  borders (columns/rows ``tile-1 | tile``, ``2*tile-1 | 2*tile``, ...) divided by the mean step
+  at every other position, both directions pooled; 1.0 means the borders are no sharper than
+  the picture anywhere else (no visible grid). One video in, no reference.
+* ``chroma_psnr``: PSNR of BT.601 full-range Cb and of Cr (the JPEG/JFIF matrix, 0..255,
+  peak 255), each from one MSE pooled over all frames and pixels, like ``psnr_rgb``.
+* ``chroma_spread``: the standard deviation of Cb and of Cr over all pixels and frames, averaged;
+  a decoder that washes colour out has a smaller spread than its input.
+* ``thumbnail_floor``: RGB PSNR of the frames shrunk ``factor`` x per side (area average) and
+  scaled back (bicubic), uncompressed: what a codec that keeps only the coarse picture scores.
 * ``vmaf``: libvmaf model vmaf_v0.6.1 through the ffmpeg binary bundled by the optional
   ``imageio-ffmpeg`` package; both videos go to ffmpeg as lossless raw RGB and are converted
   to yuv420p (BT.601, limited range) by the same scaler. ``None`` when unavailable.
@@ -56,6 +66,9 @@ VMAF_MODEL = "vmaf_v0.6.1"
 VMAF_UNAVAILABLE = "VMAF: unavailable (pip install vtcodec[vmaf])"
 
 _BT601 = (0.299, 0.587, 0.114)
+# BT.601 full-range (JFIF) colour difference rows, offset 128 on the 0..255 scale.
+_CB601 = (-0.168736, -0.331264, 0.5)
+_CR601 = (0.5, -0.418688, -0.081312)
 # Frames per filtering chunk are chosen so one float64 map stays near 16 MB (~200 MB peak).
 _CHUNK_PIXELS = 2_000_000
 
@@ -282,6 +295,85 @@ def vmaf(ref_frames: np.ndarray, dist_frames: np.ndarray, fps: float | Fraction)
         return float(pooled["mean"])
     per_frame = [f["metrics"]["vmaf"] for f in data.get("frames", [])]
     return float(np.mean(per_frame)) if per_frame else None
+
+
+def _check_video(frames: np.ndarray) -> None:
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
+        raise VtcodecError(f"frames must be non-empty uint8 (T,H,W,3), got {frames.dtype} {tuple(frames.shape)}")
+
+
+def _colour_difference(frames: np.ndarray, rows: tuple[float, float, float]) -> np.ndarray:
+    f = frames.astype(np.float64)
+    return 128.0 + f[..., 0] * rows[0] + f[..., 1] * rows[1] + f[..., 2] * rows[2]
+
+
+def seam_score(frames: np.ndarray, tile: int = 128) -> float:
+    """Mean |luma step| across tile borders / mean |luma step| elsewhere; 1.0 = no grid.
+
+    nan when the frames are no larger than one tile (no border to measure); inf when only the
+    borders have steps.
+    """
+    _check_video(frames)
+    if tile < 1:
+        raise VtcodecError(f"tile must be a positive number of pixels, got {tile}")
+    y = luma(frames)
+    border_sum = other_sum = 0.0
+    border_n = other_n = 0
+    for axis in (2, 1):  # steps between columns, then between rows
+        d = np.abs(np.diff(y, axis=axis))  # position i is the step between pixel i and i + 1
+        at = np.zeros(d.shape[axis], bool)
+        at[tile - 1 :: tile] = True
+        b = d.compress(at, axis=axis)
+        border_sum += float(b.sum())
+        border_n += b.size
+        other_sum += float(d.sum()) - float(b.sum())
+        other_n += d.size - b.size
+    if border_n == 0 or other_n == 0:
+        return math.nan
+    border, other = border_sum / border_n, other_sum / other_n
+    if other == 0:
+        return 1.0 if border == 0 else math.inf
+    return border / other
+
+
+def chroma_psnr(ref: np.ndarray, dist: np.ndarray) -> tuple[float, float]:
+    """(Cb PSNR, Cr PSNR) in dB, BT.601 full range, each from one pooled MSE; inf if identical."""
+    _check_pair(ref, dist)
+    out = []
+    for rows in (_CB601, _CR601):
+        mse = float(np.mean((_colour_difference(ref, rows) - _colour_difference(dist, rows)) ** 2))
+        out.append(_psnr_from_mse(mse))
+    return out[0], out[1]
+
+
+def chroma_spread(frames: np.ndarray) -> float:
+    """Mean of the standard deviations of Cb and Cr (BT.601 full range) over the whole video."""
+    _check_video(frames)
+    return float(np.mean([_colour_difference(frames, rows).std() for rows in (_CB601, _CR601)]))
+
+
+def resize_frames(frames: np.ndarray, height: int, width: int, mode: str) -> np.ndarray:
+    """uint8 (T, H, W, 3) resampled to (T, height, width, 3) by torch ("area" to shrink,
+    "bicubic" to enlarge), rounded and clipped; frames in chunks to bound memory."""
+    _check_video(frames)
+    t, h, w, _ = frames.shape
+    out = np.empty((t, height, width, 3), np.uint8)
+    for sl in _chunks(t, max(h, height), max(w, width)):
+        x = torch.from_numpy(frames[sl]).permute(0, 3, 1, 2).float()  # (N, 3, H, W)
+        kw = {} if mode == "area" else {"align_corners": False}
+        y = F.interpolate(x, size=(height, width), mode=mode, **kw)
+        out[sl] = y.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return out
+
+
+def thumbnail_floor(frames: np.ndarray, factor: int = 16) -> float:
+    """RGB PSNR of the frames shrunk `factor` x per side (area) and scaled back (bicubic)."""
+    _check_video(frames)
+    if factor < 1:
+        raise VtcodecError(f"factor must be a positive whole number, got {factor}")
+    _, h, w, _ = frames.shape
+    small = resize_frames(frames, max(1, round(h / factor)), max(1, round(w / factor)), "area")
+    return psnr_rgb(frames, resize_frames(small, h, w, "bicubic"))
 
 
 def all_metrics(
