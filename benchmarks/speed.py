@@ -237,6 +237,8 @@ def startup(model: str, device: str, repeats: int) -> dict:
 
 def median_runs(argv: list[str], what: str, repeats: int) -> tuple[float, float, list[str]]:
     runs = [run_child(argv, what) for _ in range(repeats)]
+    for r in runs:  # as they end: a long run shows where it is, and a cut-short one what it had
+        print(f"  ({what}: {r.wall:.1f} s, peak RSS {r.peak_mb:.0f} MB)", file=sys.stderr, flush=True)
     return statistics.median(r.wall for r in runs), max(r.peak_mb for r in runs), [r.out for r in runs]
 
 
