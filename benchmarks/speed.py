@@ -63,6 +63,7 @@ class Run(NamedTuple):
     wall: float  # seconds from spawn to exit
     peak_mb: float  # the child's ru_maxrss, MiB
     out: str
+    cpu: float  # user + system CPU seconds of the child: steadier than `wall` on a busy machine
 
 
 # Spawns argv, waits for it and writes its wall time and ru_maxrss to the file argv[1]. A process
@@ -76,7 +77,8 @@ pid = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ)
 _, status, usage = os.wait4(pid, 0)
 wall = time.perf_counter() - t0
 with open(sys.argv[1], "w") as f:
-    json.dump({"wall_s": wall, "maxrss": usage.ru_maxrss, "rc": os.waitstatus_to_exitcode(status)}, f)
+    json.dump({"wall_s": wall, "maxrss": usage.ru_maxrss, "cpu_s": usage.ru_utime + usage.ru_stime,
+               "rc": os.waitstatus_to_exitcode(status)}, f)
 """
 
 
@@ -91,7 +93,7 @@ def run_child(argv: list[str], what: str) -> Run:
     if r["rc"] != 0:
         sys.exit(f"{what} failed (exit {r['rc']}): {' '.join(argv)}\n{text[-3000:]}")
     kib = r["maxrss"] / (1024 if sys.platform == "darwin" else 1)  # bytes on macOS, KiB on Linux
-    return Run(r["wall_s"], kib / 1024, text)
+    return Run(r["wall_s"], kib / 1024, text, r["cpu_s"])
 
 
 def vtcodec_argv(*args: str) -> list[str]:
@@ -231,25 +233,30 @@ def startup(model: str, device: str, repeats: int) -> dict:
         "load_import_s": statistics.median(x["import_s"] for x in loads),
         "load_model_s": statistics.median(x["load_s"] for x in loads),
         "load_peak_mb": max(r.peak_mb for r in runs["load"]),
+        "cpu_s": {k: statistics.median(r.cpu for r in v[1:]) for k, v in runs.items()},
         "repeats": repeats, "arch": loads[0]["arch"], "sha256": loads[0]["sha256"], "machine": loads[0]["machine"],
     }
 
 
-def median_runs(argv: list[str], what: str, repeats: int) -> tuple[float, float, list[str]]:
-    runs = [run_child(argv, what) for _ in range(repeats)]
-    for r in runs:  # as they end: a long run shows where it is, and a cut-short one what it had
-        print(f"  ({what}: {r.wall:.1f} s, peak RSS {r.peak_mb:.0f} MB)", file=sys.stderr, flush=True)
-    return statistics.median(r.wall for r in runs), max(r.peak_mb for r in runs), [r.out for r in runs]
+def median_runs(argv: list[str], what: str, repeats: int) -> tuple[float, float, float, list[str]]:
+    """(median wall s, max peak MiB, median CPU s, outputs) of `repeats` runs."""
+    runs = []
+    for _ in range(repeats):
+        runs.append(r := run_child(argv, what))
+        # as they end: a long run shows where it is, and a cut-short one what it had
+        print(f"  ({what}: {r.wall:.1f} s, {r.cpu:.1f} CPU s, peak RSS {r.peak_mb:.0f} MB)", file=sys.stderr, flush=True)
+    return (statistics.median(r.wall for r in runs), max(r.peak_mb for r in runs),
+            statistics.median(r.cpu for r in runs), [r.out for r in runs])
 
 
 def bench_vtcodec(clip: Path, work: Path, model: str, device: str, repeats: int, load_s: float) -> dict:
     vtk, y4m = work / "clip.vtk", work / "vtcodec.y4m"
-    enc_wall, enc_mb, _ = median_runs(vtcodec_argv("encode", str(clip), "-o", str(vtk), "--model", model,
+    enc_wall, enc_mb, enc_cpu, _ = median_runs(vtcodec_argv("encode", str(clip), "-o", str(vtk), "--model", model,
                                                    "--device", device, "--force"), "vtcodec encode", repeats)
-    dec_wall, dec_mb, _ = median_runs(vtcodec_argv("decode", str(vtk), "-o", str(y4m), "--device", device,
+    dec_wall, dec_mb, dec_cpu, _ = median_runs(vtcodec_argv("decode", str(vtk), "-o", str(y4m), "--device", device,
                                                    "--force"), "vtcodec decode", repeats)
-    return {"enc_wall_s": enc_wall, "enc_net_s": enc_wall - load_s, "enc_peak_mb": enc_mb,
-            "dec_wall_s": dec_wall, "dec_net_s": dec_wall - load_s, "dec_peak_mb": dec_mb,
+    return {"enc_wall_s": enc_wall, "enc_net_s": enc_wall - load_s, "enc_peak_mb": enc_mb, "enc_cpu_s": enc_cpu,
+            "dec_wall_s": dec_wall, "dec_net_s": dec_wall - load_s, "dec_peak_mb": dec_mb, "dec_cpu_s": dec_cpu,
             "bytes": vtk.stat().st_size, "decoded": y4m}
 
 
@@ -258,9 +265,9 @@ def bench_classical(codec: str, clip: Path, work: Path, repeats: int) -> dict:
     me = [sys.executable, str(Path(__file__).resolve()), "--classical-child"]
     res = {}
     for phase, a, b in (("enc", clip, mkv), ("dec", mkv, y4m)):
-        wall, mb, outs = median_runs([*me, phase + "ode", codec, str(a), str(b)], f"{codec} {phase}ode", repeats)
-        res |= {f"{phase}_wall_s": wall, f"{phase}_net_s": statistics.median(last_json(o)["seconds"] for o in outs),
-                f"{phase}_peak_mb": mb}
+        wall, mb, cpu, outs = median_runs([*me, phase + "ode", codec, str(a), str(b)], f"{codec} {phase}ode", repeats)
+        res |= {f"{phase}_wall_s": wall, f"{phase}_cpu_s": cpu, f"{phase}_peak_mb": mb,
+                f"{phase}_net_s": statistics.median(last_json(o)["seconds"] for o in outs)}
     return res | {"bytes": mkv.stat().st_size, "decoded": y4m}
 
 
@@ -312,7 +319,8 @@ def print_startup(st: dict, model: str) -> None:
     print(f"startup (median of {st['repeats']}, after one warm-up round): vtcodec --help {st['help_s']:.2f} s, "
           f"vtcodec models {st['models_s']:.2f} s (first {st['models_first_s']:.2f} s), "
           f"import + model load {st['load_s']:.2f} s (imports {st['load_import_s']:.2f} s, "
-          f"load {st['load_model_s']:.2f} s, peak {st['load_peak_mb']:.0f} MB)")
+          f"load {st['load_model_s']:.2f} s, peak {st['load_peak_mb']:.0f} MB); CPU s: "
+          + ", ".join(f"{k} {v:.2f}" for k, v in st["cpu_s"].items()))
 
 
 def default_model() -> str:
@@ -383,6 +391,8 @@ def main(argv: list[str] | None = None) -> dict:
         "load_average_1m": {"before": load_before, "after": os.getloadavg()[0]}, "sizes": sizes,
         "method": {"fps": "frames / child wall time (run); net subtracts startup.load_s for vtcodec, and is the "
                           "child's own timer (after imports) for x264 / SVT-AV1",
+                   "cpu_s": "user + system CPU seconds of that child (os.wait4): steadier than wall time when "
+                            "other jobs share the CPU",
                    "peak_mb": "ru_maxrss of that child from os.wait4 in a small spawning interpreter (a ~10 MB floor), MiB",
                    "ratios": "net fps / x264 medium's net encode fps at the same size",
                    "vtcodec": "python -m vtcodec encode / decode (-o .y4m), one process each",
