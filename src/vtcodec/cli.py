@@ -242,9 +242,9 @@ def models() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from vtcodec.models.registry import list_models, model_dirs
+    from vtcodec.checkpoint_index import list_checkpoints, model_dirs
 
-    found = list_models()
+    found = list_checkpoints()  # headers and a cache: no torch, no model built (unless a checkpoint is new)
     t = Table("key", "arch", "px/token", "params", "MB", "sha256", "path")
     for m in found:
         t.add_row(m.key, m.arch, str(m.pixels_per_token), f"{m.params / 1e6:.2f}M", f"{m.size_bytes / 1e6:.1f}",

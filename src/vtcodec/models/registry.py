@@ -27,6 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save
 
 from vtcodec.atomic import replace_atomically
+from vtcodec.checkpoint_index import PACKAGE_MODELS, model_dirs  # noqa: F401  (the search path, kept torch-free)
 from vtcodec.errors import ModelError
 from vtcodec.models.base import Tokenizer
 from vtcodec.models.convtok import ConvTok
@@ -36,8 +37,6 @@ from vtcodec.models.tivtok2 import TivTok2
 from vtcodec.models.vidtok import VidTok
 
 ARCHS: dict[str, type[Tokenizer]] = {m.arch: m for m in (TivTok, TivTok2, RefTok, VidTok, ConvTok)}
-# the shipped checkpoints (see pyproject.toml), resolved: in a checkout, the repository's models/
-PACKAGE_MODELS = (Path(__file__).resolve().parents[1] / "_models").resolve()
 SUPERSEDED = "superseded"  # models/superseded/: replaced checkpoints, kept so old .vtk files decode
 
 
@@ -232,20 +231,6 @@ class CheckpointInfo:
     params: int
     sha256: str
     size_bytes: int
-
-
-def model_dirs() -> list[Path]:
-    dirs = []
-    if os.environ.get("VTCODEC_MODELS"):
-        dirs.append(Path(os.environ["VTCODEC_MODELS"]))
-    dirs += [PACKAGE_MODELS, Path.cwd() / "models"]
-    seen, out = set(), []
-    for d in dirs:
-        r = d.resolve()
-        if r not in seen and r.is_dir():
-            seen.add(r)
-            out.append(r)
-    return out
 
 
 def list_models() -> list[CheckpointInfo]:
