@@ -135,7 +135,17 @@ def _run(todo, out, ckpt, options, clip_frames, size, workers, gpus_per_worker, 
     started = not ray.is_initialized()
     if started:
         kw = {"address": address} if address else {"num_cpus": num_cpus}
-        ray.init(**kw, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+        for attempt in (1, 2):
+            try:
+                ray.init(**kw, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+                break
+            except Exception as e:  # Ray gives a local raylet 30 s to register: a loaded machine can miss that once
+                ray.shutdown()
+                if address and isinstance(e, ConnectionError):
+                    raise VtcodecError(f"--address {address}: {e} (a cluster with token authentication also "
+                                       "needs its RAY_AUTH_TOKEN here)") from None
+                if address or attempt == 2 or "timed out during startup" not in str(e):
+                    raise
     try:
         if workers is None:
             res = ray.cluster_resources()
