@@ -117,6 +117,7 @@ def test_loader_yields_numpy_batches_without_ray(run):
     toks = b["tokens"][0]
     assert set(toks) == set(b["streams"][0]) and all(v.ndim == 2 and v.dtype == np.int64 for v in toks.values())
     assert b["chunks"][0].shape[1] == 4
+    assert set(b["levels"][0]) == set(toks) and b["token_rows"][0][next(iter(toks))].sum() == len(next(iter(toks.values())))
     only = next(read_token_shards(out, columns=["source", "tokens"]))
     assert set(only) == {"source", "tokens", "streams", "token_rows"}
     # `import vtcodec` never imports ray, and the loader runs where ray cannot be imported at all

@@ -120,17 +120,20 @@ def shard_files(folder: str | os.PathLike) -> list[Path]:
     return sorted(d.glob(SHARD_GLOB))
 
 
+PER_STREAM = ("tokens", "token_rows", "levels", "grids")  # list columns that follow `streams`
+
+
 def read_token_shards(folder: str | os.PathLike, *, batch_size: int = 64,
                       columns: list[str] | None = None) -> Iterator[dict[str, np.ndarray]]:
     """Yield the clips of `vtcodec tokenize`'s output folder as numpy batches of up to
-    `batch_size` rows: scalar columns as 1-D arrays, `vtk` as an object array of bytes, and
-    `tokens` as an object array of {stream: int64 (rows, tokens per row)} dicts, one per clip
-    (all its chunks' rows, in chunk order; `token_rows` says which rows came from which chunk).
-    `columns`: read only these (e.g. ["source", "tokens", "streams"]; `tokens` needs `streams`
-    and `token_rows`, which are added). Needs pyarrow, not Ray."""
+    `batch_size` rows: scalar columns as 1-D arrays, `vtk` as an object array of bytes, `chunks`
+    of (n, 4) arrays, and the per-stream columns as object arrays of {stream: array} dicts, one
+    per clip: `tokens` int64 (rows, tokens per row), all the clip's chunks in order (`token_rows`
+    says how many rows each chunk gave), `levels` and `grids`. `columns`: read only these (the
+    per-stream ones bring `streams` along). Needs pyarrow, not Ray."""
     _, pq = _pa()
-    if columns is not None and "tokens" in columns:
-        columns = list(dict.fromkeys([*columns, "streams", "token_rows"]))
+    if columns is not None and set(columns) & set(PER_STREAM):
+        columns = list(dict.fromkeys([*columns, "streams", *(["token_rows"] if "tokens" in columns else [])]))
     for path in shard_files(folder):
         for rb in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=columns):
             yield _numpy_batch(rb.to_pydict())
@@ -141,12 +144,14 @@ def _numpy_batch(cols: dict[str, list]) -> dict[str, np.ndarray]:
     for name, values in cols.items():
         if name == "tokens":
             out[name] = _objects([
-                {k: np.asarray(flat, dtype=np.int64).reshape(sum(rows), -1) if sum(rows) else np.zeros((0, 0), np.int64)
-                 for k, flat, rows in zip(names, toks, trows)}
+                {k: np.asarray(flat, dtype=np.int64).reshape(sum(rows), -1) for k, flat, rows in zip(names, toks, trows)}
                 for names, toks, trows in zip(cols["streams"], values, cols["token_rows"])])
+        elif name in PER_STREAM:
+            out[name] = _objects([{k: np.asarray(v, dtype=np.int64) for k, v in zip(names, per)}
+                                  for names, per in zip(cols["streams"], values)])
         elif name == "chunks":
             out[name] = _objects([np.asarray(v, dtype=np.int64).reshape(-1, 4) for v in values])
-        elif values and isinstance(values[0], (list, bytes)):
+        elif name in ("streams", "vtk", "refreshed", "refreshed_rows"):
             out[name] = _objects([v if isinstance(v, bytes) else np.asarray(v) for v in values])
         else:
             out[name] = np.asarray(values)
