@@ -225,3 +225,38 @@ def test_cluster_run_killed_midway_then_rerun_has_every_clip_once(tmp_path):
     keys = sorted((Path(r["source"]).name, r["clip_start"], r["frames"]) for r in _rows(out))
     assert keys == [(f"v{i}.mkv", s, 8) for i in range(3) for s in (0, 8)]
     assert killed, "the first run finished before it could be killed"
+
+
+def test_sources_expand_folders_globs_and_manifests(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from vtcodec.errors import VtcodecError
+    from vtcodec.scale.inputs import expand_sources
+
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    for name in ("d/a.mkv", "d/sub/b.mp4", "d/notes.txt", "c.mkv", "odd.bin"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "list.csv").write_text("path,caption\nc.mkv,x\nd/a.mkv,y\n")
+    (tmp_path / "list.jsonl").write_text('{"path": "odd.bin"}\n\n')
+    pq.write_table(pa.table({"path": [str(tmp_path / "c.mkv")]}), tmp_path / "list.parquet")
+    got = expand_sources([tmp_path / "d", str(tmp_path / "*.mkv"), tmp_path / "list.csv", tmp_path / "list.jsonl",
+                          tmp_path / "list.parquet", tmp_path / "odd.bin"])
+    assert got == [str(tmp_path / p) for p in ("d/a.mkv", "d/sub/b.mp4", "c.mkv", "odd.bin")]  # once each, in order
+    with pytest.raises(VtcodecError, match="matches no files"):
+        expand_sources([str(tmp_path / "*.webm")])
+    (tmp_path / "bad.csv").write_text("file\nc.mkv\n")
+    with pytest.raises(VtcodecError, match="'path' column"):
+        expand_sources([tmp_path / "bad.csv"])
+
+
+def test_size_scales_to_cover_and_crops_the_centre():
+    from vtcodec.errors import VtcodecError
+    from vtcodec.scale.pipeline import fit, parse_size
+
+    frames = synth_frames(2, 64, 32)
+    assert np.array_equal(fit(frames, (32, 32)), frames[:, :, 16:48])  # no scaling needed: a centre crop
+    assert fit(frames, (128, 32)).shape == (2, 32, 128, 3)  # scaled up 2x to cover the width, cropped in height
+    assert parse_size("256x128") == (256, 128) and parse_size(None) is None
+    with pytest.raises(VtcodecError, match="WIDTHxHEIGHT"):
+        parse_size("256")
