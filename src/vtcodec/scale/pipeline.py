@@ -105,11 +105,11 @@ def tokenize(sources: list, out: str | os.PathLike, *, model: str | os.PathLike 
         raise VtcodecError(f"--out {os.fspath(out)!r}: cannot create the folder ({e.strerror or e})") from None
     totals = _commit_staged(out)  # what a killed run left
     done, counts = shards.done_clips(out)
-    todo = []
-    for src in inputs:
-        have = sorted(c for s, c in done if s == src)
-        if src not in counts or len(have) < counts[src]:
-            todo.append({"source": src, "skip": have})
+    have: dict[str, list[int]] = {}
+    for s, c in sorted(done):
+        have.setdefault(s, []).append(c)
+    todo = [{"source": src, "skip": have.get(src, [])} for src in inputs
+            if src not in counts or len(have[src]) < counts[src]]
     if todo:
         options = dict(segment_chunks=segment_chunks, refresh_db=refresh_db, overlap=overlap)
         _run(todo, out, ckpt, options, clip_frames, size, workers, gpus_per_worker, threads, address, num_cpus,
@@ -153,7 +153,7 @@ def _run(todo, out, ckpt, options, clip_frames, size, workers, gpus_per_worker, 
             if clip_frames is None and size is None:  # one clip per input: no more actors than inputs
                 workers = min(workers, len(todo))
             workers = max(1, workers)
-        ds = ray.data.from_items(todo, override_num_blocks=len(todo))
+        ds = ray.data.from_items(todo, override_num_blocks=min(len(todo), 1024))  # a block: inputs one task cuts
         # Cutting and writing are light next to the model on CPU machines: 0 CPUs, so they never
         # wait behind actors that hold every core; with GPU actors the CPUs are free for them
         ds = ds.flat_map(cut_clips, fn_kwargs={"clip_frames": clip_frames, "size": size},
