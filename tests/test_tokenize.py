@@ -212,7 +212,7 @@ def test_cluster_run_killed_midway_then_rerun_has_every_clip_once(tmp_path):
         killed = first.returncode == -signal.SIGKILL
         if killed:  # nothing visible yet: shards appear only when their staged file is whole
             assert not list(out.glob("shard-*.parquet"))
-        second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180)
+        second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
         assert second.returncode == 0, second.stderr[-2000:]
         assert "0 failures" in second.stdout
     finally:
