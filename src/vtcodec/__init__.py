@@ -8,6 +8,7 @@ Library surface (imports torch lazily, so `import vtcodec` is cheap):
     vtcodec.read_tokens(src)                        .vtk -> each chunk's token arrays (no model, no torch)
     vtcodec.load_tokenizer("tivtok")                a checkpoint as a model
     vtcodec.list_models()                           installed checkpoints
+    vtcodec.read_token_shards(dir)                  `vtcodec tokenize` shards -> numpy batches (pyarrow, no Ray)
 """
 
 __version__ = "0.1.0"
@@ -20,6 +21,7 @@ _LAZY = {
     "load_tokenizer": "vtcodec.codec",
     "read_tokens": "vtcodec.tokens",
     "list_models": "vtcodec.models.registry",
+    "read_token_shards": "vtcodec.scale.shards",
 }
 __all__ = [*_LAZY, "__version__"]
 

@@ -237,6 +237,32 @@ def tokens(
 
 
 @app.command()
+def tokenize(
+    src: Annotated[list[str], typer.Argument(help="videos, folders, globs, or manifests (.csv/.jsonl/.parquet with a 'path' column)")],
+    out: Annotated[Path, typer.Option("--out", help="output folder: shard-*.parquet, errors.jsonl")],
+    model: Annotated[str, typer.Option(help="checkpoint key (see `vtcodec models`) or .safetensors path")] = "tivtok",
+    clip_frames: Annotated[Optional[int], typer.Option(help="cut videos into clips of N frames (default: whole files)")] = None,
+    size: Annotated[Optional[str], typer.Option(help="WxH: scale each clip to cover it and crop the centre")] = None,
+    segment: Annotated[int, typer.Option(help="as for `encode`")] = 8,
+    refresh_db: Annotated[float, typer.Option(help="as for `encode` (rate-distortion knob)")] = 1.0,
+    overlap: Annotated[int, typer.Option(help="as for `encode`")] = 0,
+    workers: Annotated[Optional[int], typer.Option(help="model actors (default: one per CPU, or per --gpus-per-worker GPUs)")] = None,
+    gpus_per_worker: Annotated[float, typer.Option(help="GPUs per actor (0: CPU actors)")] = 0.0,
+    threads: Annotated[int, typer.Option(help="torch threads (and CPUs) per CPU actor")] = 1,
+    address: Annotated[Optional[str], typer.Option(help="an existing Ray cluster (e.g. auto, host:6379); default: Ray in this process")] = None,
+    num_cpus: Annotated[Optional[int], typer.Option(help="CPUs for the local Ray (default: all)")] = None,
+    shard_clips: Annotated[int, typer.Option(help="clips per shard file (a killed run redoes its unfinished shards)")] = 64,
+) -> None:
+    """Tokenize a whole dataset into Parquet shards on Ray Data (resumable; needs vtcodec[scale])."""
+    from vtcodec.scale.pipeline import parse_size, tokenize as run
+
+    s = run(src, out, model=model, clip_frames=clip_frames, size=parse_size(size), segment_chunks=segment,
+            refresh_db=refresh_db, overlap=overlap, workers=workers, gpus_per_worker=gpus_per_worker,
+            threads=threads, address=address, num_cpus=num_cpus, shard_clips=shard_clips)
+    typer.echo(s.line())
+
+
+@app.command()
 def models() -> None:
     """List installed checkpoints ($VTCODEC_MODELS, then the shipped ones, then ./models)."""
     from rich.console import Console
