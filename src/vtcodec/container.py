@@ -158,6 +158,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from vtcodec import limits as _limits
 from vtcodec.errors import FormatError, OutputError, VtcodecError, held_signals
 
 __all__ = [
@@ -276,6 +277,26 @@ def _header_problem(header) -> str | None:
     if not isinstance(header["fps"], str) or not _FPS_RE.fullmatch(header["fps"]):
         return f"header 'fps' must be a string 'num/den' of positive ints, got {header['fps']!r}"
     return None
+
+
+def parse_header(text: bytes, lim: _limits.Limits) -> dict:
+    """The header JSON -> a dict that satisfies the container's keys and the codec's header model
+    (vtcodec.limits) within `lim`; FormatError naming the field otherwise. Nesting depth is
+    checked before parsing (json.loads recurses), numbers that parse to infinity are refused."""
+    depth = _limits.json_depth(text)
+    if depth > _limits.MAX_JSON_DEPTH:
+        raise FormatError(f"invalid .vtk header: JSON nested {depth} deep (limit {_limits.MAX_JSON_DEPTH})")
+    try:
+        header = json.loads(
+            text.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_reject_constant,
+            parse_float=_limits.parse_float,
+        )
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise FormatError(f"corrupt .vtk header: not UTF-8 JSON ({str(e)[:200]})") from None
+    problem = _header_problem(header) or _limits.header_problem(header, lim)
+    if problem:
+        raise FormatError(f"invalid .vtk header: {problem}")
+    return header
 
 
 def _read_bytes(fp: BinaryIO, n: int, what: str) -> bytes:
@@ -591,8 +612,9 @@ class VtkReader:
     `bytes_read` counts the bytes read so far, to show how little a seek reads.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, *, limits: _limits.Limits | None = None):
         self.bytes_read = 0
+        self.limits = _limits.current() if limits is None else limits
         if hasattr(path, "read"):
             self._fp, self._owned, self.path = path, False, getattr(path, "name", "<file>")
         else:
@@ -646,16 +668,7 @@ class VtkReader:
             raise FormatError("corrupt .vtk: header CRC mismatch")
         if version >= 3:
             blob = unpack_header(blob)
-        try:
-            header = json.loads(
-                blob.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_reject_constant
-            )
-        except (UnicodeDecodeError, ValueError) as e:
-            raise FormatError(f"corrupt .vtk header: not UTF-8 JSON ({e})") from None
-        problem = _header_problem(header)
-        if problem:
-            raise FormatError(f"invalid .vtk header: {problem}")
-        self.header: dict = header
+        self.header: dict = parse_header(blob, self.limits)
         self.header_bytes = header_len  # as stored (compressed in version 3)
         self._data_start = _PREAMBLE.size + header_len + _CRC.size
 
@@ -706,6 +719,8 @@ class VtkReader:
                 raise FormatError(f"{where}: offset {offset} / chunk number not after the previous entry's")
             if offset >= self._index_offset:
                 raise FormatError(f"{where}: offset {offset} is not before the index at {self._index_offset}")
+            if nf > self.header["chunk_frames"]:
+                raise FormatError(f"{where}: {nf} frames in a chunk of at most {self.header['chunk_frames']}")
             if first != next_frame or nf < 1:
                 raise FormatError(
                     f"{where}: frames [{first}, {first + nf}) do not continue from frame {next_frame}"
