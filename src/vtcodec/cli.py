@@ -198,7 +198,8 @@ def info(
 
     con = Console()
     h = d["header"]
-    con.print(f"[bold]{d['path']}[/]  {d['file_bytes']} bytes, {d['bpp']:.5f} bits per pixel")
+    bpp = "no pixels" if d["bpp"] is None else f"{d['bpp']:.5f} bits per pixel"  # an empty video has none
+    con.print(f"[bold]{d['path']}[/]  {d['file_bytes']} bytes, {bpp}")
     con.print(f"model {h['model']} ({h.get('arch')}) sha256 {h['checkpoint_sha256'][:16]}…  "
               f"{h['width']}x{h['height']} {h['frame_count']} frames @ {h['fps']} fps, "
               f"chunks of {h['chunk_frames']}: {d['chunks']} ({d['key_chunks']} key, {d['tile_refreshes']} tiles refreshed)")
