@@ -32,7 +32,7 @@ import numpy as np
 from vtcodec.container import REFRESH_TILES, SEGMENT, SHARED, TOKENS, VtkReader, check_chunk_units
 from vtcodec.errors import FormatError, OutputError, VtcodecError
 from vtcodec.entropy import grid_problem
-from vtcodec.packing import unpack_streams
+from vtcodec.packing import MAX_ELEMENTS, unpack_streams
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def _unit_limit(header: dict, grids: dict) -> int:
     keep the packing default."""
     tiles = header.get("tiles")
     if not grids or type(tiles) is not int or tiles < 1:
-        return 1 << 26
+        return MAX_ELEMENTS
     return tiles * (sum(math.prod(g) for g in grids.values()) + 1)
 
 
