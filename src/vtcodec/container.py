@@ -520,10 +520,12 @@ class VtkWriter:
             self._fp.flush()
             os.fsync(self._fp.fileno())
             self._fp.close()
-            if not self._force and os.path.lexists(self.path):
-                # Someone created it while we were writing: still never clobber without force.
-                raise FileExistsError(17, "appeared while writing; use force to overwrite")
-            os.replace(self._tmp, self.path)
+            # Someone may have created it while we were writing: still never clobber without force.
+            place_file(self._tmp, self.path, self._force)
+        except FileExistsError:
+            self.abort()
+            raise OutputError(f"cannot write {self.path!r}: it appeared while writing (another writer?); "
+                              "use force to overwrite") from None
         except OSError as e:
             self.abort()
             raise OutputError(f"cannot write {self.path!r}: {e.strerror or e}") from None
@@ -570,6 +572,26 @@ def _walk_keys(obj):
     elif isinstance(obj, (list, tuple)):
         for v in obj:
             yield from _walk_keys(v)
+
+
+def place_file(tmp, dst, force: bool) -> None:
+    """Move the finished temporary file `tmp` onto `dst`. With `force` it replaces `dst`; without,
+    it lands only where nothing exists, atomically: a hard link cannot be made over an existing
+    name, so of two writers racing for one output one wins and the other gets FileExistsError
+    (a check-then-rename would let both "win", the second clobbering the first)."""
+    if force:
+        os.replace(tmp, dst)
+        return
+    try:
+        os.link(tmp, dst)
+    except FileExistsError:
+        raise
+    except OSError:  # a filesystem without hard links: check, then rename (a narrow race remains)
+        if os.path.lexists(dst):
+            raise FileExistsError(17, "exists", os.fspath(dst)) from None
+        os.replace(tmp, dst)
+        return
+    os.unlink(tmp)
 
 
 def _fsync_dir(path: str) -> None:
