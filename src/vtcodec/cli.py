@@ -12,12 +12,13 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from vtcodec.errors import VtcodecError, interrupt
+from vtcodec.errors import VtcodecError, VtcodecWarning, interrupt
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="A video codec built on neural video tokenizers.")
@@ -315,7 +316,9 @@ def main(argv: list[str] | None = None) -> None:
         for s, handler in ((signal.SIGINT, _interrupted), (signal.SIGTERM, _terminated)):
             if s in before:
                 signal.signal(s, handler)
-        app(args=argv, prog_name="vtcodec")  # standalone: Click prints usage errors itself
+        with warnings.catch_warnings():  # restores showwarning on the way out
+            warnings.showwarning = _show_warning
+            app(args=argv, prog_name="vtcodec")  # standalone: Click prints usage errors itself
     except VtcodecError as e:
         typer.echo(f"error: {e}", err=True)
         sys.exit(1)
@@ -328,6 +331,14 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         for s, handler in before.items():
             signal.signal(s, handler)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """vtcodec's own warnings (errors.VtcodecWarning) as one line, others as Python prints them."""
+    if issubclass(category, VtcodecWarning):
+        typer.echo(f"warning: {message}", err=True)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 class Terminated(BaseException):
