@@ -234,10 +234,17 @@ def _grids_problem(h: dict, lim: Limits) -> str | None:
 
 def unit_token_limit(header: dict, default: int = 1 << 24) -> int:
     """The most tokens one SHARED or TOKENS unit can hold by a (validated) header: every stream
-    for every tile, plus a partial refresh's tile list; `default` for files without grids.
-    Checked before a payload is decoded, so a forged unit of a few bytes cannot make a reader
-    decode millions of range-coded digits or inflate a zstd bomb (vtcodec.tokens does the same)."""
-    tiles, grids = header.get("tiles"), header.get("stream_grids")
-    if not isinstance(grids, dict) or not grids or not _int(tiles) or tiles < 1:
+    for every tile, plus a partial refresh's tile list. Without `stream_grids` (files from earlier
+    writers), what the frame size allows: `tiles` tiles of tile x tile pixels and chunk_frames
+    frames at `min_pixels_per_token`; `default` when the header has neither. Checked before a
+    payload is decoded, so a forged unit of a few bytes cannot make a reader decode millions of
+    range-coded digits or inflate a zstd bomb: a reader's memory follows the frame size."""
+    tiles, grids, tile = header.get("tiles"), header.get("stream_grids"), header.get("tile")
+    if not _int(tiles) or tiles < 1:
         return default
-    return min(default, tiles * (sum(math.prod(g) for g in grids.values()) + 1))
+    if isinstance(grids, dict) and grids:
+        return tiles * (sum(math.prod(g) for g in grids.values()) + 1)
+    if _int(tile) and tile >= 1 and _int(header.get("chunk_frames")):
+        per_tile = tile * tile * header["chunk_frames"] // Limits.min_pixels_per_token
+        return min(default, tiles * (per_tile + 1))
+    return default

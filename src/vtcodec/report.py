@@ -12,7 +12,7 @@ import numpy as np
 
 from vtcodec.limits import unit_token_limit
 from vtcodec.container import REFRESH_TILES, SHARED, TOKENS, UNIT_NAMES, VtkReader
-from vtcodec.packing import entropy_bits, payload_layouts, unpack_streams
+from vtcodec.packing import MAX_ELEMENTS, entropy_bits, payload_layouts, unpack_streams
 
 
 def describe(path: str | Path) -> dict:
@@ -26,7 +26,7 @@ def describe(path: str | Path) -> dict:
         payload_bits_by_kind: dict[str, int] = defaultdict(int)
         tokens_by_kind: dict[str, int] = defaultdict(int)
         refreshed = 0
-        most = unit_token_limit(header)  # what the header allows, before any payload is decoded
+        most = unit_token_limit(header, MAX_ELEMENTS)  # what the header allows, before any payload is decoded
         for u in r.units():
             kind = UNIT_NAMES[u.type].lower()
             units[kind].append(len(u.payload))
