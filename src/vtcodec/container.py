@@ -123,12 +123,23 @@ What a reader must validate
   the INDEX unit has type 4, a valid CRC and ends exactly at the trailer.
 * index entries: offsets strictly increasing, the first equal to data_start and all below
   index_offset; chunk numbers strictly increasing; first_frame of entry 0 is 0 and each next
-  entry starts where the previous ended (first_frame + n_frames); n_frames >= 1; entry 0 is a
+  entry starts where the previous ended (first_frame + n_frames); 1 <= n_frames <= the header's
+  chunk_frames; entry 0 is a
   key chunk; the sum of n_frames equals the header's frame_count. No entries means no units:
   index_offset == data_start and frame_count == 0.
 * when reading units: every length <= 256 MiB and not past the end of its chunk (checked before
   reading the payload), every CRC, no unknown type, no INDEX unit before the index, units that
   exactly tile each chunk (a unit may not cross a chunk boundary), the SEGMENT rule above.
+
+Reader limits
+-------------
+A file is untrusted input. Beyond the rules above, the reference reader checks the codec's header
+keys whenever present (types, ranges, and cross-checks such as `tiles` against the frame size and
+tile; vtcodec.limits) and refuses what exceeds its limits before allocating anything: header
+JSON nested more than 8 deep, numbers that parse to infinity, frames over 4096 x 2304 pixels
+(or a side over 16384), more than 2**23 frames, chunks over 256 frames, more than 4096 tiles.
+The limits are the reader's, not the format's: VTCODEC_MAX_PIXELS / VTCODEC_MAX_FRAMES or
+`VtkReader(path, limits=...)` change them.
 
 Random access
 -------------
