@@ -211,7 +211,8 @@ def _levels_problem(sl) -> str | None:
     for name, lv in sl.items():
         if not _strings(name) or not isinstance(lv, list) or not 1 <= len(lv) <= 32 \
                 or any(not _int(x) or not 2 <= x <= 1 << 32 for x in lv) or math.prod(lv) > 1 << 32:
-            return f"'stream_levels' entry {_short(name)}: {_short(lv)} is not a list of 1-32 levels >= 2 (product <= 2**32)"
+            return (f"'stream_levels' entry {_short(name)}: {_short(lv)} is not a list of 1-32 levels >= 2 "
+                    "(product <= 2**32)")
     return None
 
 
@@ -222,7 +223,8 @@ def _grids_problem(h: dict, lim: Limits) -> str | None:
     for name, grid in g.items():
         if not _strings(name) or not isinstance(grid, list) or len(grid) != 3 \
                 or any(not _int(x) or not 1 <= x <= MAX_GRID_SIDE for x in grid):
-            return f"'stream_grids' entry {_short(name)}: {_short(grid)} is not [T, H, W] of ints in [1, {MAX_GRID_SIDE}]"
+            return (f"'stream_grids' entry {_short(name)}: {_short(grid)} is not [T, H, W] of ints "
+                    f"in [1, {MAX_GRID_SIDE}]")
     tile = h["tile"] if _int(h.get("tile")) else 4096
     per_tile = sum(math.prod(grid) for grid in g.values())
     most = tile * tile * h["chunk_frames"] // lim.min_pixels_per_token
