@@ -49,3 +49,23 @@ def umask() -> int:
     mask = os.umask(0)  # the only way to read it is to set it
     os.umask(mask)
     return mask
+
+
+def place_file(tmp, dst, force: bool) -> None:
+    """Move the finished temporary file `tmp` onto `dst`. With `force` it replaces `dst`; without,
+    it lands only where nothing exists, atomically: a hard link cannot be made over an existing
+    name, so of two writers racing for one output one wins and the other gets FileExistsError
+    (a check-then-rename would let both "win", the second clobbering the first)."""
+    if force:
+        os.replace(tmp, dst)
+        return
+    try:
+        os.link(tmp, dst)
+    except FileExistsError:
+        raise
+    except OSError:  # a filesystem without hard links: check, then rename (a narrow race remains)
+        if os.path.lexists(dst):
+            raise FileExistsError(17, "exists", os.fspath(dst)) from None
+        os.replace(tmp, dst)
+        return
+    os.unlink(tmp)

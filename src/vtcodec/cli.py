@@ -12,12 +12,13 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from vtcodec.errors import VtcodecError, interrupt
+from vtcodec.errors import VtcodecError, VtcodecWarning, interrupt
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="A video codec built on neural video tokenizers.")
@@ -201,7 +202,8 @@ def info(
 
     con = Console()
     h = d["header"]
-    con.print(f"[bold]{d['path']}[/]  {d['file_bytes']} bytes, {d['bpp']:.5f} bits per pixel")
+    bpp = "no pixels" if d["bpp"] is None else f"{d['bpp']:.5f} bits per pixel"  # an empty video has none
+    con.print(f"[bold]{d['path']}[/]  {d['file_bytes']} bytes, {bpp}")
     con.print(f"model {h['model']} ({h.get('arch')}) sha256 {h['checkpoint_sha256'][:16]}…  "
               f"{h['width']}x{h['height']} {h['frame_count']} frames @ {h['fps']} fps, "
               f"chunks of {h['chunk_frames']}: {d['chunks']} ({d['key_chunks']} key, {d['tile_refreshes']} tiles refreshed)")
@@ -343,7 +345,9 @@ def main(argv: list[str] | None = None) -> None:
         for s, handler in ((signal.SIGINT, _interrupted), (signal.SIGTERM, _terminated)):
             if s in before:
                 signal.signal(s, handler)
-        app(args=argv, prog_name="vtcodec")  # standalone: Click prints usage errors itself
+        with warnings.catch_warnings():  # restores showwarning on the way out
+            warnings.showwarning = _show_warning
+            app(args=argv, prog_name="vtcodec")  # standalone: Click prints usage errors itself
     except VtcodecError as e:
         typer.echo(f"error: {e}", err=True)
         sys.exit(1)
@@ -356,6 +360,14 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         for s, handler in before.items():
             signal.signal(s, handler)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """vtcodec's own warnings (errors.VtcodecWarning) as one line, others as Python prints them."""
+    if issubclass(category, VtcodecWarning):
+        typer.echo(f"warning: {message}", err=True)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 class Terminated(BaseException):

@@ -360,6 +360,7 @@ def iter_decode(src: str | Path, *, start: int = 0, stop: int | None = None, dev
             ref_tiles = None
         key_names = _key_streams(tok)
         want_levels = tok.stream_levels
+        done = start  # frames yielded so far end here (shape_contract)
         for c in chunks_of(r, start, stop):
             refresh = None
             bad = sorted(k for k, lv in c.levels.items() if want_levels.get(k, lv) != lv)
@@ -400,9 +401,29 @@ def iter_decode(src: str | Path, *, start: int = 0, stop: int | None = None, dev
             frames = video_to_frames(layout.merge(torch.cat(outs)), c.n_frames)
             lo, hi = max(start, c.first_frame), min(stop, c.first_frame + c.n_frames)
             if lo < hi:
-                yield frames[lo - c.first_frame: hi - c.first_frame]
+                block = frames[lo - c.first_frame: hi - c.first_frame]
+                done = shape_contract(block, h, lo, hi, done, src)
+                yield block
                 if progress:
                     progress(hi - start, stop - start)
+        shape_contract(None, h, start, stop, done, src)
+
+
+def shape_contract(block, header: dict, lo: int, hi: int, expected_lo: int, src) -> int:
+    """Check that a decoded block is frames [lo, hi), following on from `expected_lo`, at the
+    header's size (uint8 (hi - lo, height, width, 3)); returns hi. A decode returns exactly what the
+    header promises or fails with a FormatError, never something else (issue 23). iter_decode
+    calls it on every block it yields (`block=None`: at the end, that the frames reached `hi`)."""
+    if block is None:
+        if expected_lo != hi:
+            raise FormatError(f"{src}: decoding stopped at frame {expected_lo}, the header promises frames up to {hi}")
+        return hi
+    want = (hi - lo, int(header["height"]), int(header["width"]), 3)
+    if lo != expected_lo or not isinstance(block, np.ndarray) or block.dtype != np.uint8 or block.shape != want:
+        got = getattr(block, "shape", None)
+        raise FormatError(f"{src}: frames [{lo}, {hi}) decode to shape {got} from frame {expected_lo}, "
+                          f"the header promises {want}")
+    return hi
 
 
 def _state_only(tok: Tokenizer, s: Streams, state, key: bool, m: torch.Tensor | None, refs: torch.Tensor | None):

@@ -123,12 +123,23 @@ What a reader must validate
   the INDEX unit has type 4, a valid CRC and ends exactly at the trailer.
 * index entries: offsets strictly increasing, the first equal to data_start and all below
   index_offset; chunk numbers strictly increasing; first_frame of entry 0 is 0 and each next
-  entry starts where the previous ended (first_frame + n_frames); n_frames >= 1; entry 0 is a
+  entry starts where the previous ended (first_frame + n_frames); 1 <= n_frames <= the header's
+  chunk_frames; entry 0 is a
   key chunk; the sum of n_frames equals the header's frame_count. No entries means no units:
   index_offset == data_start and frame_count == 0.
 * when reading units: every length <= 256 MiB and not past the end of its chunk (checked before
   reading the payload), every CRC, no unknown type, no INDEX unit before the index, units that
   exactly tile each chunk (a unit may not cross a chunk boundary), the SEGMENT rule above.
+
+Reader limits
+-------------
+A file is untrusted input. Beyond the rules above, the reference reader checks the codec's header
+keys whenever present (types, ranges, and cross-checks such as `tiles` against the frame size and
+tile; vtcodec.limits) and refuses what exceeds its limits before allocating anything: header
+JSON nested more than 8 deep, numbers that parse to infinity, frames over 4096 x 2304 pixels
+(or a side over 16384), more than 2**23 frames, chunks over 256 frames, more than 4096 tiles.
+The limits are the reader's, not the format's: VTCODEC_MAX_PIXELS / VTCODEC_MAX_FRAMES or
+`VtkReader(path, limits=...)` change them.
 
 Random access
 -------------
@@ -158,6 +169,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from vtcodec import limits as _limits
+from vtcodec.atomic import place_file
 from vtcodec.errors import FormatError, OutputError, VtcodecError, held_signals
 
 __all__ = [
@@ -276,6 +289,26 @@ def _header_problem(header) -> str | None:
     if not isinstance(header["fps"], str) or not _FPS_RE.fullmatch(header["fps"]):
         return f"header 'fps' must be a string 'num/den' of positive ints, got {header['fps']!r}"
     return None
+
+
+def parse_header(text: bytes, lim: _limits.Limits) -> dict:
+    """The header JSON -> a dict that satisfies the container's keys and the codec's header model
+    (vtcodec.limits) within `lim`; FormatError naming the field otherwise. Nesting depth is
+    checked before parsing (json.loads recurses), numbers that parse to infinity are refused."""
+    depth = _limits.json_depth(text)
+    if depth > _limits.MAX_JSON_DEPTH:
+        raise FormatError(f"invalid .vtk header: JSON nested {depth} deep (limit {_limits.MAX_JSON_DEPTH})")
+    try:
+        header = json.loads(
+            text.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_reject_constant,
+            parse_float=_limits.parse_float,
+        )
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise FormatError(f"corrupt .vtk header: not UTF-8 JSON ({str(e)[:200]})") from None
+    problem = _header_problem(header) or _limits.header_problem(header, lim)
+    if problem:
+        raise FormatError(f"invalid .vtk header: {problem}")
+    return header
 
 
 def _read_bytes(fp: BinaryIO, n: int, what: str) -> bytes:
@@ -499,10 +532,12 @@ class VtkWriter:
             self._fp.flush()
             os.fsync(self._fp.fileno())
             self._fp.close()
-            if not self._force and os.path.lexists(self.path):
-                # Someone created it while we were writing: still never clobber without force.
-                raise FileExistsError(17, "appeared while writing; use force to overwrite")
-            os.replace(self._tmp, self.path)
+            # Someone may have created it while we were writing: still never clobber without force.
+            place_file(self._tmp, self.path, self._force)
+        except FileExistsError:
+            self.abort()
+            raise OutputError(f"cannot write {self.path!r}: it appeared while writing (another writer?); "
+                              "use force to overwrite") from None
         except OSError as e:
             self.abort()
             raise OutputError(f"cannot write {self.path!r}: {e.strerror or e}") from None
@@ -591,8 +626,9 @@ class VtkReader:
     `bytes_read` counts the bytes read so far, to show how little a seek reads.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, *, limits: _limits.Limits | None = None):
         self.bytes_read = 0
+        self.limits = _limits.current() if limits is None else limits
         if hasattr(path, "read"):
             self._fp, self._owned, self.path = path, False, getattr(path, "name", "<file>")
         else:
@@ -646,16 +682,7 @@ class VtkReader:
             raise FormatError("corrupt .vtk: header CRC mismatch")
         if version >= 3:
             blob = unpack_header(blob)
-        try:
-            header = json.loads(
-                blob.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_reject_constant
-            )
-        except (UnicodeDecodeError, ValueError) as e:
-            raise FormatError(f"corrupt .vtk header: not UTF-8 JSON ({e})") from None
-        problem = _header_problem(header)
-        if problem:
-            raise FormatError(f"invalid .vtk header: {problem}")
-        self.header: dict = header
+        self.header: dict = parse_header(blob, self.limits)
         self.header_bytes = header_len  # as stored (compressed in version 3)
         self._data_start = _PREAMBLE.size + header_len + _CRC.size
 
@@ -706,6 +733,8 @@ class VtkReader:
                 raise FormatError(f"{where}: offset {offset} / chunk number not after the previous entry's")
             if offset >= self._index_offset:
                 raise FormatError(f"{where}: offset {offset} is not before the index at {self._index_offset}")
+            if nf > self.header["chunk_frames"]:
+                raise FormatError(f"{where}: {nf} frames in a chunk of at most {self.header['chunk_frames']}")
             if first != next_frame or nf < 1:
                 raise FormatError(
                     f"{where}: frames [{first}, {first + nf}) do not continue from frame {next_frame}"

@@ -62,6 +62,11 @@ def whole_number_problem(name: str, value, minimum: int = 1) -> str | None:
     return None
 
 
+class VtcodecWarning(UserWarning):
+    """Something vtcodec did that the user may not expect (a variable frame rate made constant);
+    the CLI prints it as one line."""
+
+
 class VtcodecError(Exception):
     """Base class: a problem with the user's input, files or environment."""
 

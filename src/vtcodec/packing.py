@@ -165,6 +165,11 @@ MAX_K = 1 << 32
 _BLOCK = 1 << 16
 # Bounds the decoder's window allocation for a forged frame; level 19 uses 8 MiB.
 _MAX_WINDOW = 1 << 27
+# What a reader decodes from one payload at most, unless told otherwise: 2**24 indices (128 MiB as
+# int64) and 256 MiB of zstd content (a unit's size limit). A few kB of zstd can declare gigabytes
+# of legitimately repetitive content, so only a limit bounds a forged payload's memory.
+MAX_ELEMENTS = 1 << 24
+MAX_ZSTD_CONTENT = 256 << 20
 
 
 # --------------------------------------------------------------------------------------------
@@ -508,7 +513,7 @@ def payload_layouts(payload: bytes) -> dict[str, tuple[str, tuple[int, int, int]
     return {d.name: (names[d.layout], d.grid) for d in _read_head(payload, 1 << 62)[1]}
 
 
-def unpack_streams(payload: bytes, *, max_elements: int = 1 << 26) -> dict[str, tuple[np.ndarray, list[int]]]:
+def unpack_streams(payload: bytes, *, max_elements: int = MAX_ELEMENTS) -> dict[str, tuple[np.ndarray, list[int]]]:
     """Inverse of pack_streams: name -> (int64 indices with the packed shape, levels).
 
     `max_elements` bounds the total number of indices over all streams; it is checked, together
@@ -549,6 +554,9 @@ def _decompress_frame(frame: memoryview, expected: int) -> bytes:
         raise FormatError(f"corrupt packed tokens: bad zstd frame header ({e})") from None
     if params.content_size == zstandard.CONTENTSIZE_UNKNOWN:
         raise FormatError("corrupt packed tokens: zstd frame lacks a content size")
+    if expected > MAX_ZSTD_CONTENT:
+        raise FormatError(f"corrupt packed tokens: the stream descriptors need {expected} bytes of zstd content, "
+                          f"more than the {MAX_ZSTD_CONTENT} a reader inflates")
     if params.content_size != expected:
         raise FormatError(
             f"corrupt packed tokens: zstd frame declares {params.content_size} bytes, "

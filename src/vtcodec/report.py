@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from vtcodec.limits import unit_token_limit
 from vtcodec.container import REFRESH_TILES, SHARED, TOKENS, UNIT_NAMES, VtkReader
-from vtcodec.packing import entropy_bits, payload_layouts, unpack_streams
+from vtcodec.packing import MAX_ELEMENTS, entropy_bits, payload_layouts, unpack_streams
 
 
 def describe(path: str | Path) -> dict:
@@ -25,11 +26,12 @@ def describe(path: str | Path) -> dict:
         payload_bits_by_kind: dict[str, int] = defaultdict(int)
         tokens_by_kind: dict[str, int] = defaultdict(int)
         refreshed = 0
+        most = unit_token_limit(header, MAX_ELEMENTS)  # what the header allows, before any payload is decoded
         for u in r.units():
             kind = UNIT_NAMES[u.type].lower()
             units[kind].append(len(u.payload))
             if u.type in (SHARED, TOKENS):
-                streams = unpack_streams(u.payload)
+                streams = unpack_streams(u.payload, max_elements=most)
                 for name, (lay, _) in payload_layouts(u.payload).items():
                     layouts[name][lay] += 1
                 for name, (idx, _) in streams.items():

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vtcodec.limits import padded_size
+
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     """Start offsets of tiles covering [0, length) (length >= tile), overlaps >= `overlap`, spread evenly."""
@@ -24,12 +26,9 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     return [round(i * (length - tile) / (n - 1)) for i in range(n)]
 
 
-FRAME_MULTIPLE = 16  # whole-frame models (tile 0) see frames padded to a multiple of this
-
-
 @dataclass(frozen=True)
 class TileLayout:
-    """tile 0: one tile, the whole frame padded (edge replicate) to a multiple of FRAME_MULTIPLE."""
+    """tile 0: one tile, the whole frame padded (edge replicate) to a multiple of vtcodec.limits.FRAME_MULTIPLE."""
     height: int   # original frame size
     width: int
     tile: int
@@ -37,10 +36,7 @@ class TileLayout:
 
     @property
     def padded(self) -> tuple[int, int]:
-        if self.tile == 0:
-            m = FRAME_MULTIPLE
-            return -(-self.height // m) * m, -(-self.width // m) * m
-        return max(self.height, self.tile), max(self.width, self.tile)
+        return padded_size(self.height, self.width, self.tile)
 
     @property
     def starts(self) -> tuple[list[int], list[int]]:

@@ -22,7 +22,6 @@ TIV tokens). Files written before the header recorded grids have none.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,7 +32,8 @@ import numpy as np
 from vtcodec.container import REFRESH_TILES, SEGMENT, SHARED, TOKENS, VtkReader, check_chunk_units
 from vtcodec.errors import FormatError, OutputError, VtcodecError
 from vtcodec.entropy import grid_problem
-from vtcodec.packing import unpack_streams
+from vtcodec.limits import unit_token_limit
+from vtcodec.packing import MAX_ELEMENTS, unpack_streams
 
 
 @dataclass(frozen=True)
@@ -99,11 +99,8 @@ def _unit_limit(header: dict, grids: dict) -> int:
     """The most tokens one unit can hold by the header: every stream for every tile, plus a
     partial refresh's tile list. Checked before a payload is decoded, so a forged unit of a few
     bytes cannot make the reader decode millions of range-coded digits. Files without grids
-    keep the packing default."""
-    tiles = header.get("tiles")
-    if not grids or type(tiles) is not int or tiles < 1:
-        return 1 << 26
-    return tiles * (sum(math.prod(g) for g in grids.values()) + 1)
+    are bounded by their frame size (vtcodec.limits.unit_token_limit)."""
+    return unit_token_limit(header, MAX_ELEMENTS)  # header validated by VtkReader (vtcodec.limits)
 
 
 def _chunk(entry, key: bool, parts: list[dict], grids: dict | None = None) -> TokenChunk:

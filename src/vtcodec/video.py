@@ -15,11 +15,13 @@ containing a printf pattern such as `out/frame_%04d.png`.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -29,8 +31,9 @@ import av
 import numpy as np
 from av.video.reformatter import Interpolation
 
-from vtcodec.atomic import temp_beside, umask
-from vtcodec.errors import OutputError, VideoError, VtcodecError, held_signals, whole_number_problem
+from vtcodec import limits
+from vtcodec.atomic import place_file, temp_beside, umask
+from vtcodec.errors import OutputError, VideoError, VtcodecError, VtcodecWarning, held_signals, whole_number_problem
 
 MIN_SIDE = 16
 # What a source without a frame rate (PNG folders, some raw streams) is assumed to run at.
@@ -64,6 +67,7 @@ class VideoInfo:
     rotation: int  # degrees counter-clockwise applied on read: 0, 90, 180 or 270
     source_format: str  # decoded pixel format, e.g. 'yuv420p', 'gray', 'yuv420p10le' (informational)
     fps_assumed: bool = False  # True when the source had no frame rate and `fps` is a fallback
+    fps_variable: bool = False  # True when frame intervals vary: coded at `fps` (the average), with a warning
 
 
 # ---------------------------------------------------------------------------------------------
@@ -82,11 +86,16 @@ def probe(path: str | os.PathLike, *, default_fps: Fraction | int | None = None)
     if seq is not None:
         return _probe_png(path, seq, fallback)
     p = Path(path)
+    lim = limits.current()
     container = _open(p)
     with container:
         stream = _pick_stream(container, p)
+        cc = stream.codec_context
+        if cc.width and cc.height:  # what the stream declares, checked before a frame is decoded
+            _check_size(cc.width, cc.height, p)
         count = 0
         first = None
+        pts: list[int] = []
         try:
             for packet in container.demux(stream):
                 if packet.size == 0:  # the flush packet demux() yields at the end
@@ -94,6 +103,11 @@ def probe(path: str | os.PathLike, *, default_fps: Fraction | int | None = None)
                 # Discarded packets (before an edit list start) feed the decoder but yield no frame.
                 if not getattr(packet, "is_discard", False):  # older PyAV lacks it
                     count += 1
+                    if packet.pts is not None:
+                        pts.append(packet.pts)
+                if count > lim.max_frames:
+                    raise VideoError(f"{str(p)!r} has more than {lim.max_frames} frames, the limit "
+                                     "(raise it with VTCODEC_MAX_FRAMES)")
                 if first is None:
                     first = next(iter(packet.decode()), None)
             if first is None and count:
@@ -108,15 +122,32 @@ def probe(path: str | os.PathLike, *, default_fps: Fraction | int | None = None)
         rate = stream.average_rate or stream.guessed_rate
     width, height = (first.height, first.width) if rotation in (90, 270) else (first.width, first.height)
     _check_size(width, height, p)
+    fps = Fraction(rate) if rate else fallback
+    variable = _variable_rate(pts)
+    if variable:
+        warnings.warn(VtcodecWarning(f"{str(p)!r} has a variable frame rate (frame intervals {variable}); "
+                                     f"it is coded as {count} frames at a constant {fps} fps, its average"),
+                      stacklevel=2)
     return VideoInfo(
         width=width,
         height=height,
-        fps=Fraction(rate) if rate else fallback,
+        fps=fps,
         frame_count=count,
         rotation=rotation,
         source_format=first.format.name,
         fps_assumed=not rate,
+        fps_variable=bool(variable),
     )
+
+
+def _variable_rate(pts: list[int]) -> str | None:
+    """'from A to B ticks' when presentation times are not evenly spaced (shortest and longest
+    interval more than 10 % apart; a timestamp rounding tick is allowed), else None."""
+    steps = np.diff(np.unique(np.asarray(pts, dtype=np.int64)))
+    if steps.size < 2:
+        return None
+    lo, hi = int(steps.min()), int(steps.max())
+    return f"from {lo} to {hi} ticks" if hi - lo > max(1, lo // 10) else None
 
 
 def read_chunks(
@@ -256,6 +287,8 @@ def _rotation(degrees: int, p: Path) -> int:
 def _check_size(width: int, height: int, p: Path) -> None:
     if width < MIN_SIDE or height < MIN_SIDE:
         raise VideoError(f"{str(p)!r} is {width}x{height}; vtcodec needs at least {MIN_SIDE}x{MIN_SIDE}")
+    if problem := limits.picture_problem(width, height, limits.current(), "picture"):
+        raise VideoError(f"{str(p)!r}: {problem}")
 
 
 def _frame_range(start: int, stop: int | None, total: int, path: str | os.PathLike) -> tuple[int, int]:
@@ -317,6 +350,17 @@ def _pattern_regex(name: str) -> re.Pattern:
 
 
 def _probe_png(path: str | os.PathLike, files: list[Path], fps: Fraction) -> VideoInfo:
+    lim = limits.current()
+    if len(files) > lim.max_frames:
+        raise VideoError(f"{str(path)!r} has {len(files)} frames, more than the limit of {lim.max_frames} "
+                         "(raise it with VTCODEC_MAX_FRAMES)")
+    try:  # the size the image declares, checked before it is decoded
+        with av.open(str(files[0])) as c:
+            cc = c.streams.video[0].codec_context
+            if cc.width and cc.height:
+                _check_size(cc.width, cc.height, Path(files[0]))
+    except (av.FFmpegError, OSError, IndexError):
+        pass  # read_image below says what is wrong with it
     first = read_image(files[0])
     height, width = first.shape[:2]
     _check_size(width, height, Path(path))
@@ -596,9 +640,14 @@ class VideoWriter:
                 for packet in self._stream.encode(None):
                     self._container.mux(packet)
                 self._container.close()
-                if not self.force and _target_exists(self.path):
-                    raise OutputError(f"output {self.path!r} appeared while writing (use --force to overwrite)")
-                os.replace(self._tmp, self._where)
+                place_file(self._tmp, self._where, self.force)
+        except FileExistsError:
+            self._discard()
+            raise OutputError(f"output {self.path!r} appeared while writing (another writer?); "
+                              "use --force to overwrite") from None
+        except OSError as e:  # e.g. the folder another decode renamed into place first
+            self._discard()
+            raise OutputError(f"cannot write {self.path!r}: {e.strerror or e}") from None
         except BaseException:
             self._discard()
             raise
@@ -606,7 +655,14 @@ class VideoWriter:
 
     def _finish_png(self) -> None:
         if self._fresh_dir:
-            os.rename(self._tmp, self._where)
+            if self._where.exists():  # another writer's folder landed first: ours never merges into it
+                raise FileExistsError(17, "exists", str(self._where))
+            try:
+                os.rename(self._tmp, self._where)
+            except OSError as e:
+                if e.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise FileExistsError(17, "exists", str(self._where)) from None
+                raise
             return
         regex = _pattern_regex(self._pattern)
         new = {self._pattern % (PNG_START + i) for i in range(self.frames_written)}
@@ -616,7 +672,7 @@ class VideoWriter:
         # With force, frames left from a longer earlier sequence would be read back as ours.
         for entry in self._where.iterdir():
             if regex.fullmatch(entry.name) and entry.name not in new and entry.is_file():
-                entry.unlink()
+                entry.unlink(missing_ok=True)  # a concurrent writer may have removed it first
 
     def _discard(self) -> None:
         """Drop everything written so far; the target is left as it was."""

@@ -18,6 +18,7 @@ import dataclasses
 import fnmatch
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,12 +149,85 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         raise ModelError(f"{path}: not a readable safetensors checkpoint ({e})") from None
 
 
+MAX_CONFIG_BYTES = 1 << 16     # a config is a few hundred bytes of JSON
+MAX_CONFIG_INT = 1 << 16       # any int in a config: widths, depths, tiles, levels
+MAX_PARAMS = 1 << 28           # 1 GiB of float32 weights: far above any vtcodec model
+
+
+def check_checkpoint(path: str | Path, meta: dict[str, str]) -> None:
+    """A checkpoint is untrusted input (issue 23): before any weight is allocated, its config is
+    checked like a .vtk header (size, nesting depth, every field's type against the arch's Config
+    and its range), the model is built on the meta device (shapes without memory), and its
+    parameter count and every tensor's shape are compared with what the file declares. Any
+    problem is a ModelError naming it."""
+    from vtcodec.limits import json_depth, parse_float
+
+    if not isinstance(meta.get("arch"), str) or meta.get("arch") not in ARCHS:
+        return  # build_from_metadata says what is wrong with the arch
+    text = meta.get("config", "")
+    if not isinstance(text, str) or len(text) > MAX_CONFIG_BYTES or json_depth(text.encode()) > 4:
+        raise ModelError(f"{path}: checkpoint config is not a small flat JSON object")
+    try:
+        stored = json.loads(text, parse_float=parse_float)
+    except (ValueError, RecursionError) as e:
+        raise ModelError(f"{path}: bad model config in checkpoint metadata ({str(e)[:200]})") from None
+    if not isinstance(stored, dict):
+        raise ModelError(f"{path}: checkpoint config must be a JSON object, got {type(stored).__name__}")
+    cls = ARCHS[meta["arch"]]
+    defaults = {f.name: f.default for f in dataclasses.fields(cls.Config)}
+    for key, value in stored.items():
+        if key not in defaults:
+            continue  # make_config names unknown keys
+        want = defaults[key]
+        bad = type(value) is not type(want) and not (isinstance(want, tuple) and isinstance(value, list)) \
+            and not (type(want) is float and type(value) is int) and want is not None
+        ints = [value] if type(value) is int else value if isinstance(value, list) else []
+        if bad or any(type(v) is not int or not 0 <= v <= MAX_CONFIG_INT for v in ints) \
+                or isinstance(value, list) and (len(value) > 64 or (isinstance(want, tuple) and not ints and value)):
+            raise ModelError(f"{path}: config {key!r} = {str(value)[:60]} is not a {type(want).__name__} "
+                             f"in range (ints 0..{MAX_CONFIG_INT})")
+    try:
+        with torch.device("meta"):  # shapes only: nothing is allocated
+            model = build_from_metadata(meta, path)
+        # what the codec asks of every tokenizer, evaluated here rather than mid-encode
+        tile, frames, tokens, grids = model.tile, model.chunk_frames, model.tokens_per_chunk(True), model.stream_grids
+    except ModelError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a constructor refusing a config, in whatever words
+        raise ModelError(f"{path}: the config cannot build a {meta['arch']} model ({type(e).__name__}: "
+                         f"{str(e)[:160]})") from None
+    cfg = dataclasses.asdict(model.config) if dataclasses.is_dataclass(getattr(model, "config", None)) else {}
+    patches = {k: v for k, v in cfg.items() if "patch" in k and type(v) is int}
+    whole_frame = tile == 0  # ConvTok's convention: whole frames, no tiles (its codec path is under way)
+    if not (whole_frame or 8 <= tile <= 1024) or frames < 1 or any(v < 1 or tile % v for v in patches.values()) \
+            or any(n < 1 or math.prod(grids.get(k, (n,))) != n for k, n in tokens.items()):
+        raise ModelError(f"{path}: config gives tile {tile} (patches {patches}), {frames} frames per chunk and "
+                         f"tokens {tokens} in grids {grids}: not a model the codec can run")
+    params = sum(t.numel() for t in (*model.parameters(), *model.buffers()))  # non-persistent buffers too
+    if params > MAX_PARAMS:
+        raise ModelError(f"{path}: config describes {params} weights and buffers, more than the {MAX_PARAMS} allowed")
+    want_shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            have = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelError(f"{path}: not a readable safetensors checkpoint ({e})") from None
+    if set(have) != set(want_shapes):
+        missing, unexpected = sorted(set(want_shapes) - set(have)), sorted(set(have) - set(want_shapes))
+        raise ModelError(f"{path}: checkpoint keys do not match {meta['arch']}: missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]}")
+    bad = [k for k in want_shapes if want_shapes[k] != have[k]]
+    if bad:
+        raise ModelError(f"{path}: shape mismatch for {bad[0]}: {have[bad[0]]} vs {want_shapes[bad[0]]}")
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Tokenizer:
     """Build the model named in the metadata and load its weights with strict keys."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"checkpoint not found: {path}")
     meta = read_metadata(path)
+    check_checkpoint(path, meta)
     model = build_from_metadata(meta, path)
     state = load_file(str(path))
     own = model.state_dict()
