@@ -20,7 +20,6 @@ import hashlib
 import json
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -28,7 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save
 
 from vtcodec.atomic import replace_atomically
-from vtcodec.checkpoint_index import PACKAGE_MODELS, model_dirs  # noqa: F401  (the search path, kept torch-free)
+from vtcodec.checkpoint_index import PACKAGE_MODELS, CheckpointInfo, model_dirs  # noqa: F401  (kept torch-free there)
 from vtcodec.errors import ModelError
 from vtcodec.models.base import Tokenizer
 from vtcodec.models.convtok import ConvTok
@@ -294,17 +293,6 @@ def warm_start(path: str | Path, overrides: dict | None = None, arch: str | None
             fresh.append(k)
     model.load_state_dict(load, strict=False)
     return model, sorted(fresh)
-
-
-@dataclass(frozen=True)
-class CheckpointInfo:
-    key: str
-    path: Path
-    arch: str
-    pixels_per_token: int
-    params: int
-    sha256: str
-    size_bytes: int
 
 
 def list_models() -> list[CheckpointInfo]:
