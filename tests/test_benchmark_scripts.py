@@ -112,3 +112,16 @@ def test_memory_measures_encode_and_decode_peaks(monkeypatch, capsys):
     assert out[0] == "model vidtok, 64x64"
     frames, raw, enc, dec = out[-1].split()
     assert frames == "8" and float(enc) > 0 and float(dec) > 0
+
+
+def test_tokenize_speed_compares_tokenize_with_a_serial_loop(models_dir, monkeypatch, capsys):
+    """Two tiny clips through both paths (local Ray on 2 CPUs): the report's lines and a speed-up."""
+    pytest.importorskip("ray")
+    ts = _script("tokenize_speed")
+    monkeypatch.setattr(sys, "argv", ["tokenize_speed.py", "--clips", "2", "--frames", "8", "--size", "64",
+                                      "--model", str(models_dir / "vidtok.safetensors")])
+    ts.main()
+    out = capsys.readouterr().out
+    assert "serial encode loop:" in out and "vtcodec tokenize:" in out
+    speedup = float(out.split("speed-up: ")[1].split("x")[0])
+    assert speedup > 0

@@ -212,7 +212,7 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
         every `segment_chunks`).
     overlap: minimum overlap of neighbouring tiles in pixels, blended at decode. 0 by default:
         on the validation split at 256x256, 16 (9 tiles instead of 4) cost the baseline 1.7x the
-        bits for +0.19 dB and TivTok (round 3) 1.3x for +0.09 dB -- a poor trade -- but hides
+        bits for +0.19 dB and its first TivTok 1.3x for +0.09 dB -- a poor trade -- but hides
         tile seams (`benchmarks/rd_sweep.py out/val <model> overlap=16,0`).
     refine: encoder-side search steps per chunk (vtcodec.refine): better tokens for the same
         decoder, at `refine` decoder passes forward and backward per chunk; 0 (default) is off.
