@@ -8,8 +8,9 @@ Installed checkpoints are found in `$VTCODEC_MODELS` (if set), then the package'
 (in a checkout a link to the repository's `models/`; in an installed package the shipped
 checkpoints, copied there as package data), then `./models`. A checkpoint's *key* is its file name
 without `.safetensors` (e.g. `tivtok`, `vidtok-256`). A retrained checkpoint replaces the file
-under its key; the one it replaces moves to `models/superseded/`, which only decoding searches (by
-sha256), so a .vtk written by a replaced checkpoint still finds its weights where they are kept.
+under its key; the one it replaces leaves the tree (git history keeps it). Decoding searches every
+models folder and its `superseded/` subfolder by sha256, so a .vtk written by a replaced checkpoint
+decodes wherever that file is put back.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from vtcodec.models.tivtok2 import TivTok2
 from vtcodec.models.vidtok import VidTok
 
 ARCHS: dict[str, type[Tokenizer]] = {m.arch: m for m in (TivTok, TivTok2, RefTok, VidTok, ConvTok)}
-SUPERSEDED = "superseded"  # models/superseded/: replaced checkpoints, kept so old .vtk files decode
+SUPERSEDED = "superseded"  # DIR/superseded/ of a models folder: replaced checkpoints, searched by sha256 only
 
 
 def build_from_metadata(meta: dict[str, str], path: str | Path, overrides: dict | None = None,
