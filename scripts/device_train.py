@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=2 python scripts/device_train.py NAME ARCH INIT BUDGET_S WORKERS BATCH LR MIX RECIPE_JSON [CONFIG_JSON]
     # two at once on one H200, data from scripts/make_device_media.py in devgpu/media:
-    python scripts/device_train.py tiv tivtok2 models/superseded/tivtok-r10.safetensors 480 7 32 3e-4 0.35,0.45,0.2 '{"slope": 3, "ssim_weight": 1}'
+    python scripts/device_train.py tiv tivtok2 models/tivtok.safetensors 480 7 32 3e-4 0.35,0.45,0.2 '{"slope": 3, "ssim_weight": 1}'
 
 That machine (this project's lent H200) has PyTorch and OpenCV but no PyAV or zstandard, and
 cannot install packages; PyAV's wheel (35 MB) does not fit its 64-MiB transfer beside the media.
