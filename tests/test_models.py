@@ -924,3 +924,18 @@ def test_warm_start_widened_pixel_head_starts_as_the_stored_model(arch, tmp_path
     out.square().mean().backward()
     assert new.head.up2.weight.grad[:, 4:].abs().sum() > 0
     assert new.head.c1[0].weight.grad[:, 8:].abs().sum() > 0
+
+
+@pytest.mark.parametrize("mode", ["intra", "ref", "tiv"])
+def test_convtok_encoder_state_is_the_decoders_in_every_mode(mode):
+    """The encoder skips decoding where the next state needs no pixels (intra: none; tiv: the
+    segment's image); in every mode it must still carry exactly the decoder's state."""
+    m = tiny("convtok", mode=mode)
+    v = rand_video(t=2 * FRAMES, tile=32, seed=3)
+    es = ds = None
+    with torch.no_grad():
+        for k in range(2):
+            s, es = m.encode_chunk(v[:, :, k * FRAMES:(k + 1) * FRAMES], es)
+            _, ds = m.decode_chunk(s, ds)
+            assert (es is None) == (ds is None) == (mode == "intra")
+            assert es is None or torch.equal(es, ds)

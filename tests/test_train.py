@@ -425,3 +425,25 @@ def test_same_seed_runs_draw_the_same_clips_and_repeat_exactly(tmp_path, monkeyp
         losses.append([json.loads(line)["loss"] for line in (out / "log.jsonl").read_text().splitlines()])
     assert len(drawn[0]) == 4 and drawn[0] == drawn[1] == drawn[2]  # the validation set (fixed_set), then 3 steps
     assert losses[0] == losses[1] and losses[0] != losses[2]
+
+
+def test_convtok_training_runs_saves_and_resumes(tmp_path):
+    """python -m vtcodec.train.convtok: two steps write a resumable state and a checkpoint; a
+    rerun with more steps continues from the saved step."""
+    from vtcodec.models.registry import load_checkpoint
+    from vtcodec.train import convtok
+
+    media = tmp_path / "media"
+    media.mkdir()
+    (media / "ex.mp4").symlink_to(Path(__file__).parents[1] / "examples" / "pan_astronaut.mp4")
+    run = tmp_path / "run"
+    tiny = json.dumps({"widths": [8, 8, 8], "blocks": [1, 1, 1], "levels": [5, 5, 5, 5], "frames": 4,
+                        "key_channels": 4, "next_channels": 2})
+    common = [str(media), str(run), "--batch", "2", "--size", "32", "--workers", "0", "--val-every", "2"]
+    convtok.main([*common, "--steps", "2", "--config", tiny])
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [2] and "key_psnr_k2" in log[0]["val"]
+    assert load_checkpoint(run / "model.safetensors").arch == "convtok"
+    convtok.main([*common, "--steps", "4"])
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [2, 4]

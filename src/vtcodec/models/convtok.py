@@ -308,8 +308,10 @@ class ConvTok(Tokenizer):
         ref = None if key else state
         rp, feats = self.ref_features(ref)
         codes = self.quantize(self.encode_latent(video, feats), self.channels_for(self.quality, key))
-        recon = self.decode_codes(codes, rp, feats)
-        return self.codes_to_streams(codes), self.next_state(recon, state)
+        if self.config.mode == "intra" or (self.config.mode == "tiv" and state is not None):
+            # the next state does not depend on this chunk's pixels (none; the segment's image)
+            return self.codes_to_streams(codes), self.next_state(None, state)
+        return self.codes_to_streams(codes), self.next_state(self.decode_codes(codes, rp, feats), state)
 
     def codes_to_streams(self, codes: torch.Tensor) -> Streams:
         """FSQ codes (B, h, w, D) -> {stream: indices (B, h*w)}, GROUP channels per stream."""

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vtcodec.atomic import replace_atomically
 from vtcodec.models import registry
 from vtcodec.models.convtok import ConvTok, rgb_to_ycc
 from vtcodec.train.data import ClipStream, fixed_set, load_sources
@@ -152,10 +153,8 @@ def main(argv=None):
             print(json.dumps(rec), flush=True)
             log.write(json.dumps(rec) + "\n")
             log.flush()
-            tmp = run / "state.pt.tmp"
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                        "config": model.config_dict()}, tmp)
-            tmp.replace(run / "state.pt")
+            state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "config": model.config_dict()}
+            replace_atomically(run / "state.pt", lambda tmp: torch.save(state, tmp))
             registry.save_checkpoint(model, run / "model.safetensors", {"step": step, "val": v})
 
 
