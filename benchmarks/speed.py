@@ -50,12 +50,6 @@ import numpy as np
 SIZES = ("256x256", "640x360", "1280x720", "1920x1080")
 FPS = Fraction(30)
 CLASSICAL = {"x264": "x264 medium", "av1": "SVT-AV1 preset 8"}
-# (encoder, decoder, options): vtcodec.bench.classical's settings, which cannot be imported without
-# torch (its metrics module needs it), and torch would swell a classical child's memory and start;
-# tests/test_speed_bench.py checks that the two agree.
-CLASSICAL_SETTINGS = {"x264": ("libx264", "h264", {"preset": "medium"}),
-                      "av1": ("libsvtav1", "libdav1d", {"preset": "8"})}
-
 
 # -- children -------------------------------------------------------------------------------------
 
@@ -125,7 +119,10 @@ def classical_child(phase: str, codec: str, src: str, dst: str) -> None:
 
     from vtcodec.video import VideoWriter, probe, read_chunks
 
-    encoder, decoder, options = CLASSICAL_SETTINGS[codec]
+    from vtcodec.bench.classical import _spec  # the project's settings (no torch imported)
+
+    spec = _spec(codec)
+    encoder, decoder, options = spec.encoder, spec.decoder, spec.options
     t0 = time.perf_counter()
     if phase == "encode":
         info = probe(src)

@@ -37,7 +37,6 @@ from typing import NamedTuple
 import av
 import numpy as np
 
-from vtcodec.bench import metrics
 from vtcodec.errors import VtcodecError
 
 # SVT-AV1 prints a multi-line banner on every encoder open unless told to log errors only.
@@ -251,6 +250,8 @@ class _Encoder:
             b = self.size(crf)
             r = self.raw[crf]
             t = len(self.frames)
+            from vtcodec.bench import metrics  # here, not at import: the settings above stay torch-free
+
             q = metrics.all_metrics(self.frames, r.decoded_frames, self.fps, self.with_vmaf)
             self.points[crf] = RDPoint(
                 codec=self.codec,
