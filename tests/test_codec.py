@@ -305,6 +305,25 @@ def test_refresh_db_starts_a_segment_at_a_scene_cut(tmp_path):
     assert _keys(tmp_path / "seg.vtk") == [True, False, True, False]
 
 
+def test_refresh_decision_codes_a_key_alternative_only_where_quality_fell(tmp_path, monkeypatch):
+    """Chunks that continue as well as their segment's key chunk coded are not coded a second time
+    as key chunks: on the cut video only the cut chunk is (chunks 1 and 3 are unchanged content)."""
+    src = tmp_path / "cut.mkv"
+    _flat_cut_video(src)
+    tok = MeanColourTok()
+    key_codings = []
+    encode = MeanColourTok.encode_chunk
+
+    def counting(self, video, state):
+        key_codings.append(state is None)
+        return encode(self, video, state)
+
+    monkeypatch.setattr(MeanColourTok, "encode_chunk", counting)
+    encode_file(src, tmp_path / "adaptive.vtk", model=tok, segment_chunks=8, refresh_db=0.0)
+    assert key_codings == [True, False, False, True, False]  # chunk 0; 1; 2 and its key alternative; 3
+    assert _keys(tmp_path / "adaptive.vtk") == [True, False, True, False]
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_refresh_db_with_real_models(arch, tmp_path, make_video):
     src, _ = make_video("cut.mkv", n=32, width=64, height=48, cut_at=12)
@@ -361,10 +380,9 @@ def test_partial_refresh_decodes_each_tile_as_its_own_coding(arch, tmp_path, mak
     encode_file(src, always, model=arch, device="cpu", segment_chunks=1, refresh_db=None, overlap=0)
     calls = []
 
-    def fake_mse(recon, tiles):  # (continue, key) per chunk: chunk 1 gains 20 dB on tile 0 only
+    def fake_mse(recon, tiles):  # chunk 0's key, then chunk 1 continuing 20 dB worse on tile 0 only
         calls.append(0)
-        chunk, is_key = (len(calls) + 1) // 2, len(calls) % 2 == 0
-        return np.array([1.0, 1.0]) if is_key or chunk != 1 else np.array([100.0, 1.0])
+        return np.array([100.0, 1.0]) if len(calls) == 2 else np.array([1.0, 1.0])
 
     monkeypatch.setattr(codec, "_tile_mse", fake_mse)
     r = encode_file(src, tmp_path / "p.vtk", model=arch, device="cpu", segment_chunks=8, refresh_db=1.0, overlap=0)

@@ -165,6 +165,19 @@ def _tile_mse(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
     return tile_mse(a, b).numpy() * 127.5**2
 
 
+def _db(mse_a: np.ndarray, mse_b: np.ndarray) -> np.ndarray:
+    """How many dB of PSNR `b` is above `a`, per tile."""
+    return 10 * np.log10(np.maximum(mse_a, 1e-9) / np.maximum(mse_b, 1e-9))
+
+
+def _worth_trying_key(cont_mse: np.ndarray, key_mse: np.ndarray, refresh_db: float) -> np.ndarray:
+    """The refresh decision's cheap evidence: a tile's key coding is tried only where continuing
+    has fallen more than `refresh_db` below what the tile's last key coding reached (its content
+    moved on, or a cut). A tile still near its key quality could not gain that much from a restart
+    unless its content got easier, so the encoder skips coding and decoding every chunk twice."""
+    return _db(cont_mse, key_mse) > refresh_db
+
+
 def _mix(tok: Tokenizer, b: _Batches, sel: np.ndarray, cont: tuple, key: tuple, key_names: set[str]):
     """A partial refresh: tiles in `sel` take the key coding, the others continue.
     Returns (streams: non-key streams for all tiles + key streams for the `sel` tiles only,
@@ -276,16 +289,22 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
             streams, recon, es, ds = _code_chunk(tok, tiles, b, key, decode=track, refine=refine, slope=refine_slope,
                                                  lr=refine_lr)
             partial = None
-            if adaptive and not key:
-                k_coded = _code_chunk(tok, tiles, b, True, decode=True, refine=refine, slope=refine_slope,
-                                      lr=refine_lr)
-                gain_db = 10 * np.log10(np.maximum(_tile_mse(recon, tiles), 1e-9) / np.maximum(_tile_mse(k_coded[1], tiles), 1e-9))
-                sel = gain_db > refresh_db
-                if sel.all():
-                    key, streams, _, es, ds = True, *k_coded
-                elif sel.any():
-                    partial = np.flatnonzero(sel)
-                    streams, es, ds = _mix(tok, b, sel, (streams, es, ds), (k_coded[0], k_coded[2], k_coded[3]), key_names)
+            if adaptive and key:
+                key_mse = _tile_mse(recon, tiles)
+            elif adaptive:
+                cont_mse = _tile_mse(recon, tiles)
+                if _worth_trying_key(cont_mse, key_mse, refresh_db).any():
+                    k_coded = _code_chunk(tok, tiles, b, True, decode=True, refine=refine, slope=refine_slope,
+                                          lr=refine_lr)
+                    k_mse = _tile_mse(k_coded[1], tiles)
+                    sel = _db(cont_mse, k_mse) > refresh_db
+                    key_mse = np.where(sel, k_mse, key_mse)
+                    if sel.all():
+                        key, streams, _, es, ds = True, *k_coded
+                    elif sel.any():
+                        partial = np.flatnonzero(sel)
+                        streams, es, ds = _mix(tok, b, sel, (streams, es, ds), (k_coded[0], k_coded[2], k_coded[3]),
+                                               key_names)
             b.enc, b.dec = es, (ds if track else b.dec)
             since_key = 1 if key else since_key + 1
             w.begin_chunk(i, done, n, key)

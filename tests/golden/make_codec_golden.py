@@ -62,9 +62,9 @@ def main() -> None:
         if not (d / f"{arch}_v2_refresh.vtk").exists():
             calls = []
 
-            def forced(recon, tiles):  # called (continue, key) for chunk 1: tile 0 gains 20 dB
+            def forced(recon, tiles):  # chunk 0's key, then chunk 1 continuing: tile 0 gains 20 dB
                 calls.append(0)
-                return np.array([100.0, 1.0]) if len(calls) == 1 else np.array([1.0, 1.0])
+                return np.array([100.0, 1.0]) if len(calls) == 2 else np.array([1.0, 1.0])
 
             measure, codec._tile_mse = codec._tile_mse, forced
             try:
