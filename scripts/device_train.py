@@ -1,4 +1,9 @@
-"""`vtcodec train --part codec` on a borrowed GPU machine that has no PyAV: how the shipped models' GPU runs were made.
+"""Training on a borrowed GPU machine that has no PyAV: ConvTok's lineage, and `vtcodec train --part codec`.
+
+    # ConvTok (the lineage: continue from the committed checkpoint, or a run's float16 export):
+    python scripts/device_train.py convtok INIT BUDGET_S WORKERS BATCH LR
+    # e.g. timeout 560 python scripts/device_train.py convtok models/convtok.safetensors 500 7 32 1e-3
+    # -> $OUT/convtok.safetensors (float16, at every validation) and $OUT/convtok.log.jsonl
 
     OMP_NUM_THREADS=2 python scripts/device_train.py NAME ARCH INIT BUDGET_S WORKERS BATCH LR MIX RECIPE_JSON [CONFIG_JSON]
     # two at once on one H200, data from scripts/make_device_media.py in devgpu/media:
@@ -29,14 +34,15 @@ import time
 from pathlib import Path
 from unittest import mock
 
+STUBBED = set()
 for mod, subs in (("av", ("av.video", "av.video.reformatter", "av.error", "av.logging")), ("zstandard", ())):
     if importlib.util.find_spec(mod) is None or os.environ.get("STUB_" + mod.upper()):
+        STUBBED.add(mod)
         for n in (mod, *subs):
             sys.modules[n] = mock.MagicMock()
 sys.path.insert(0, "src")
 if os.environ.get("CV2_PATH"):
     sys.path.append(os.environ["CV2_PATH"])
-import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -45,6 +51,8 @@ import vtcodec.train.loop as L  # noqa: E402
 
 
 def read_frames(p):
+    import cv2
+
     cap, frames = cv2.VideoCapture(str(p)), []
     while True:
         ok, f = cap.read()
@@ -55,10 +63,13 @@ def read_frames(p):
 
 
 def read_image(p):
+    import cv2
+
     return cv2.cvtColor(cv2.imread(str(p), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
-D.read_frames, D.read_image = read_frames, read_image
+if "av" in STUBBED:  # decode the media with OpenCV instead
+    D.read_frames, D.read_image = read_frames, read_image
 _cache = {}
 
 
@@ -89,12 +100,31 @@ def exporter(src: Path, dst: Path, stop: threading.Event):
             return
 
 
+def train_convtok(init: str, budget: str, workers: str, batch: str, lr: str):
+    """vtcodec.train.convtok sized to the budget (its own calibration), weights exported as it goes
+    (a run cut short still returns its last validation's weights)."""
+    from vtcodec.train import convtok
+
+    out = Path(os.environ.get("OUT", "/tmp/out"))
+    out.mkdir(parents=True, exist_ok=True)
+    run = Path(tempfile.mkdtemp(prefix="run_convtok_"))
+    try:
+        convtok.main([os.environ.get("DATA", "devgpu/media"), str(run), "--init", init, "--budget-s", budget,
+                      "--workers", workers, "--batch", batch, "--lr", lr, "--warmup", "50", "--val-every", "100",
+                      "--export", str(out / "convtok.safetensors"), "--device", os.environ.get("DEV", "auto")])
+    finally:
+        if (run / "log.jsonl").exists():
+            (out / "convtok.log.jsonl").write_bytes((run / "log.jsonl").read_bytes())
+
+
 def main():
     if sys.argv[1] == "export":
         sys.argv = ["export_checkpoint.py", *sys.argv[2:]]
         import runpy
         runpy.run_path("scripts/export_checkpoint.py", run_name="__main__")
         return
+    if sys.argv[1] == "convtok":
+        return train_convtok(*sys.argv[2:8])
     name, arch, init, budget, workers, batch, lr, mix, recipe = sys.argv[1:10]
     budget, workers, batch, lr = float(budget), int(workers), int(batch), float(lr)
     mix = D.parse_mix(mix)

@@ -447,3 +447,26 @@ def test_convtok_training_runs_saves_and_resumes(tmp_path):
     convtok.main([*common, "--steps", "4"])
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [2, 4]
+
+
+def test_convtok_budget_run_sizes_itself_and_exports_float16(tmp_path, monkeypatch):
+    """--budget-s: after CALIBRATE timed steps the run's length is what fits the budget (here a
+    budget far below one step ends it there); --export writes the float16 checkpoint."""
+    from vtcodec.models.registry import load_checkpoint
+    from vtcodec.train import convtok
+
+    monkeypatch.setattr(convtok, "CALIBRATE", 2)
+    media = tmp_path / "media"
+    media.mkdir()
+    (media / "ex.mp4").symlink_to(Path(__file__).parents[1] / "examples" / "pan_astronaut.mp4")
+    tiny = json.dumps({"widths": [8, 8, 8], "blocks": [1, 1, 1], "levels": [5, 5, 5, 5], "frames": 4,
+                        "key_channels": 4, "next_channels": 2})
+    export = tmp_path / "ship" / "convtok.safetensors"
+    convtok.main([str(media), str(tmp_path / "run"), "--batch", "2", "--size", "32", "--workers", "0",
+                  "--val-every", "50", "--steps", "1000", "--budget-s", "0.001", "--device", "cpu",
+                  "--export", str(export), "--config", tiny])
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [3]  # 2 calibration steps + the 1 the budget allows at least
+    from safetensors.torch import load_file
+
+    assert load_checkpoint(export).arch == "convtok" and load_file(str(export))["dec_in.weight"].dtype == torch.float16

@@ -11,6 +11,11 @@ Run folders are resumable: `state.pt` holds weights, optimiser, step and sampler
 `model.safetensors` the weights at the last validation (fp32). Usage:
 
     python -m vtcodec.train.convtok MEDIA RUN_DIR [--steps N] [--init CKPT] [--batch B] [--lr LR]
+        [--device auto|cpu|cuda] [--budget-s S] [--export CKPT]
+
+`--budget-s` sizes the run to a wall-clock budget (a lent GPU's minutes): after `CALIBRATE`
+steps the schedule's length becomes the steps that fit in 90 % of what is left.
+`--export` writes the weights as float16 (the shipped form) at every validation.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from vtcodec.train.data import ClipStream, fixed_set, load_sources
 
 VAL_CHANNELS = (2, 4, 8, 16)
 CHROMA_WEIGHT = 2.0
+CALIBRATE = 20  # steps timed before a --budget-s run fixes its length
 
 
 def step_loss(model: ConvTok, clip: torch.Tensor, g: torch.Generator, keep: tuple[int, int] | None = None):
@@ -44,7 +50,7 @@ def step_loss(model: ConvTok, clip: torch.Tensor, g: torch.Generator, keep: tupl
     else:
         ka, kb = torch.full((n,), keep[0]), torch.full((n,), keep[1])
     ra = model.decode_codes(model.quantize(model.encode_latent(a), ka))
-    far = torch.rand(n, generator=g) < 0.5
+    far = (torch.rand(n, generator=g) < 0.5).to(clip.device)
     ref = torch.where(far[:, None, None, None], ra[:, :, 0], ra[:, :, -1]).detach().clamp(-1, 1)
     rp, feats = model.ref_features(ref)
     rb = model.decode_codes(model.quantize(model.encode_latent(b, feats), kb), rp, feats)
@@ -67,10 +73,11 @@ def psnr(mse: float) -> float:
 def validate(model: ConvTok, val: torch.Tensor, batch: int = 4) -> dict:
     model.eval()
     out = {}
+    dev = next(model.parameters()).device
     for k in VAL_CHANNELS:
         ma = mb = 0.0
         for i in range(0, len(val), batch):
-            _, a, b = step_loss(model, val[i:i + batch], torch.Generator().manual_seed(0), keep=(k, max(1, k // 2)))
+            _, a, b = step_loss(model, val[i:i + batch].to(dev), torch.Generator().manual_seed(0), keep=(k, max(1, k // 2)))
             ma += a.item() * len(val[i:i + batch])
             mb += b.item() * len(val[i:i + batch])
         out[f"key_psnr_k{k}"] = round(psnr(ma / len(val)), 3)
@@ -93,13 +100,18 @@ def main(argv=None):
     p.add_argument("--val-every", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--device", default="auto", help="auto (cuda when there is one), cpu or cuda")
+    p.add_argument("--budget-s", type=float, default=None, help="size the run to this many seconds of wall clock")
+    p.add_argument("--export", help="also write the weights here as float16 at every validation")
     a = p.parse_args(argv)
+    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device)
+    t_start = time.time()
 
     run = Path(a.run).expanduser()
     run.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(a.seed)
     if (run / "state.pt").exists():
-        st = torch.load(run / "state.pt", weights_only=False)
+        st = torch.load(run / "state.pt", weights_only=False, map_location="cpu")
         # config overrides may change what holds no weights (FSQ levels, default channels)
         model = registry.build("convtok", {**st["config"], **json.loads(a.config)})
         missing, unexpected = model.load_state_dict(st["model"], strict=False)
@@ -114,13 +126,15 @@ def main(argv=None):
     else:
         model = registry.build("convtok", json.loads(a.config))
         st = None
+    model.to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4, betas=(0.9, 0.99))
     step = 0
     if st is not None:
         if "opt" in st:
             opt.load_state_dict(st["opt"])
         step = st["step"]
-    print(f"convtok {model.params / 1e6:.2f}M params, from step {step}", flush=True)
+    print(f"convtok {model.params / 1e6:.2f}M params, from step {step}, on {dev}", flush=True)
+    start_step, sized = step, a.budget_s is None
 
     val = fixed_set(load_sources(a.media, "val"), 16, 2 * model.config.frames, a.size)
     train_src = load_sources(a.media, "train")
@@ -131,10 +145,15 @@ def main(argv=None):
     log = open(run / "log.jsonl", "a")
     t0, seen = time.time(), 0
     while step < a.steps:
+        if not sized and step - start_step == CALIBRATE:
+            per_step = (time.time() - t0) / CALIBRATE
+            a.steps = step + max(1, int((a.budget_s * 0.9 - (time.time() - t_start)) / per_step))
+            sized = True
+            print(f"calibration: {per_step:.3f} s/step; the run ends at step {a.steps}", flush=True)
         lr = a.lr * min(1.0, (step + 1) / a.warmup) * 0.5 * (1 + math.cos(math.pi * step / a.steps))
         for group in opt.param_groups:
             group["lr"] = lr
-        clip = next(loader)
+        clip = next(loader).to(dev, non_blocking=True)
         loss, ma, mb = step_loss(model, clip, g)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -156,6 +175,8 @@ def main(argv=None):
             state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "config": model.config_dict()}
             replace_atomically(run / "state.pt", lambda tmp: torch.save(state, tmp))
             registry.save_checkpoint(model, run / "model.safetensors", {"step": step, "val": v})
+            if a.export:
+                registry.save_checkpoint(model, a.export, {"step": step, "val": v}, dtype=torch.float16)
 
 
 if __name__ == "__main__":
