@@ -939,3 +939,28 @@ def test_convtok_encoder_state_is_the_decoders_in_every_mode(mode):
             _, ds = m.decode_chunk(s, ds)
             assert (es is None) == (ds is None) == (mode == "intra")
             assert es is None or torch.equal(es, ds)
+
+
+@pytest.mark.parametrize("arch", ["convtok", "tivtok"])
+def test_encode_and_decode_chunk_is_encode_then_decode(arch):
+    """The codec's refresh decision asks for a chunk's streams and its decode at once; ConvTok
+    decodes once for both (closed loop), the default runs encode_chunk then decode_chunk. Either
+    way: the same streams, video and states as the two calls."""
+    modes = ["intra", "ref", "tiv"] if arch == "convtok" else [None]
+    for mode in modes:
+        m = tiny(arch, **({"mode": mode} if mode else {}))
+        v = rand_video(t=2 * FRAMES, tile=32 if arch == "convtok" else m.tile, seed=4)
+        es = ds = None
+        with torch.no_grad():
+            for k in range(2):
+                x = v[:, :, k * FRAMES:(k + 1) * FRAMES] if arch == "convtok" else v[:, :, :FRAMES]
+                s1, es1 = m.encode_chunk(x, es)
+                r1, ds1 = m.decode_chunk(s1, ds)
+                s2, es2, r2, ds2 = m.encode_and_decode_chunk(x, es, ds)
+                assert s1.keys() == s2.keys() and all(torch.equal(s1[n], s2[n]) for n in s1)
+                assert torch.allclose(r1, r2, atol=1e-6)
+                for a, b in ((es1, es2), (ds1, ds2)):
+                    assert (a is None) == (b is None)
+                    if isinstance(a, torch.Tensor):
+                        assert torch.allclose(a, b, atol=1e-6)
+                es, ds = es2, ds2

@@ -144,14 +144,16 @@ def _code_chunk(model: Tokenizer, tiles: torch.Tensor, b: _Batches, key: bool, d
             if refine:
                 lat, es = model.encode_chunk_latents(x, None if key else b.enc[i], closed_loop=False)
                 s, _ = refine_latents(model, x, lat, None if key else b.dec[i], refine, slope=slope, lr=lr)
+            elif decode:
+                s, es, r, ds = model.encode_and_decode_chunk(x, None if key else b.enc[i], None if key else b.dec[i])
             else:
                 s, es = model.encode_chunk(x, None if key else b.enc[i])
-            if decode:
+            if decode and refine:
                 r, ds = model.decode_chunk(s, None if key else b.dec[i])
+                es = model.next_encoder_state(es, ds)
+            if decode:
                 recons.append(r.float().cpu())
                 dec_states.append(ds)
-                if refine:
-                    es = model.next_encoder_state(es, ds)
         enc_states.append(es)
         for name, idx in s.items():
             streams.setdefault(name, []).append(idx.cpu())

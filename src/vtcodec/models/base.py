@@ -142,6 +142,14 @@ class Tokenizer(nn.Module):
         is the decoder's may skip computing it and return None (RefTok: one decode less)."""
         raise NotImplementedError
 
+    def encode_and_decode_chunk(self, video: torch.Tensor, enc_state: Any | None,
+                                dec_state: Any | None) -> tuple[Streams, Any, torch.Tensor, Any]:
+        """Encode a chunk and decode what it sends: (streams, encoder state, video, decoder state),
+        as `encode_chunk` then `decode_chunk`. A model whose encoder already decodes (closed loop)
+        overrides it to decode once."""
+        streams, enc_state = self.encode_chunk(video, enc_state)
+        return streams, enc_state, *self.decode_chunk(streams, dec_state)
+
     def decode_chunk(self, streams: Streams, state: Any | None) -> tuple[torch.Tensor, Any]:
         """Token indices -> (video, new state): each stream's FSQ codes, then `decode_chunk_codes`."""
         return self.decode_chunk_codes({k: self.quant.indices_to_codes(v) for k, v in streams.items()}, state)

@@ -301,17 +301,26 @@ class ConvTok(Tokenizer):
     # -- the codec's interface ----------------------------------------------------------------------
     # The state is the reference frame (B, 3, H, W) in [-1, 1], or None (a key chunk). The encoder
     # decodes what it sends, so its state is the decoder's (closed loop).
-    def encode_chunk(self, video: torch.Tensor, state: Any | None):
-        """video (B, 3, T, H, W) -> ({stream: indices (B, h*w)}, the decoder's state after it)."""
+    def _encode_codes(self, video: torch.Tensor, state: Any | None):
+        """video (B, 3, T, H, W) -> (FSQ codes sent, packed reference, its features)."""
         self.set_frame(*video.shape[-2:])
         key = state is None or self.config.mode == "intra"
-        ref = None if key else state
-        rp, feats = self.ref_features(ref)
-        codes = self.quantize(self.encode_latent(video, feats), self.channels_for(self.quality, key))
+        rp, feats = self.ref_features(None if key else state)
+        return self.quantize(self.encode_latent(video, feats), self.channels_for(self.quality, key)), rp, feats
+
+    def encode_chunk(self, video: torch.Tensor, state: Any | None):
+        """video (B, 3, T, H, W) -> ({stream: indices (B, h*w)}, the decoder's state after it)."""
+        codes, rp, feats = self._encode_codes(video, state)
         if self.config.mode == "intra" or (self.config.mode == "tiv" and state is not None):
             # the next state does not depend on this chunk's pixels (none; the segment's image)
             return self.codes_to_streams(codes), self.next_state(None, state)
         return self.codes_to_streams(codes), self.next_state(self.decode_codes(codes, rp, feats), state)
+
+    def encode_and_decode_chunk(self, video: torch.Tensor, enc_state: Any | None, dec_state: Any | None):
+        """Closed loop: the encoder's decode is the decoder's, so it runs once."""
+        codes, rp, feats = self._encode_codes(video, enc_state)
+        recon = self.decode_codes(codes, rp, feats)
+        return self.codes_to_streams(codes), self.next_state(recon, enc_state), recon, self.next_state(recon, dec_state)
 
     def codes_to_streams(self, codes: torch.Tensor) -> Streams:
         """FSQ codes (B, h, w, D) -> {stream: indices (B, h*w)}, GROUP channels per stream."""
