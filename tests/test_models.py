@@ -964,3 +964,20 @@ def test_encode_and_decode_chunk_is_encode_then_decode(arch):
                     if isinstance(a, torch.Tensor):
                         assert torch.allclose(a, b, atol=1e-6)
                 es, ds = es2, ds2
+
+
+def test_convtok_full_res_filter_in_bands_is_exact():
+    """Without gradients the full-resolution filter runs frame by frame in bands of rows (memory
+    bounded by a band at 1080p); it must compute what the whole frame gives."""
+    from vtcodec.models.convtok import FullResFilter
+
+    torch.manual_seed(0)
+    f = FullResFilter(4)
+    torch.nn.init.normal_(f.b.weight, std=0.1)
+    f.BAND = 16
+    v = torch.rand(2, 3, 3, 50, 24) * 2 - 1
+    with torch.enable_grad():
+        whole = f(v).detach()
+    with torch.no_grad():
+        banded = f(v)
+    assert torch.allclose(whole, banded, atol=1e-6)
