@@ -1,4 +1,4 @@
-"""Per clip, one model against another, from `rd_sweep.py --per-clip` outputs (round 11).
+"""Per clip, one model against another, from `rd_sweep.py --per-clip` outputs.
 
     python benchmarks/rd_sweep.py out/val vidtok refine=0 --per-clip > base.txt
     python benchmarks/rd_sweep.py out/val tivtok refine=0 --per-clip > cand.txt
@@ -7,7 +7,7 @@
 Prints each clip's bits ratio and PSNR / SSIM differences (candidate minus base), and on how many
 clips the candidate spends no more bits, and reaches at least the base's PSNR and SSIM.
 
-At equal bits (round 14): give the base at two or more operating points (the same model trained at
+At equal bits: give the base at two or more operating points (the same model trained at
 different rate slopes, say) and the candidate last,
 
     python benchmarks/compare_sweeps.py base_slope3.txt base_slope1.5.txt cand.txt

@@ -8,7 +8,7 @@ split (`vtcodec.train.data.VAL_PHOTOS`, never trained on) are in colour. Each be
 the training pipeline's synthetic camera motion (`ClipSampler.photo_motion`: pan, zoom, small
 rotation, maybe a moving sprite), seeded, written losslessly.
 
-`--split train` makes the same clips over every *training* photograph instead (round 14): a model
+`--split train` makes the same clips over every *training* photograph instead: a model
 that beats another on those but not on the held-out ones is failing to generalise, not to fit.
 """
 

@@ -27,7 +27,7 @@ def test_bench_cli_names_an_unknown_model_in_one_line(capsys, tmp_path):
 
 
 def test_family_pairs_a_later_design_with_its_paper():
-    """The paper suite pairs models by family: round 10's TivTok design (arch tivtok2) is TivTok."""
+    """The paper suite pairs models by family: the second TivTok design (arch tivtok2) is TivTok."""
     assert ModelSpec("tivtok", "tivtok", 1024, arch="tivtok2").family == "tivtok"
     assert ModelSpec("x", "x", 1024, arch="reftok").family == "reftok"
     assert ModelSpec("tivtok-old", "p.safetensors").family == "tivtok"

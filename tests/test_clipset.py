@@ -43,7 +43,7 @@ def test_one_video_as_it_is_or_a_folder_resized(tmp_path, models_dir):
 
 def test_a_model_from_training_codes_to_as_many_bytes_as_its_checkpoint(tmp_path, models_dir):
     """`vtcodec train --val-codec` codes the in-memory model: its .vtk must be as large as the same
-    weights' from a checkpoint file (round 12: a zero digest in the compressed header made it ~50
+    weights' from a checkpoint file (a zero digest in the compressed header made it ~50
     bytes smaller, 2.5 % of a 32-frame 256x256 file)."""
     src = write_video(tmp_path / "a.mkv", synth_frames(8, 32, 32))
     ckpt = tmp_path / "val.safetensors"  # the key training's model carries: same header text

@@ -18,7 +18,7 @@ from golden.make_codec_golden import HERE, source_frames
 
 D = HERE / "codec"
 ARCHS = ("tivtok", "tivtok2", "reftok", "vidtok")
-# the format version the writer had when an arch's golden files were made (tivtok2 came in round 10)
+# the format version the writer had when an arch's golden files were made (tivtok2 came later)
 MADE_AT = {"tivtok2": 3}
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -812,7 +812,7 @@ def test_reftok_decoder_reads_the_reference_on_every_path(reftok):
 
 @pytest.mark.parametrize("arch,field", [("reftok", "ref_path"), ("tivtok", "tv_path")])
 def test_checkpoint_saved_before_a_config_field_existed_loads_with_its_legacy_value(arch, field, tmp_path):
-    """A round-1 checkpoint has no `ref_path`/`tv_path` in its stored config: it must load as 1
+    """A checkpoint from the first design has no `ref_path`/`tv_path` in its stored config: it must load as 1
     (the layout it was trained with), with strict keys, not as the new default 2."""
     from conftest import TINY
 

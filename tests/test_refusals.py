@@ -1,5 +1,5 @@
 """Bad input is refused with one clear line, before anything is written, and never costs an input:
-the cases round 8's audit of the command line found (an output that is a checkpoint, a reference,
+the cases an audit of the command line found (an output that is a checkpoint, a reference,
 a special file or a demo's own source; settings that crashed or were silently ignored; training
 options; SIGTERM mid-write).
 

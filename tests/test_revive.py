@@ -1,4 +1,4 @@
-"""Saturated FSQ channels (vtcodec.train.revive, round 12): found, rescaled back to where a gradient
+"""Saturated FSQ channels (vtcodec.train.revive): found, rescaled back to where a gradient
 reaches them without changing what they round to, and kept there by encoder_step's sat_weight."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def _clips(m, n: int = 3, chunks: int = 1) -> torch.Tensor:
 
 
 def _saturate(m, stream: str, channel: int, sign: float = 1.0):
-    """Push one channel far out on the tanh, as round 11's training left four TV channels."""
+    """Push one channel far out on the tanh, as an earlier training left four TV channels."""
     with torch.no_grad():
         head = m.latent_heads[stream]
         head.weight[channel] *= 0.01
@@ -91,7 +91,7 @@ def test_revive_brings_back_a_saturated_channel_and_only_it(arch, sign):
 
 
 def test_revive_needs_named_heads():
-    m = _model("tivtok")  # round 1-3's TivTok does not name them
+    m = _model("tivtok")  # the first TivTok does not name them
     with pytest.raises(ValueError, match="latent_heads"):
         revive(m, _clips(m, 1))
 

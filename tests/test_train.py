@@ -105,14 +105,14 @@ def test_resume_continues_from_saved_step(tmp_path):
 
 
 def test_resume_of_a_run_saved_before_a_knob_existed(tmp_path, capsys):
-    """A knob added to a step after a run was saved (round 9's ssim_weight) counts as its default
+    """A knob added to a step after a run was saved (ssim_weight) counts as its default
     on --resume; any other value is still refused."""
     init = tmp_path / "init.safetensors"
     save_checkpoint(build("vidtok", json.loads(TINY)), init)
     out, args = _two_steps_saved(tmp_path, "--part", "codec", "--init", str(init))
     meta = json.loads((out / "resume.json").read_text())
     assert meta["recipe"] == {"slope": 0.0, "ssim_weight": 0.0, "sat_weight": 0.0, "spread_weight": 0.0, "part": "codec"}
-    del meta["recipe"]["ssim_weight"], meta["recipe"]["sat_weight"], meta["recipe"]["spread_weight"]  # as round 8's runs saved it
+    del meta["recipe"]["ssim_weight"], meta["recipe"]["sat_weight"], meta["recipe"]["spread_weight"]  # as older runs saved it
     (out / "resume.json").write_text(json.dumps(meta))
     with pytest.raises(SystemExit) as e:
         main(args + ["--steps", "3", "--resume", "--recipe", '{"ssim_weight": 1}'])
@@ -191,7 +191,7 @@ def test_default_recipe_draws_what_rounds_1_and_2_drew():
     p = Probe()
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     reftok_step(p, clip, g1)
-    gap = int(torch.randint(1, 17, (), generator=g2))  # what round 2's step drew, in its order
+    gap = int(torch.randint(1, 17, (), generator=g2))  # what the earlier step drew, in its order
     use_intra = torch.rand((), generator=g2).item() < 0.3
     drop = torch.rand(2, generator=g2) < 0.1
     assert torch.equal(p.seen[0], clip[:, :, 16 - gap]) and p.seen[1] == use_intra and torch.equal(p.seen[2], drop)

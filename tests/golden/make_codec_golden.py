@@ -7,7 +7,7 @@ The script only adds files that are missing: `{arch}.vtk` are format version 1 (
 version 2 existed, so today's writer could not remake them), `{arch}_v2_refresh.vtk` are version 2
 with a partial refresh (tile 0 restarted in chunk 1, forced by a stand-in for the encoder's
 per-tile error measure so the file does not depend on the tiny models' numbers). An arch added
-later (tivtok2, round 10) gets both files in the format version of its day (3), names unchanged.
+later (tivtok2) gets both files in the format version of its day (3), names unchanged.
 """
 
 from __future__ import annotations
