@@ -846,11 +846,15 @@ def test_tivtok_tv_codes_reach_every_patch_directly(tivtok):
     with torch.no_grad():
         tiv = m.quant(m.encode_tiv(video))
         tv = m.quant(m.encode_tv(video, tiv))
-        tv_other = m.quant(torch.randn_like(tv))
-        base = max_diff(m.decode_codes(tiv, tv), m.decode_codes(tiv, tv_other))
+        tv_other = m.quant(torch.randn(tv.shape, generator=torch.Generator().manual_seed(14)))
+
+        def mean_diff():  # over every pixel: a maximum can sit where tv_local does not reach
+            return (m.decode_codes(tiv, tv) - m.decode_codes(tiv, tv_other)).abs().mean().item()
+
+        base = mean_diff()
         saved = {k: v.clone() for k, v in m.state_dict().items()}
         m.tv_local.weight.fill_(0.01)
-        direct = max_diff(m.decode_codes(tiv, tv), m.decode_codes(tiv, tv_other))
+        direct = mean_diff()
         m.load_state_dict(saved)
     assert base > 1e-4 and direct != base
 
