@@ -470,3 +470,27 @@ def test_convtok_budget_run_sizes_itself_and_exports_float16(tmp_path, monkeypat
     from safetensors.torch import load_file
 
     assert load_checkpoint(export).arch == "convtok" and load_file(str(export))["dec_in.weight"].dtype == torch.float16
+
+
+def test_convtok_run_that_collapses_goes_back_to_its_best_state(tmp_path, monkeypatch):
+    """A validation ROLLBACK_DB below the best restores the best state (weights and optimiser)
+    at half the learning rate; best.safetensors keeps the best weights."""
+    from vtcodec.train import convtok
+
+    scores = iter([15.0, 16.0, 10.0, 16.5])
+    monkeypatch.setattr(convtok, "validate", lambda model, val: {"key_psnr_k2": next(scores)})
+    media = tmp_path / "media"
+    media.mkdir()
+    (media / "ex.mp4").symlink_to(Path(__file__).parents[1] / "examples" / "pan_astronaut.mp4")
+    tiny = json.dumps({"widths": [8, 8, 8], "blocks": [1, 1, 1], "levels": [5, 5, 5, 5], "frames": 4,
+                        "key_channels": 4, "next_channels": 2})
+    run = tmp_path / "run"
+    convtok.main([str(media), str(run), "--batch", "2", "--size", "32", "--workers", "0", "--val-every", "1",
+                  "--steps", "4", "--config", tiny])
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r.get("rollback_to") for r in log] == [None, None, None, 2, None]
+    assert log[3]["lr_scale"] == 0.5
+    state = torch.load(run / "state.pt", weights_only=False)
+    assert state["step"] == 4 and state["lr_scale"] == 0.5 and state["best"] == 16.5
+    best = torch.load(run / "best.pt", weights_only=False)
+    assert best["step"] == 4 and best["val"] == {"key_psnr_k2": 16.5}
