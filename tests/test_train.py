@@ -494,3 +494,16 @@ def test_convtok_run_that_collapses_goes_back_to_its_best_state(tmp_path, monkey
     assert state["step"] == 4 and state["lr_scale"] == 0.5 and state["best"] == 16.5
     best = torch.load(run / "best.pt", weights_only=False)
     assert best["step"] == 4 and best["val"] == {"key_psnr_k2": 16.5}
+
+
+def test_convtok_latents_past_the_fsq_range_are_pulled_back():
+    """latent_excess is zero inside LATENT_BOUND and grows (with a gradient pointing back in) outside:
+    the term that keeps a latent from drifting where FSQ's tanh gives it no gradient."""
+    from vtcodec.train.convtok import LATENT_BOUND, latent_excess
+
+    inside = torch.full((2, 3), LATENT_BOUND - 0.5, requires_grad=True)
+    assert latent_excess(inside).item() == 0
+    out = torch.tensor([LATENT_BOUND + 2.0, -(LATENT_BOUND + 1.0)], requires_grad=True)
+    latent_excess(out).backward()
+    assert latent_excess(out).item() == pytest.approx((4 + 1) / 2)
+    assert out.grad[0] > 0 and out.grad[1] < 0  # descent moves both back towards the range

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from vtcodec.atomic import replace_atomically
 from vtcodec.models import registry
@@ -41,6 +42,8 @@ from vtcodec.train.data import ClipStream, fixed_set, load_sources
 
 VAL_CHANNELS = (2, 4, 8, 16)
 CHROMA_WEIGHT = 2.0
+LATENT_BOUND = 4.0    # |pre-quantization latent| beyond which FSQ's tanh is flat (every level is reached by ~2)
+LATENT_WEIGHT = 0.1
 CALIBRATE = 20  # steps timed before a --budget-s run fixes its length
 ROLLBACK_DB = 1.5  # a validation this far below the best (mean over its figures) restores the best
 
@@ -59,14 +62,24 @@ def step_loss(model: ConvTok, clip: torch.Tensor, g: torch.Generator, keep: tupl
         kb = torch.randint(1, d + 1, (n,), generator=g)
     else:
         ka, kb = torch.full((n,), keep[0]), torch.full((n,), keep[1])
-    ra = model.decode_codes(model.quantize(model.encode_latent(a), ka))
+    za = model.encode_latent(a)
+    ra = model.decode_codes(model.quantize(za, ka))
     far = (torch.rand(n, generator=g) < 0.5).to(clip.device)
     ref = torch.where(far[:, None, None, None], ra[:, :, 0], ra[:, :, -1]).detach().clamp(-1, 1)
     rp, feats = model.ref_features(ref)
-    rb = model.decode_codes(model.quantize(model.encode_latent(b, feats), kb), rp, feats)
+    zb = model.encode_latent(b, feats)
+    rb = model.decode_codes(model.quantize(zb, kb), rp, feats)
     mse_a = (ra - a).pow(2).mean()
     mse_b = (rb - b).pow(2).mean()
-    return mse_a + mse_b + CHROMA_WEIGHT * (chroma_mse(ra, a) + chroma_mse(rb, b)), mse_a, mse_b
+    loss = mse_a + mse_b + CHROMA_WEIGHT * (chroma_mse(ra, a) + chroma_mse(rb, b))
+    return loss + LATENT_WEIGHT * (latent_excess(za) + latent_excess(zb)), mse_a, mse_b
+
+
+def latent_excess(z: torch.Tensor) -> torch.Tensor:
+    """How far pre-quantization latents sit beyond LATENT_BOUND (squared, mean): FSQ's tanh is flat
+    out there, so a latent that drifts off gets no gradient back (a run without this term reached
+    |z| ~ 1e5 on every channel, all codes constant, and never recovered)."""
+    return F.relu(z.abs() - LATENT_BOUND).pow(2).mean()
 
 
 def chroma_mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
