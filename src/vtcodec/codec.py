@@ -65,6 +65,8 @@ def load_tokenizer(model: str | Path = "tivtok", device: str = "auto") -> Tokeni
     path = resolve_model(model)
     tok = load_checkpoint(path, resolve_device(device))
     tok.key, tok.sha256 = path.stem, sha256_file(path)
+    if tok.CHANNELS_LAST:  # convolutional models: 7 % faster on this CPU, same results (to 2e-7)
+        tok.to(memory_format=torch.channels_last)
     return tok
 
 

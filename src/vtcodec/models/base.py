@@ -159,6 +159,9 @@ class Tokenizer(nn.Module):
         which is what encoder-side refinement (vtcodec.refine) optimises through."""
         raise NotImplementedError
 
+    # True: the codec stores the weights channels-last (a convolutional network's faster layout)
+    CHANNELS_LAST: ClassVar[bool] = False
+
     # True: the state after any chunk follows from the key streams alone (`key_state`), never from
     # a chunk's other streams (TivTok's TIV image), so a seek skips decoding the chunks before it.
     STATE_FROM_KEY: ClassVar[bool] = False

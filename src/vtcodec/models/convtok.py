@@ -190,6 +190,7 @@ class ConvTok(Tokenizer):
     arch = "convtok"
     Config = ConvTokConfig
     QUALITIES = 4
+    CHANNELS_LAST = True
 
     def __init__(self, config: ConvTokConfig):
         super().__init__(config)
