@@ -107,11 +107,13 @@ def test_rd_sweep_prints_a_row_per_clip_and_a_summary_per_value(tmp_path, monkey
 
 
 def test_memory_measures_encode_and_decode_peaks(monkeypatch, capsys):
-    _run(monkeypatch, "memory", "--model", "vidtok", "--lengths", 8, "--size", 64)
+    _run(monkeypatch, "memory", "--model", "vidtok", "--lengths", 8, 16, "--size", "64x48")
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "model vidtok, 64x64"
-    frames, raw, enc, dec = out[-1].split()
-    assert frames == "8" and float(enc) > 0 and float(dec) > 0
+    assert out[0] == "model vidtok, 64x48"
+    for line, n in zip(out[2:4], ("8", "16")):
+        frames, raw, enc, dec = line.split()
+        assert frames == n and float(enc) > 0 and float(dec) > 0
+    assert out[4].startswith("16 frames / 8 frames: encode ") and out[4].endswith("x")
 
 
 def test_tokenize_speed_compares_tokenize_with_a_serial_loop(models_dir, monkeypatch, capsys):
