@@ -985,3 +985,22 @@ def test_convtok_full_res_filter_in_bands_is_exact():
     with torch.no_grad():
         banded = f(v)
     assert torch.allclose(whole, banded, atol=1e-6)
+
+
+def test_convtok_coarse_path_starts_at_the_thumbnail():
+    """coarse: at initialisation (the rest of the decoder outputs zero) a key chunk sent with its
+    first 3 channels decodes to the frames' 16x16 block means (bilinear between them, no finer):
+    the thumbnail, to FSQ's step; with the reference given, the path codes the change from it."""
+    m = tiny("convtok", coarse=True, levels=(63, 63, 63, 5), post_width=0)
+    g = torch.Generator().manual_seed(0)
+    flat = torch.rand(1, 3, 1, 2, 2, generator=g).mul(1.2).sub(0.6)  # 2x2 blocks of flat colour
+    video = flat.repeat_interleave(16, -1).repeat_interleave(16, -2).expand(-1, -1, FRAMES, -1, -1)
+    with torch.no_grad():
+        codes = m.quantize(m.encode_latent(video), 3)
+        out = m.decode_codes(codes)
+        centre = out[:, :, :, 8::16, 8::16]  # block centres: bilinear upsampling hits the block value
+        assert (centre - flat).abs().max() < 0.05
+        z_same = m.encode_latent(video, None, video[:, :, 0])  # against itself: no change to code
+        z_none = m.encode_latent(video)
+        assert (z_none - z_same)[..., :3].abs().max() > 0.1
+        assert torch.allclose((z_none - z_same)[..., 3:], torch.zeros(1), atol=1e-6)

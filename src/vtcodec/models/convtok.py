@@ -52,6 +52,7 @@ class ConvTokConfig:
     widths: tuple[int, int, int] = (64, 128, 192)   # channels at 1/4, 1/8, 1/16
     blocks: tuple[int, int, int] = (1, 2, 2)        # residual blocks per scale (encoder and decoder)
     post_width: int = 16     # channels of the full-resolution filter after the decoder (0: none)
+    coarse: bool = False     # a direct path for each token's mean colour (`Coarse`)
     mode: str = "ref"
     key_channels: int = 8    # default FSQ channels sent for a key chunk (quality 2)
     next_channels: int = 4   # ... and for a chunk coded against a reference
@@ -168,6 +169,38 @@ class FullResFilter(nn.Module):
         return x.view(b, t, c, h, w).transpose(1, 2)
 
 
+class Coarse(nn.Module):
+    """Coarse first, by construction: each token's mean YCbCr over its 16x16x4 pixels (less the
+    reference's, for a chunk coded against one) enters the first latent channels through a 1x1
+    map (and FSQ's inverse bound, so a channel's code is the value, to its step), and the decoder
+    adds the way back, bilinearly upsampled to full resolution, to its output. At initialisation
+    channels 0-2 carry Y, Cb and Cr, and the decoder starts from the thumbnail a 16x-downscaled
+    frame gives; both maps are learned."""
+
+    EDGE = 0.98  # |value| the encoder's map may ask of a code (FSQ's tanh reaches 1 only at infinity)
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.into = nn.Conv2d(3, channels, 1, bias=False)
+        self.back = nn.Conv2d(channels, 3, 1, bias=False)
+        with torch.no_grad():
+            self.into.weight.zero_()
+            self.back.weight.zero_()
+            for i in range(min(3, channels)):
+                self.into.weight[i, i] = 1.0
+                self.back.weight[i, i] = 1.0
+
+    def encode(self, video: torch.Tensor, ref: torch.Tensor | None) -> torch.Tensor:
+        """(B, 3, T, H, W) RGB (+ reference (B, 3, H, W)) -> latent offsets (B, D, H/16, W/16)."""
+        ycc = rgb_to_ycc(video.mean(2) - (0 if ref is None else ref))
+        return torch.atanh(self.into(F.avg_pool2d(ycc, STRIDE)).clamp(-self.EDGE, self.EDGE))
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes (B, D, h, w) -> an RGB offset (B, 3, 1, 16h, 16w) for every frame."""
+        ycc = F.interpolate(self.back(codes), scale_factor=STRIDE, mode="bilinear", align_corners=False)
+        return ycc_to_rgb(ycc)[:, :, None]
+
+
 class RefFeatures(nn.Module):
     """A reference frame's features at 1/4, 1/8 and 1/16 (added by encoder and decoder)."""
 
@@ -222,6 +255,10 @@ class ConvTok(Tokenizer):
         nn.init.zeros_(self.dec_out.weight)
         nn.init.zeros_(self.dec_out.bias)
         self.post = FullResFilter(c.post_width) if c.post_width else None
+        self.coarse = Coarse(d) if c.coarse else None
+        if self.coarse is not None:  # start as the thumbnail codec: the network's latents grow from zero
+            nn.init.zeros_(self.enc_out.weight)
+            nn.init.zeros_(self.enc_out.bias)
 
     # -- the codec's questions ------------------------------------------------------------------
     @property
@@ -279,12 +316,16 @@ class ConvTok(Tokenizer):
         rp = pack(ref[:, :, None])
         return rp, self.ref(rp)
 
-    def encode_latent(self, video: torch.Tensor, feats=None) -> torch.Tensor:
-        """(B, 3, T, H, W), H and W multiples of 16 -> pre-quantization latents (B, h, w, D)."""
+    def encode_latent(self, video: torch.Tensor, feats=None, ref: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 3, T, H, W), H and W multiples of 16 -> pre-quantization latents (B, h, w, D);
+        `ref` (B, 3, H, W): the reference frame `feats` came from (the coarse path codes the change)."""
         x = self.enc4(self.enc_in(pack(video)) + (feats[0] if feats else 0))
         x = self.enc8(self.enc_d8(F.silu(x)) + (feats[1] if feats else 0))
         x = self.enc16(self.enc_d16(F.silu(x)) + (feats[2] if feats else 0))
-        return self.enc_out(F.silu(x)).permute(0, 2, 3, 1)
+        z = self.enc_out(F.silu(x))
+        if self.coarse is not None:
+            z = z + self.coarse.encode(video, ref)
+        return z.permute(0, 2, 3, 1)
 
     def decode_codes(self, codes: torch.Tensor, ref_packed=None, feats=None) -> torch.Tensor:
         """Quantized codes (B, h, w, D) -> video (B, 3, T, 16h, 16w)."""
@@ -295,6 +336,8 @@ class ConvTok(Tokenizer):
         if ref_packed is not None:
             out = out + ref_packed.repeat(1, self.config.frames, 1, 1)
         video = unpack(out, self.config.frames)
+        if self.coarse is not None:
+            video = video + self.coarse.decode(codes.permute(0, 3, 1, 2))
         return video if self.post is None else self.post(video)
 
     def quantize(self, z: torch.Tensor, keep: int | torch.Tensor) -> torch.Tensor:
@@ -318,8 +361,9 @@ class ConvTok(Tokenizer):
         """video (B, 3, T, H, W) -> (FSQ codes sent, packed reference, its features)."""
         self.set_frame(*video.shape[-2:])
         key = state is None or self.config.mode == "intra"
-        rp, feats = self.ref_features(None if key else state)
-        return self.quantize(self.encode_latent(video, feats), self.channels_for(self.quality, key)), rp, feats
+        ref = None if key else state
+        rp, feats = self.ref_features(ref)
+        return self.quantize(self.encode_latent(video, feats, ref), self.channels_for(self.quality, key)), rp, feats
 
     def encode_chunk(self, video: torch.Tensor, state: Any | None):
         """video (B, 3, T, H, W) -> ({stream: indices (B, h*w)}, the decoder's state after it)."""

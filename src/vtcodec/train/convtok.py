@@ -67,7 +67,7 @@ def step_loss(model: ConvTok, clip: torch.Tensor, g: torch.Generator, keep: tupl
     far = (torch.rand(n, generator=g) < 0.5).to(clip.device)
     ref = torch.where(far[:, None, None, None], ra[:, :, 0], ra[:, :, -1]).detach().clamp(-1, 1)
     rp, feats = model.ref_features(ref)
-    zb = model.encode_latent(b, feats)
+    zb = model.encode_latent(b, feats, ref)
     rb = model.decode_codes(model.quantize(zb, kb), rp, feats)
     mse_a = (ra - a).pow(2).mean()
     mse_b = (rb - b).pow(2).mean()
