@@ -1004,3 +1004,14 @@ def test_convtok_coarse_path_starts_at_the_thumbnail():
         z_none = m.encode_latent(video)
         assert (z_none - z_same)[..., :3].abs().max() > 0.1
         assert torch.allclose((z_none - z_same)[..., 3:], torch.zeros(1), atol=1e-6)
+
+
+def test_convtok_quality_ladder_keeps_the_colour_channels_of_a_key_chunk():
+    """Quality doubles the channels per step from quality 2's; with the coarse path a key chunk
+    never sends fewer than its 3 colour channels, a conditional chunk may send 1."""
+    plain = tiny("convtok", levels=(5,) * 16, key_channels=8, next_channels=4)
+    coarse = tiny("convtok", levels=(5,) * 16, key_channels=8, next_channels=4, coarse=True)
+    assert [plain.channels_for(q, True) for q in range(4)] == [2, 4, 8, 16]
+    assert [coarse.channels_for(q, True) for q in range(4)] == [3, 4, 8, 16]
+    assert [coarse.channels_for(q, False) for q in range(4)] == [1, 2, 4, 8]
+    assert coarse.channels_for(None, True) == 8
