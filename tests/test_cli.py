@@ -84,7 +84,7 @@ def test_decode_range_and_png_folder(make_video, tmp_path, capsys):
     assert np.array_equal(read_frames(tmp_path / "frames"), full[5:17])  # PNG frames are exact
 
 
-@pytest.mark.parametrize("model", ["reftok", "tivtok2"])  # tivtok2: the edited frame is the TIV image
+@pytest.mark.parametrize("model", ["reftok", "tivtok2", "convtok"])  # tivtok2: the edited frame is the TIV image
 def test_edit_command(make_video, tmp_path, capsys, model):
     src, _ = make_video("in.mkv", n=10, width=64, height=48)
     vtk = tmp_path / "r.vtk"

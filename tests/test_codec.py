@@ -21,14 +21,15 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import ARCHS, NTSC, run_cli, save_tiny, synth_frames, write_video
+from conftest import ARCHS, NTSC, TINY, run_cli, save_tiny, synth_frames, write_video
 from vtcodec import codec
 from vtcodec.cli import main
 from vtcodec.codec import decode_file, decode_frames, encode_file, iter_decode, load_tokenizer
 from vtcodec.container import SEGMENT, TOKENS, VtkReader
 from vtcodec.errors import FormatError, ModelError, OutputError, VideoError, VtcodecError
 from vtcodec.models.base import Tokenizer
-from vtcodec.tiling import TileLayout, tile_starts
+from vtcodec.tiling import TileLayout, tile_starts, video_to_frames
+from vtcodec.tokens import chunks_of
 from vtcodec.train.preview import write_png
 from vtcodec.video import VideoWriter, probe, read_frames
 
@@ -954,3 +955,36 @@ def test_encode_probes_its_source_once(tmp_path, models_dir, monkeypatch):
     r = encode_file(src, tmp_path / "o.vtk", model=models_dir / "vidtok.safetensors", device="cpu")
     assert calls == [src] and r.frames == 10
     assert decode_frames(tmp_path / "o.vtk", device="cpu").shape == (10, 32, 40, 3)
+
+
+@pytest.mark.parametrize("mode", ["ref", "tiv"])
+def test_convtok_edit_decodes_the_key_chunk_then_follows_the_edited_frame(mode, make_video, tmp_path):
+    """ConvTok: the key chunk decodes as coded; the chunks after it are decoded against the edited
+    frame (tiv: the segment's image; ref: what the next chunk continues from). A baseline-mode
+    file has no reference to edit: one line."""
+    from vtcodec.models.registry import build
+
+    tok = build("convtok", {**TINY["convtok"], "mode": mode}).eval()
+    tok.key, tok.sha256 = "convtok", "cd" * 32
+    src, _ = make_video("m.mkv", n=24, width=64, height=48)
+    vtk = tmp_path / "c.vtk"
+    encode_file(src, vtk, model=tok, segment_chunks=8, refresh_db=None)
+    edit = np.zeros((48, 64, 3), np.uint8)
+    plain = decode_frames(vtk, model=tok)
+    edited = np.concatenate(list(iter_decode(vtk, model=tok, reference=edit))).astype(int)
+    f = tok.chunk_frames
+    assert np.array_equal(edited[:f], plain[:f]) and not np.array_equal(edited[f:], plain[f:])
+    # chunk 1 is what decoding it against the edited frame gives
+    with VtkReader(vtk) as r:
+        c1 = [c for c in chunks_of(r, 0, None)][1]
+    state = torch.from_numpy(edit).permute(2, 0, 1)[None].float() / 127.5 - 1
+    with torch.no_grad():
+        tok.set_frame(48, 64)
+        video, _ = tok.decode_chunk({k: torch.from_numpy(v) for k, v in c1.streams.items()}, state)
+    want = video_to_frames(video[0], f)
+    assert np.abs(edited[f:2 * f] - want.astype(int)).max() <= 1
+    intra = build("convtok", {**TINY["convtok"], "mode": "intra"}).eval()
+    intra.key, intra.sha256 = "convtok", "cd" * 32
+    encode_file(src, tmp_path / "i.vtk", model=intra)
+    with pytest.raises(ModelError, match="no reference frame to edit"):
+        list(iter_decode(tmp_path / "i.vtk", model=intra, reference=edit))

@@ -30,12 +30,13 @@ Why this design (the research record, docs/RESEARCH.md, has the measurements):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vtcodec.errors import ModelError
 from vtcodec.models.base import Streams, Tokenizer
 from vtcodec.quantizers import FSQ
 
@@ -43,6 +44,12 @@ STRIDE = 16  # pixels per token side: frames are padded to a multiple of this
 GROUP = 8    # FSQ channels per token stream (a stream's codebook must stay below 2**32)
 PACK = 4     # space-to-depth factor of the packed pixel layout
 MODES = ("intra", "ref", "tiv")
+
+
+class EditedKey(NamedTuple):
+    """The decoder state `state_from_reference` gives: decode the key chunk, then use `frame`."""
+
+    frame: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -401,7 +408,19 @@ class ConvTok(Tokenizer):
         return self.decode_chunk_codes({"codes": codes.view(codes.shape[0], *self.grid, -1)}, state)
 
     def decode_chunk_codes(self, codes: dict[str, torch.Tensor], state):
+        edited = state.frame if isinstance(state, EditedKey) else None
+        if edited is not None:  # a key chunk: decoded as coded, then the edited frame takes over
+            state = None
         ref = None if self.config.mode == "intra" else state
         rp, feats = self.ref_features(ref)
         recon = self.decode_codes(codes["codes"], rp, feats)
-        return recon, self.next_state(recon, state)
+        return recon, (self.next_state(recon, state) if edited is None else edited)
+
+    def state_from_reference(self, frame: torch.Tensor) -> "EditedKey":
+        """Zero-shot editing (`vtcodec edit`): a key chunk decodes as coded, and the edited frame
+        (B, 3, H, W) in [-1, 1] becomes the reference of the chunks after it: the segment's image
+        (tiv) or the frame the next chunk continues from (ref)."""
+        if self.config.mode == "intra":
+            raise ModelError(f"model {getattr(self, 'key', self.arch)} codes every chunk on its own: it has no "
+                             "reference frame to edit; use a reftok or tivtok .vtk")
+        return EditedKey(frame)
