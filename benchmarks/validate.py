@@ -209,7 +209,7 @@ def load_clip(path: Path) -> Clip:
                 metrics.seam_score(frames, SEAM_TILE), metrics.thumbnail_floor(frames, THUMB_FACTOR))
 
 
-def run_model(clip: Clip, path: Path, tok, quality: int | None, work: Path) -> Row:
+def run_model(clip: Clip, path: Path, tok, label: str, quality: int | None, work: Path) -> Row:
     vtk = work / f"{clip.name}.vtk"
     extra = {} if quality is None else {"quality": quality}
     enc = encode_file(path, vtk, model=tok, device="cpu", force=True, **extra)
@@ -217,7 +217,7 @@ def run_model(clip: Clip, path: Path, tok, quality: int | None, work: Path) -> R
     out = decode_frames(vtk, device="cpu", model=tok)
     dec_s = time.perf_counter() - t0
     cb, cr = metrics.chroma_psnr(clip.frames, out)
-    return Row(clip.name, tok.key, quality, enc.bpp, metrics.psnr_rgb(clip.frames, out),
+    return Row(clip.name, label, quality, enc.bpp, metrics.psnr_rgb(clip.frames, out),
                metrics.ssim(clip.frames, out), cb, cr,
                metrics.chroma_spread(out) / clip.spread if clip.spread > 0 else math.nan,
                metrics.seam_score(out, SEAM_TILE), enc.seconds, dec_s)
@@ -276,6 +276,8 @@ def report(val_dir: Path, models: list[str], qualities: list[int] | None, codecs
     if not paths:
         raise VtcodecError(f"no .mkv or .mp4 clips in {val_dir} (make them with python -m vtcodec.bench.valset)")
     toks = [load_tokenizer(m, "cpu") for m in models]
+    keys = [t.key for t in toks]  # two checkpoints of one key (shipped and a candidate): add the hash
+    labels = [k if keys.count(k) == 1 else f"{k}@{t.sha256[:8]}" for k, t in zip(keys, toks)]
     rows: list[Row] = []
     clips: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="vtcodec-validate-") as tmp:
@@ -286,11 +288,11 @@ def report(val_dir: Path, models: list[str], qualities: list[int] | None, codecs
                                 "seam_input": clip.seam_in, "thumbnail_floor": clip.thumb}
             anchors = {c: [ScaledAnchor(clip.frames, clip.fps, c, s) for s in SCALES] for c in codecs}
             clip_rows = []
-            for tok in toks:
+            for tok, label in zip(toks, labels):
                 n_q = int(getattr(tok, "QUALITIES", 0) or 0)
                 qs = [q for q in qualities if 0 <= q < n_q] if (qualities is not None and n_q > 0) else [None]
                 for q in qs:
-                    r = run_model(clip, path, tok, q, Path(tmp))
+                    r = run_model(clip, path, tok, label, q, Path(tmp))
                     for c, an in anchors.items():
                         p, s = best_resolution(an, r.bpp)
                         r.classical[c] = {"psnr": p, "scale": s, "gap_db": None if p is None else r.psnr - p}
@@ -321,11 +323,11 @@ def report(val_dir: Path, models: list[str], qualities: list[int] | None, codecs
                 if r.model == key:
                     d.setdefault(r.clip, []).append((r.bpp, r.psnr))
             return d
-        base = toks[0].key
-        for tok in toks[1:]:
-            cmp = equal_bits(curves(base), curves(tok.key))
-            comparisons[f"{tok.key} - {base}"] = cmp
-            log(f"\nequal bits: {tok.key} minus {base} (PSNR dB at {tok.key}'s bpp; ~ extrapolated)")
+        base = labels[0]
+        for label in labels[1:]:
+            cmp = equal_bits(curves(base), curves(label))
+            comparisons[f"{label} - {base}"] = cmp
+            log(f"\nequal bits: {label} minus {base} (PSNR dB at {label}'s bpp; ~ extrapolated)")
             for clip, pts in cmp.items():
                 cells = [("-" if p["delta_db"] is None else f"{'~' if p['extrapolated'] else ''}{p['delta_db']:+.2f}")
                          + f" at {p['bpp']:.4f}" for p in pts]

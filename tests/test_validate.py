@@ -101,6 +101,18 @@ def test_validate_runs_the_codec_and_the_anchors(media, tmp_path, capsys):
         x = r["classical"]["x264"]
         assert x["psnr"] is None or (x["scale"] in (1, 2, 4) and x["gap_db"] == pytest.approx(r["psnr"] - x["psnr"]))
     assert res["clips"]["photo_flower"]["thumbnail_floor"] > 5
+    # a shipped checkpoint and a candidate of the same key are told apart by their hash
+    import shutil
+
+    from vtcodec.models.registry import resolve_model
+
+    cand = tmp_path / "cand" / "vidtok.safetensors"
+    cand.parent.mkdir()
+    shutil.copyfile(resolve_model("tivtok"), cand)
+    assert validate.main([str(val), "--model", f"vidtok,{cand}", "--json", str(out), "--threads", "1"]) == 0
+    labels = [r["model"] for r in json.loads(out.read_text())["rows"]]
+    assert len(set(labels)) == 2 and all(label.startswith("vidtok@") for label in labels)
+    assert f"equal bits: {labels[1]} minus {labels[0]}" in capsys.readouterr().out
     (tmp_path / "empty").mkdir()
     assert validate.main([str(tmp_path / "empty"), "--model", "vidtok"]) == 1
     assert "no .mkv or .mp4 clips" in capsys.readouterr().err
