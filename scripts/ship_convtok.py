@@ -3,6 +3,7 @@
 mode in its config, so a .vtk names exactly what decodes it.
 
     python scripts/ship_convtok.py RUN_DIR/model.safetensors OUT_DIR [--keys vidtok,reftok,tivtok]
+    python scripts/ship_convtok.py RUN_DIR/best.safetensors models --keys convtok=tiv   # any key, a mode
 """
 
 from __future__ import annotations
@@ -29,11 +30,15 @@ def main(argv=None):
     if model.arch != "convtok":
         raise SystemExit(f"error: {a.checkpoint} is a {model.arch} checkpoint, not convtok")
     info = json.loads(read_metadata(a.checkpoint).get("info", "{}"))
-    for key in a.keys.split(","):
-        model.config = dataclasses.replace(model.config, mode=MODES[key])
+    for item in a.keys.split(","):
+        key, _, mode = item.partition("=")
+        mode = mode or MODES.get(key)
+        if mode not in MODES.values():
+            raise SystemExit(f"error: {item!r}: name a mode (KEY=intra|ref|tiv) for a key other than {', '.join(MODES)}")
+        model.config = dataclasses.replace(model.config, mode=mode)
         sha = save_checkpoint(model, Path(a.out) / f"{key}.safetensors", {**info, "source": Path(a.checkpoint).name},
                               dtype=torch.float16)
-        print(f"{key}: mode {MODES[key]}, sha256 {sha[:16]}")
+        print(f"{key}: mode {mode}, sha256 {sha[:16]}")
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ def test_todays_goldens_use_todays_versions_and_range_coding(monkeypatch):
             if lay == "range":
                 assert g == grids[k], (m.key, k)
                 ranged.append((m.key, k))
-    assert {key for key, _ in ranged} == {"reftok", "tivtok"}, ranged
+    assert {key for key, _ in ranged} == {"convtok", "reftok", "tivtok"}, ranged
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
