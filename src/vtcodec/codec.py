@@ -67,10 +67,7 @@ def load_tokenizer(model: str | Path = "tivtok", device: str = "auto") -> Tokeni
 
 
 def _load(path: Path, device: str, key: str, sha256: str) -> Tokenizer:
-    """A checkpoint ready for coding: on its device, named as .vtk headers name it. (glibc's mmap
-    threshold is left to glibc: fixing it at 128 KiB kept peak RSS flat with video length, 1.04x
-    from 64 to 512 frames at 640x360 instead of 1.10x, but made every encode and decode about 1.6x
-    slower, page faults on each freshly mapped tensor.)"""
+    """A checkpoint ready for coding: on its device, named as .vtk headers name it."""
     tok = load_checkpoint(path, resolve_device(device))
     tok.key, tok.sha256 = key, sha256
     if tok.CHANNELS_LAST:  # convolutional models: 7 % faster on this CPU, same results (to 2e-7)
@@ -151,16 +148,16 @@ def _code_chunk(model: Tokenizer, tiles: torch.Tensor, b: _Batches, key: bool, d
     for i, sl in enumerate(b.slices):
         x = tiles[sl].to(dev)
         with _autocast(dev):
+            enc, dec = (None, None) if key else (b.enc[i], b.dec[i])
             if refine:
-                lat, es = model.encode_chunk_latents(x, None if key else b.enc[i], closed_loop=False)
-                s, _ = refine_latents(model, x, lat, None if key else b.dec[i], refine, slope=slope, lr=lr)
-            elif decode:
-                s, es, r, ds = model.encode_and_decode_chunk(x, None if key else b.enc[i], None if key else b.dec[i])
-            else:
-                s, es = model.encode_chunk(x, None if key else b.enc[i])
-            if decode and refine:
-                r, ds = model.decode_chunk(s, None if key else b.dec[i])
+                lat, es = model.encode_chunk_latents(x, enc, closed_loop=False)
+                s, _ = refine_latents(model, x, lat, dec, refine, slope=slope, lr=lr)
+                r, ds = model.decode_chunk(s, dec)
                 es = model.next_encoder_state(es, ds)
+            elif decode:
+                s, es, r, ds = model.encode_and_decode_chunk(x, enc, dec)
+            else:
+                s, es = model.encode_chunk(x, enc)
             if decode:
                 recons.append(r.float().cpu())
                 dec_states.append(ds)

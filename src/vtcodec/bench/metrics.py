@@ -54,6 +54,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vtcodec.colour import BT601_YCC
 from vtcodec.errors import VideoError, VtcodecError
 
 PSNR_CAP_DB = 100.0
@@ -65,10 +66,8 @@ SSIM_K2 = 0.03
 VMAF_MODEL = "vmaf_v0.6.1"
 VMAF_UNAVAILABLE = "VMAF: unavailable (pip install vtcodec[vmaf])"
 
-_BT601 = (0.299, 0.587, 0.114)
-# BT.601 full-range (JFIF) colour difference rows, offset 128 on the 0..255 scale.
-_CB601 = (-0.168736, -0.331264, 0.5)
-_CR601 = (0.5, -0.418688, -0.081312)
+# BT.601 full-range (JFIF) rows; the colour differences are offset 128 on the 0..255 scale.
+_BT601, _CB601, _CR601 = BT601_YCC
 # Frames per filtering chunk are chosen so one float64 map stays near 16 MB (~200 MB peak).
 _CHUNK_PIXELS = 2_000_000
 

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vtcodec.colour import BT601_YCC
 from vtcodec.errors import ModelError
 from vtcodec.models.base import Streams, Tokenizer
 from vtcodec.quantizers import FSQ
@@ -83,9 +84,7 @@ class ConvTokConfig:
 
 
 # -- pixels <-> packed YCbCr 4:2:0 --------------------------------------------------------------
-_TO_YCC = torch.tensor([[0.299, 0.587, 0.114],
-                        [-0.168736, -0.331264, 0.5],
-                        [0.5, -0.418688, -0.081312]])
+_TO_YCC = torch.tensor(BT601_YCC)
 _TO_RGB = torch.linalg.inv(_TO_YCC)
 
 
