@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from vtcodec.atomic import replace_atomically
 from vtcodec.errors import VtcodecError, whole_number_problem
 from vtcodec.scale import shards
 from vtcodec.scale.inputs import expand_sources
@@ -278,10 +279,8 @@ def _commit_staged(out: Path) -> dict[str, int]:
         bad = pc.fill_null(pc.not_equal(t["error"], ""), False)
         errors, good = t.filter(bad), t.filter(pc.invert(bad)).drop_columns(["error"])
         if good.num_rows:
-            dst = out / f"shard-{f.stem}.parquet"
-            tmp = out / f".{dst.name}.tmp"
-            pq.write_table(good.cast(shards.schema()), tmp, compression="zstd")
-            os.replace(tmp, dst)
+            replace_atomically(out / f"shard-{f.stem}.parquet",
+                               lambda tmp: pq.write_table(good.cast(shards.schema()), tmp, compression="zstd"))
             totals["clips"] += good.num_rows
             totals["frames"] += pc.sum(good["frames"]).as_py() or 0
             totals["tokens"] += len(pc.list_flatten(pc.list_flatten(good["tokens"])))
@@ -308,7 +307,5 @@ def _tidy_errors(out: Path, written: set[tuple[str, int]]) -> int:
             continue
         if (rec.get("source"), rec.get("clip_start")) not in written:
             latest[(rec.get("source"), rec.get("clip_start"))] = rec
-    tmp = out / f".{ERRORS}.tmp"
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in latest.values()))
-    os.replace(tmp, path)
+    replace_atomically(path, lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in latest.values())))
     return len(latest)
