@@ -354,9 +354,11 @@ def _probe_png(path: str | os.PathLike, files: list[Path], fps: Fraction) -> Vid
     if len(files) > lim.max_frames:
         raise VideoError(f"{str(path)!r} has {len(files)} frames, more than the limit of {lim.max_frames} "
                          "(raise it with VTCODEC_MAX_FRAMES)")
+    fmt = "rgb24"
     try:  # the size the image declares, checked before it is decoded
         with av.open(str(files[0])) as c:
             cc = c.streams.video[0].codec_context
+            fmt = cc.pix_fmt or fmt
             if cc.width and cc.height:
                 _check_size(cc.width, cc.height, Path(files[0]))
     except (av.FFmpegError, OSError, IndexError):
@@ -364,8 +366,6 @@ def _probe_png(path: str | os.PathLike, files: list[Path], fps: Fraction) -> Vid
     first = read_image(files[0])
     height, width = first.shape[:2]
     _check_size(width, height, Path(path))
-    with av.open(str(files[0])) as c:
-        fmt = c.streams.video[0].codec_context.pix_fmt or "rgb24"
     return VideoInfo(width, height, fps, len(files), 0, fmt, fps_assumed=True)
 
 
