@@ -345,11 +345,10 @@ def test_refresh_db_with_real_models(arch, tmp_path, make_video):
 
 
 def _units(vtk: Path) -> list[tuple[int, int, dict]]:
-    from vtcodec.packing import unpack_streams
+    from vtcodec.tokens import unit_streams
 
     with VtkReader(vtk) as r:
-        return [(u.type, u.chunk, {} if u.type == SEGMENT else {k: a for k, (a, _) in unpack_streams(u.payload).items()})
-                for u in r.units()]
+        return [(u.type, u.chunk, {k: a for k, (a, _) in (streams or {}).items()}) for u, streams in unit_streams(r)]
 
 
 def test_refresh_restarts_only_the_tiles_that_changed(tmp_path):
@@ -469,18 +468,22 @@ def test_misplaced_partial_refresh_is_a_format_error(tmp_path):
 
 def test_stream_levels_must_match_the_model(tmp_path):
     """Indices packed under other levels would decode to other codes: a FormatError, not noise."""
-    from vtcodec.packing import pack_streams, unpack_streams
+    from vtcodec.packing import pack_streams
+    from vtcodec.tokens import unit_streams
     frames = np.full((32, 48, 128, 3), 40, np.uint8)
     src = write_video(tmp_path / "flat.mkv", frames)
     tok = MeanColourTok()
     good = tmp_path / "good.vtk"
     encode_file(src, good, model=tok, overlap=0)
 
+    with VtkReader(good) as r:
+        chunk1 = next(s for u, s in unit_streams(r) if u.type == TOKENS and u.chunk == 1)
+
     def relevel(c, units):
         if c != 1:
             return units
-        return [(t, pack_streams({k: (a, [4]) for k, (a, _) in unpack_streams(pl).items()}))
-                if t == TOKENS else (t, pl) for t, pl in units]
+        return [(t, pack_streams({k: (a, [4]) for k, (a, _) in chunk1.items()})) if t == TOKENS else (t, pl)
+                for t, pl in units]
     _rewrite(good, tmp_path / "bad.vtk", relevel)
     with pytest.raises(FormatError, match=r"chunk 1: stream 'pad' has levels \[4\], model meancolour uses \[2\]"):
         decode_frames(tmp_path / "bad.vtk", model=tok)

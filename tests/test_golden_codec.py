@@ -12,7 +12,7 @@ import pytest
 from vtcodec.codec import decode_frames, encode_file
 from vtcodec.container import VtkReader
 from vtcodec.models.registry import sha256_file
-from vtcodec.packing import unpack_streams
+from vtcodec.tokens import unit_streams
 
 from golden.make_codec_golden import HERE, source_frames
 
@@ -30,7 +30,7 @@ def _golden_models(monkeypatch):
 
 def _tokens(path):
     with VtkReader(path) as r:
-        return [(u.chunk, k, v) for u in r.units() if u.type in (2, 3) for k, (v, _) in unpack_streams(u.payload).items()]
+        return [(u.chunk, k, v) for u, streams in unit_streams(r) if streams for k, (v, _) in streams.items()]
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -74,7 +74,7 @@ def test_golden_v2_partial_refresh(arch):
     path = D / f"{arch}_v2_refresh.vtk"
     with VtkReader(path) as r:
         assert r.version == MADE_AT.get(arch, 2) and [e.key for e in r.index] == [True, False]
-        shared = [unpack_streams(u.payload) for u in r.units() if u.type == 2 and u.chunk == 1]
+        shared = [streams for u, streams in unit_streams(r) if u.type == 2 and u.chunk == 1]
     assert len(shared) == 1 and shared[0]["refresh_tiles"][0].tolist() == [0]
     want = np.load(D / f"{arch}_v2_refresh_decoded.npy")
     got = decode_frames(path)

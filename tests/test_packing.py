@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from vtcodec import entropy
 from vtcodec.errors import FormatError, VtcodecError
 from vtcodec.packing import (
+    SegmentCoder,
     LAYOUT_BITS,
     LAYOUT_PLANES,
     LAYOUT_RANGE,
@@ -442,3 +443,100 @@ def test_range_coder_carry_through_held_back_ff_bytes():
     section = entropy.encode(flat, [8], (1, 1, 200))
     assert section == _spec_encode(flat, [8], (1, 1, 200))
     assert np.array_equal(entropy.decode(section, 200, [8], (1, 1, 200)), flat)
+
+
+# -- version 3: a segment's payloads, coded with shared state --------------------------------------
+
+LV3 = {"a": [15, 15, 5, 5], "b": [5, 5], "refresh_tiles": None}
+GRIDS3 = {"a": (1, 4, 6), "b": (2, 3, 4)}
+
+
+def _segment(payloads_streams, coder=None):
+    coder = coder or SegmentCoder({k: v for k, v in LV3.items() if v}, GRIDS3)
+    coder.start()
+    return [coder.pack(s) for s in payloads_streams]
+
+
+def _chunks(rng, n=4):
+    return [{"a": rng.integers(0, 15 * 15 * 5 * 5, (2, 24)), "b": rng.integers(0, 5, (1, 24)) * 5}
+            for _ in range(n)]
+
+
+def test_segment_payloads_round_trip_in_order():
+    rng = np.random.default_rng(3)
+    chunks = _chunks(rng) + [{"a": rng.integers(0, 15, (3, 24))}]  # a stream alone, other rows
+    payloads = _segment(chunks)
+    assert all(p[:4] == b"VTP\x03" for p in payloads)
+    reader = SegmentCoder({k: v for k, v in LV3.items() if v}, GRIDS3)
+    reader.start()
+    for want, p in zip(chunks, payloads):
+        got = reader.unpack(p)
+        assert sorted(got) == sorted(want)
+        for k in want:
+            assert np.array_equal(got[k][0], want[k]) and got[k][1] == LV3[k]
+
+
+def test_segment_state_carries_from_payload_to_payload():
+    """A chunk that repeats the one before costs a fraction of it: the tables and the previous
+    tokens carry over within a segment, and start afresh at the next SEGMENT."""
+    rng = np.random.default_rng(4)
+    smooth = (np.add.outer(np.arange(4), np.arange(6)) % 15).reshape(1, 24)
+    chunk = {"a": np.repeat(smooth + 15 * rng.integers(0, 3, (1, 24)), 2, axis=0)}
+    sizes = [len(p) for p in _segment([chunk] * 4)]
+    assert sizes[-1] < 0.7 * sizes[0]
+    assert _segment([chunk])[0] == _segment([chunk] * 4)[0]  # a new segment pays again
+
+
+def test_segment_payload_needs_its_segment():
+    payload = _segment(_chunks(np.random.default_rng(5), 1))[0]
+    reader = SegmentCoder({k: v for k, v in LV3.items() if v}, GRIDS3)
+    with pytest.raises(FormatError, match="before any SEGMENT"):
+        reader.unpack(payload)
+    with pytest.raises(FormatError, match="not in the header|out of order"):
+        r = SegmentCoder({"a": LV3["a"]}, {"a": GRIDS3["a"]})
+        r.start()
+        r.unpack(payload)
+
+
+def test_streams_the_header_does_not_describe_take_version_2():
+    coder = SegmentCoder({"a": LV3["a"], "t": [4]}, {"a": GRIDS3["a"]})
+    coder.start()
+    p = coder.pack({"t": np.array([[1, 3]])})
+    assert p[:4] == b"VTP\x02"
+    assert coder.state.tables == {} and np.array_equal(coder.unpack(p)["t"][0], [[1, 3]])
+    with pytest.raises(VtcodecError, match="outside"):
+        coder.pack({"a": np.array([[15 * 15 * 5 * 5] * 24])})
+
+
+def test_forged_segment_payloads_rejected():
+    coder = SegmentCoder({k: v for k, v in LV3.items() if v}, GRIDS3)
+    coder.start()
+    for bad, why in [(b"VTP\x03\x00", "without streams"), (b"VTP\x03\x01\x05\x01", "not in the header"),
+                     (b"VTP\x03\x02\x01\x01\x00\x01", "out of order"), (b"VTP\x03\x01\x00\x00", "no rows"),
+                     (b"VTP\x03\x01\x00\x80\x80\x80\x08", "more than")]:
+        with pytest.raises(FormatError, match=why):
+            coder.unpack(bad)
+    with pytest.raises(FormatError, match="max_elements"):
+        coder.unpack(b"VTP\x03\x01\x00\x03", max_elements=48)
+
+
+def test_damaged_segment_payloads_fail_cleanly():
+    """Bit flips and truncations give the right tokens, other tokens, or a FormatError: never
+    another exception (the unit's CRC catches what decodes quietly)."""
+    rng = np.random.default_rng(6)
+    chunks = _chunks(rng, 2)
+    payloads = _segment(chunks)
+    for trial in range(300):
+        p = bytearray(payloads[trial % 2])
+        if trial % 3:
+            p[rng.integers(4, len(p))] ^= 1 << int(rng.integers(8))
+        else:
+            p = p[:rng.integers(4, len(p))]
+        reader = SegmentCoder({k: v for k, v in LV3.items() if v}, GRIDS3)
+        reader.start()
+        try:
+            if trial % 2:
+                reader.unpack(payloads[0])
+            reader.unpack(bytes(p))
+        except FormatError:
+            pass

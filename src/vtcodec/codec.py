@@ -36,7 +36,7 @@ from vtcodec.container import REFRESH_TILES, SEGMENT, SHARED, TOKENS, VtkReader,
 from vtcodec.errors import FormatError, ModelError, OutputError, VtcodecError, whole_number_problem
 from vtcodec.models.base import Streams, Tokenizer
 from vtcodec.models.registry import find_by_sha, load_checkpoint, resolve_model, sha256_file
-from vtcodec.packing import pack_streams
+from vtcodec.packing import SegmentCoder, pack_streams
 from vtcodec.refine import DEFAULT_LR, check_settings, refine_latents
 from vtcodec.tiling import TileLayout, frames_to_video, tile_mse, video_to_frames
 from vtcodec.tokens import TokenChunk, chunks_of
@@ -272,6 +272,7 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
     key_names = _key_streams(tok)
     levels, grids = tok.stream_levels, tok.stream_grids
     spec = {k: (levels[k], grids[k]) for k in levels}  # what pack_streams needs beside each array
+    coder = SegmentCoder(levels, grids)
     header = {
         "model": tok.key, "arch": tok.arch, "checkpoint_sha256": tok.sha256,
         "width": info.width, "height": info.height, "fps": f"{info.fps.numerator}/{info.fps.denominator}",
@@ -319,14 +320,15 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
             w.begin_chunk(i, done, n, key)
             if key:
                 w.write_unit(SEGMENT, json.dumps({"chunk": i, "first_frame": done}, separators=(",", ":")).encode())
-                shared = {k: (v, *spec[k]) for k, v in streams.items() if k in key_names}
+                coder.start()
+                shared = {k: v for k, v in streams.items() if k in key_names}
                 if shared:
-                    w.write_unit(SHARED, pack_streams(shared))
+                    w.write_unit(SHARED, coder.pack(shared))
             elif partial is not None:
                 w.write_unit(SHARED, pack_streams({REFRESH_TILES: (partial, [layout.count]),
                                                    **{k: (streams[k], *spec[k]) for k in sorted(key_names)}}))
                 refreshes += len(partial)
-            w.write_unit(TOKENS, pack_streams({k: (v, *spec[k]) for k, v in streams.items() if k not in key_names}))
+            w.write_unit(TOKENS, coder.pack({k: v for k, v in streams.items() if k not in key_names}))
             tokens += sum(v.size for v in streams.values())
             chunks, keys, done = chunks + 1, keys + key, done + n
             if progress:

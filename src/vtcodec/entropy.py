@@ -1,7 +1,10 @@
-"""Context-adaptive range coding of FSQ token digits: packed-token layout 2.
+"""Context-adaptive range coding of FSQ token digits: packed-token layouts 2 and 3.
 
 This docstring is the specification of a layout-2 section (docs/FORMAT.md, "Packed token
 payload", carries the same text). `vtcodec.packing` frames the section; this module codes its content.
+Layout 3 (`encode_segment` / `decode_segment`, specified in docs/FORMAT.md, "Packed token payload,
+version 3") uses the same range coder with another model: fewer contexts, a constant flag per
+digit, and tables and previous tokens carried from payload to payload through a segment.
 
 What is coded
 -------------
@@ -127,6 +130,92 @@ def levels_problem(levels: list[int]) -> str | None:
     return f"levels {levels} exceed {MAX_LEVEL}" if max(levels) > MAX_LEVEL else None
 
 
+class _Encoder:
+    """The range coder of the module docstring, encoding side (LZMA's byte-wise carry handling)."""
+
+    def __init__(self):
+        self.out = bytearray()
+        self.low, self.rng, self.cache, self.pending, self.first = 0, _MASK32, 0, 1, True
+
+    def _shift_low(self):
+        low = self.low
+        if low < 0xFF000000 or low > _MASK32:
+            carry = low >> 32
+            if self.first:
+                self.first = False  # the always-zero leading byte is not written
+            else:
+                self.out.append((self.cache + carry) & 0xFF)
+            self.out.extend(bytes([(0xFF + carry) & 0xFF]) * (self.pending - 1))
+            self.pending, self.cache = 0, (low >> 24) & 0xFF
+        self.pending += 1
+        self.low = (low & 0x00FFFFFF) << 8
+
+    def code(self, cum: int, freq: int, total: int) -> None:
+        r = self.rng // total
+        self.low += r * cum
+        self.rng = r * freq
+        while self.rng < _TOP:
+            self.rng <<= 8
+            self._shift_low()
+
+    def adaptive(self, f: list[int], s: int, inc: int) -> None:
+        """Code symbol s with table f, then adapt f (INC-style update, halving past LIMIT)."""
+        total = sum(f)
+        self.code(sum(f[:s]), f[s], total)
+        f[s] += inc
+        if total + inc > LIMIT:
+            f[:] = [(c + 1) >> 1 for c in f]
+
+    def finish(self) -> bytes:
+        self.low = (self.low + _TOP - 1) & ~(_TOP - 1)  # inside [low, low + range): range >= 2**24 here
+        for _ in range(5):
+            self._shift_low()
+        return bytes(self.out).rstrip(b"\x00")
+
+
+class _Decoder:
+    """Decoding side: reads exactly the bytes the encoder's shifts produced (past the end: zeros)."""
+
+    def __init__(self, data):
+        self.data = bytes(data)
+        self.end = len(self.data)
+        self.code_ = int.from_bytes(self.data[:4].ljust(4, b"\x00"), "big")
+        self.pos, self.rng = 4, _MASK32
+
+    def target(self, total: int) -> tuple[int, int]:
+        """(r, v): the symbol to decode is the one whose [cum, cum + freq) holds v."""
+        r = self.rng // total
+        v = self.code_ // r
+        if v >= total:
+            raise FormatError("corrupt packed tokens: range-coded section decodes outside its tables")
+        return r, v
+
+    def consume(self, r: int, cum: int, freq: int) -> None:
+        self.code_ -= r * cum
+        self.rng = r * freq
+        while self.rng < _TOP:
+            self.rng <<= 8
+            self.code_ = (self.code_ << 8) | (self.data[self.pos] if self.pos < self.end else 0)
+            self.pos += 1
+
+    def adaptive(self, f: list[int], inc: int) -> int:
+        total = sum(f)
+        r, v = self.target(total)
+        s, cum = 0, 0
+        while cum + f[s] <= v:
+            cum += f[s]
+            s += 1
+        self.consume(r, cum, f[s])
+        f[s] += inc
+        if total + inc > LIMIT:
+            f[:] = [(c + 1) >> 1 for c in f]
+        return s
+
+    def check_end(self) -> None:
+        if self.pos < self.end:
+            raise FormatError(f"corrupt packed tokens: range-coded section has {self.end - self.pos} bytes past its symbols")
+
+
 def encode(flat: np.ndarray, levels: list[int], grid: tuple[int, int, int]) -> bytes:
     """Range-code indices (N,) in [0, prod(levels)) under the context model; levels_problem() and
     grid_problem() must pass (the grid's product dividing N)."""
@@ -135,22 +224,7 @@ def encode(flat: np.ndarray, levels: list[int], grid: tuple[int, int, int]) -> b
     _, h, w = grid
     row, step, base = w * m, h * w * m, max(levels) + 1
     tables: dict[int, list[int]] = {}
-    out = bytearray()
-    low, rng, cache, pending, first = 0, _MASK32, 0, 1, True
-
-    def shift_low():
-        nonlocal low, cache, pending, first
-        if low < 0xFF000000 or low > _MASK32:
-            carry = low >> 32
-            if first:
-                first = False  # the always-zero leading byte is not written
-            else:
-                out.append((cache + carry) & 0xFF)
-            out.extend(bytes([(0xFF + carry) & 0xFF]) * (pending - 1))
-            pending, cache = 0, (low >> 24) & 0xFF
-        pending += 1
-        low = (low & 0x00FFFFFF) << 8
-
+    enc = _Encoder()
     at = 0
     for t, y, x in _positions(len(digits) // m, grid):
         for i, lv in enumerate(levels):
@@ -158,62 +232,115 @@ def encode(flat: np.ndarray, levels: list[int], grid: tuple[int, int, int]) -> b
             f = tables.get(c)
             if f is None:
                 f = tables[c] = [INIT] * lv
-            s = digits[at]
-            total = sum(f)
-            r = rng // total
-            low += r * sum(f[:s])
-            rng = r * f[s]
-            while rng < _TOP:
-                rng <<= 8
-                shift_low()
-            f[s] += INC
-            if total + INC > LIMIT:
-                f[:] = [(c + 1) >> 1 for c in f]
+            enc.adaptive(f, digits[at], INC)
             at += 1
-    low = (low + _TOP - 1) & ~(_TOP - 1)  # inside [low, low + range): range >= 2**24 here
-    for _ in range(5):
-        shift_low()
-    return bytes(out).rstrip(b"\x00")
+    return enc.finish()
 
 
 def decode(data, n: int, levels: list[int], grid: tuple[int, int, int]) -> np.ndarray:
     """Inverse of encode: (N,) int64 indices. Raises FormatError on data no encoder writes."""
-    data = bytes(data)
-    end = len(data)
     m = len(levels)
     _, h, w = grid
     row, step, base = w * m, h * w * m, max(levels) + 1
     tables: dict[int, list[int]] = {}
     digits = [0] * (n * m)
-    code = int.from_bytes(data[:4].ljust(4, b"\x00"), "big")
-    pos, rng, at = 4, _MASK32, 0
+    dec = _Decoder(data)
+    at = 0
     for t, y, x in _positions(n, grid):
         for i, lv in enumerate(levels):
             c = _context(digits, at, i, t, y, x, m, row, step, base)
             f = tables.get(c)
             if f is None:
                 f = tables[c] = [INIT] * lv
-            total = sum(f)
-            r = rng // total
-            v = code // r
-            if v >= total:
-                raise FormatError("corrupt packed tokens: range-coded section decodes outside its tables")
-            s, cum = 0, 0
-            while cum + f[s] <= v:
-                cum += f[s]
-                s += 1
-            code -= r * cum
-            rng = r * f[s]
-            while rng < _TOP:
-                rng <<= 8
-                code = (code << 8) | (data[pos] if pos < end else 0)
-                pos += 1
-            digits[at] = s
+            digits[at] = dec.adaptive(f, INC)
             at += 1
-            f[s] += INC
-            if total + INC > LIMIT:
-                f[:] = [(c + 1) >> 1 for c in f]
-    if pos < end:
-        raise FormatError(f"corrupt packed tokens: range-coded section has {end - pos} bytes past its symbols")
+    dec.check_end()
     mult = np.cumprod([1] + list(levels[:-1]), dtype=np.int64)
     return (np.asarray(digits, dtype=np.int64).reshape(n, m) * mult).sum(axis=1)
+
+
+# -- layout 3: the payloads of one segment, coded with shared state ------------------------------
+INIT3, INC3 = 1, 4
+_NO_PREV = 3
+
+
+class SegmentState:
+    """What layout 3 carries from one payload to the next within a segment (a key chunk resets
+    it): the adaptive tables by context, and each stream's digits as last coded."""
+
+    def __init__(self):
+        self.tables: dict[tuple, list[int]] = {}
+        self.last: dict[int, tuple[tuple, list[list[int]]]] = {}
+
+
+def _code_plane(coder, decoding: bool, tables: dict, key: tuple, d: list[int], lv: int, grid, prev) -> None:
+    """Code (or, decoding, fill in) one digit plane d in C order of (rows, T, H, W). Context:
+    the rounded mean of two neighbours (left and upper in the first step; left and the previous
+    step's digit after it) and the sign of the same element's digit in the stream's last coding
+    (`prev`, or 3 when there is none) relative to the middle level."""
+    t_, h, w = grid
+    hw, mid = h * w, lv // 2
+    e = 0
+    for _ in range(len(d) // (t_ * hw)):
+        for t in range(t_):
+            for y in range(h):
+                for x in range(w):
+                    a = d[e - 1] if x else (d[e - w] if y else mid)
+                    b = d[e - hw] if t else (d[e - w] if y else a)
+                    p = _NO_PREV if prev is None else (0 if prev[e] < mid else 1 if prev[e] == mid else 2)
+                    k = (*key, (a + b + 1) >> 1, p)
+                    f = tables.get(k)
+                    if f is None:
+                        f = tables[k] = [INIT3] * lv
+                    if decoding:
+                        d[e] = coder.adaptive(f, INC3)
+                    else:
+                        coder.adaptive(f, d[e], INC3)
+                    e += 1
+
+
+def _code_stream(coder, decoding: bool, state: SegmentState, sid: int, planes: list[list[int]], levels, grid):
+    shape = (len(planes[0]), tuple(grid))
+    last = state.last.get(sid)
+    prev = last[1] if last is not None and last[0] == shape else None
+    tables = state.tables
+    for i, lv in enumerate(levels):
+        d = planes[i]
+        flag = tables.setdefault((sid, i, "const"), [INIT3] * 2)
+        value = tables.setdefault((sid, i, "value"), [INIT3] * lv)
+        if decoding:
+            const = coder.adaptive(flag, INC3)
+            if const:
+                d[:] = [coder.adaptive(value, INC3)] * len(d)
+        else:
+            const = int(min(d) == max(d))
+            coder.adaptive(flag, const, INC3)
+            if const:
+                coder.adaptive(value, d[0], INC3)
+        if not const:
+            _code_plane(coder, decoding, tables, (sid, i), d, lv, grid, None if prev is None else prev[i])
+    state.last[sid] = (shape, planes)
+
+
+def encode_segment(state: SegmentState, streams: list[tuple[int, np.ndarray, list[int], tuple[int, int, int]]]) -> bytes:
+    """Layout 3: range-code streams [(stream number, indices (N,), levels, grid)] as one section,
+    with and into the segment's `state` (levels_problem() and grid_problem() must pass)."""
+    enc = _Encoder()
+    for sid, flat, levels, grid in streams:
+        planes = [p.tolist() for p in split_digits(np.asarray(flat, dtype=np.int64).ravel(), levels)]
+        _code_stream(enc, False, state, sid, planes, levels, grid)
+    return enc.finish()
+
+
+def decode_segment(data, state: SegmentState, streams: list[tuple[int, int, list[int], tuple[int, int, int]]]) -> list[np.ndarray]:
+    """Inverse of encode_segment for [(stream number, N, levels, grid)]: each stream's (N,) int64
+    indices. Raises FormatError on data no encoder writes."""
+    dec = _Decoder(data)
+    out = []
+    for sid, n, levels, grid in streams:
+        planes = [[0] * n for _ in levels]
+        _code_stream(dec, True, state, sid, planes, levels, grid)
+        mult = np.cumprod([1] + list(levels[:-1]), dtype=np.int64)
+        out.append((np.asarray(planes, dtype=np.int64).reshape(len(levels), n) * mult[:, None]).sum(axis=0))
+    dec.check_end()
+    return out

@@ -3,7 +3,10 @@
 This docstring is the specification of the packed-token payload, version 2 (version 1 is the
 same without layout 2; the same text is in docs/FORMAT.md, section "Packed token payload"). It
 is carried inside `.vtk` SHARED and TOKENS units but is self-describing, so it can also be
-stored on its own. Writers write version 2; readers read versions 1 and 2.
+stored on its own. `pack_streams` writes version 2 and `unpack_streams` reads versions 1 and 2.
+Inside a `.vtk` the writer writes version 3 where it can (`SegmentCoder`, at the end of this
+module: payloads that take their streams' names and shapes from the file's header and are range
+coded with state carried through the segment; docs/FORMAT.md, "Packed token payload, version 3").
 
 Payload layout (all integers little-endian)
 -------------------------------------------
@@ -142,15 +145,17 @@ __all__ = [
     "LAYOUT_BITS",
     "LAYOUT_RANGE",
     "pack_streams",
+    "SegmentCoder",
     "payload_layouts",
     "unpack_streams",
     "entropy_bits",
     "packed_bits_per_token",
 ]
 
-PACKING_VERSION = 2          # what the writer writes
-READ_VERSIONS = (1, 2)       # what the reader reads
-MAGIC = b"VTP" + bytes([PACKING_VERSION])
+PACKING_VERSION = 3          # what a .vtk writer writes (SegmentCoder); pack_streams alone writes version 2
+READ_VERSIONS = (1, 2)       # what unpack_streams reads on its own; version 3 needs its file (SegmentCoder)
+MAGIC = b"VTP\x02"
+MAGIC3 = b"VTP\x03"
 LAYOUT_PLANES = 0
 LAYOUT_BITS = 1
 LAYOUT_RANGE = 2             # version 2 only: context-adaptive range coding (vtcodec.entropy)
@@ -591,3 +596,97 @@ def packed_bits_per_token(payload_len: int, n_tokens: int) -> float:
     if n_tokens <= 0:
         raise VtcodecError(f"n_tokens must be positive, got {n_tokens}")
     return 8.0 * payload_len / n_tokens
+
+
+# -- version 3: the payloads of one segment, range coded with shared state ------------------------
+
+
+class SegmentCoder:
+    """Packs and unpacks a .vtk file's SHARED and TOKENS payloads, in unit order, as version-3
+    payloads (docs/FORMAT.md, "Packed token payload, version 3"):
+
+        0     4    magic b"VTP\x03"
+        4     1    u8 n_streams (1..255)
+        then n_streams times, stream numbers strictly ascending:
+              1    u8 stream number: the stream's place among the header's `stream_levels` names
+                   in sorted order (names without a `stream_grids` entry take no number)
+              var  uvarint rows >= 1: the stream is (rows, T*H*W) indices, levels and grid (T, H, W)
+                   from the header
+        rest       one layout-3 range-coded section holding every stream, in order (vtcodec.entropy)
+
+    No CRC: the unit's CRC32 covers the payload. Layout 3 codes each digit against the rounded
+    mean of two neighbours and the sign of the same token's digit in the stream's previous payload,
+    with tables that carry over from payload to payload: its state (entropy.SegmentState) starts
+    afresh at each SEGMENT unit (`start`) and every payload of the segment must be decoded in order,
+    as the decoder does anyway from a key chunk. On the 10 colour validation clips, ConvTok at
+    quality 0-2, this is about half the token bytes of version 2, whose per-payload descriptors,
+    fresh tables and 16 x 16 spatial contexts per digit cost most in chunks of a few hundred tokens.
+    Streams the header does not describe, or with levels above entropy.MAX_LEVEL, take version 2
+    (`pack_streams`), which needs no state and leaves it untouched."""
+
+    def __init__(self, levels: Mapping[str, list[int]], grids: Mapping[str, tuple[int, int, int]]):
+        self.names = sorted(k for k in levels if k in grids)[:255]
+        self.spec = {k: (list(lv), tuple(int(g) for g in grids[k]) if k in grids else None) for k, lv in levels.items()}
+        self.state: entropy.SegmentState | None = None
+
+    def start(self) -> None:
+        """A SEGMENT unit: the payloads after it code with fresh state."""
+        self.state = entropy.SegmentState()
+
+    def _fits(self, streams: Mapping[str, np.ndarray]) -> bool:
+        return bool(streams) and all(
+            k in self.names and np.ndim(v) == 2 and len(v) >= 1 and np.shape(v)[1] == math.prod(self.spec[k][1])
+            and not entropy.levels_problem(self.spec[k][0]) for k, v in streams.items())
+
+    def pack(self, streams: Mapping[str, np.ndarray]) -> bytes:
+        """{name: indices (rows, T*H*W)}, streams of the header -> a version-3 payload after
+        `start`, or a version-2 one (`pack_streams`) for streams it cannot take."""
+        if self.state is None or not self._fits(streams):
+            return pack_streams({k: (np.asarray(v), *self.spec[k]) for k, v in streams.items()})
+        for k, v in streams.items():
+            if np.min(v) < 0 or np.max(v) >= math.prod(self.spec[k][0]):
+                raise VtcodecError(f"stream {k!r}: indices outside [0, {math.prod(self.spec[k][0])})")
+        order = sorted(streams, key=self.names.index)
+        head = bytearray(MAGIC3) + bytes([len(order)])
+        for k in order:
+            head += bytes([self.names.index(k)]) + _uvarint(len(streams[k]))
+        body = entropy.encode_segment(self.state, [(self.names.index(k), np.asarray(streams[k]), *self.spec[k])
+                                                   for k in order])
+        return bytes(head) + body
+
+    def unpack(self, payload: bytes, *, max_elements: int = MAX_ELEMENTS) -> dict[str, tuple[np.ndarray, list[int]]]:
+        """Inverse of pack (version 1 and 2 payloads go to unpack_streams): name -> (int64
+        indices (rows, T*H*W), levels). FormatError on anything no writer makes."""
+        buf = memoryview(payload).cast("B")
+        if bytes(buf[:4]) != MAGIC3:
+            return unpack_streams(payload, max_elements=max_elements)
+        if self.state is None:
+            raise FormatError("corrupt packed tokens: a version-3 payload before any SEGMENT unit")
+        cur = _Cursor(buf)
+        cur.take(4, "magic")
+        n = cur.u8("stream count")
+        if not n:
+            raise FormatError("corrupt packed tokens: a version-3 payload without streams")
+        specs, last, total = [], -1, 0
+        for _ in range(n):
+            sid = cur.u8("stream number")
+            if not last < sid < len(self.names):
+                raise FormatError(f"corrupt packed tokens: stream number {sid} out of order or not in the header "
+                                  f"({len(self.names)} streams)")
+            last = sid
+            levels, grid = self.spec[self.names[sid]]
+            (rows,) = cur.uvarints(1, "row count")
+            why = "no rows" if not rows else entropy.levels_problem(levels)
+            if why:
+                raise FormatError(f"corrupt packed tokens: stream {self.names[sid]!r} cannot be range coded: {why}")
+            total += rows * math.prod(grid) * len(levels)
+            if total > min(entropy.MAX_SYMBOLS, max_elements * MAX_LEVELS):
+                raise FormatError(f"packed tokens declare {total} range-coded digits, more than a reader decodes "
+                                  "in one payload")
+            specs.append((sid, rows * math.prod(grid), levels, grid))
+        if sum(s[1] for s in specs) > max_elements:
+            raise FormatError(f"packed tokens declare {sum(s[1] for s in specs)} indices, more than "
+                              f"max_elements={max_elements}")
+        flat = entropy.decode_segment(cur.buf[cur.pos:], self.state, specs)
+        return {self.names[sid]: (arr.reshape(-1, math.prod(grid)), levels)
+                for (sid, _, levels, grid), arr in zip(specs, flat)}

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vtcodec.limits import unit_token_limit
-from vtcodec.container import REFRESH_TILES, SHARED, TOKENS, UNIT_NAMES, VtkReader
-from vtcodec.packing import MAX_ELEMENTS, entropy_bits, payload_layouts, unpack_streams
+from vtcodec.container import REFRESH_TILES, UNIT_NAMES, VtkReader
+from vtcodec.packing import MAGIC3, entropy_bits, payload_layouts
+from vtcodec.tokens import unit_streams
 
 
 def describe(path: str | Path) -> dict:
@@ -26,13 +26,13 @@ def describe(path: str | Path) -> dict:
         payload_bits_by_kind: dict[str, int] = defaultdict(int)
         tokens_by_kind: dict[str, int] = defaultdict(int)
         refreshed = 0
-        most = unit_token_limit(header, MAX_ELEMENTS)  # what the header allows, before any payload is decoded
-        for u in r.units():
+        for u, streams in unit_streams(r):
             kind = UNIT_NAMES[u.type].lower()
             units[kind].append(len(u.payload))
-            if u.type in (SHARED, TOKENS):
-                streams = unpack_streams(u.payload, max_elements=most)
-                for name, (lay, _) in payload_layouts(u.payload).items():
+            if streams is not None:
+                segment = bytes(u.payload[:4]) == MAGIC3
+                for name, (lay, _) in ({k: ("segment", None) for k in streams} if segment
+                                       else payload_layouts(u.payload)).items():
                     layouts[name][lay] += 1
                 for name, (idx, _) in streams.items():
                     if name == REFRESH_TILES:  # tile numbers of a partial refresh, not tokens

@@ -33,7 +33,7 @@ from vtcodec.container import REFRESH_TILES, SEGMENT, SHARED, TOKENS, VtkReader,
 from vtcodec.errors import FormatError, OutputError, VtcodecError
 from vtcodec.entropy import grid_problem
 from vtcodec.limits import unit_token_limit
-from vtcodec.packing import MAX_ELEMENTS, unpack_streams
+from vtcodec.packing import MAX_ELEMENTS, SegmentCoder
 
 
 @dataclass(frozen=True)
@@ -71,19 +71,31 @@ def chunks_of(r: VtkReader, start: int, stop: int | None) -> Iterator[TokenChunk
     complete when the generator is exhausted."""
     entries = {e.chunk: e for e in r.index}
     grids = _header_grids(r.header)
-    limit = _unit_limit(r.header, grids)
     cur, kinds, parts = None, [], []
-    for unit in r.units(start, stop):
+    for unit, streams in unit_streams(r, start, stop, grids):
         if unit.chunk != cur:
             check_chunk_units(kinds, cur, r.version, complete=True)
             cur, kinds, parts = unit.chunk, [], []
         kinds.append(unit.type)
         check_chunk_units(kinds, cur, r.version)
-        if unit.type in (SHARED, TOKENS):
-            parts.append(unpack_streams(unit.payload, max_elements=limit))
+        if streams is not None:
+            parts.append(streams)
         if unit.type == TOKENS:
             yield _chunk(entries[cur], kinds[0] == SEGMENT, parts, grids)
     check_chunk_units(kinds, cur, r.version, complete=True)
+
+
+def unit_streams(r: VtkReader, start: int = 0, stop: int | None = None, grids: dict | None = None):
+    """Each unit from the key chunk at or before `start`, with its payload's streams (name ->
+    (int64 indices, levels)) for SHARED and TOKENS units and None for the others. Version-3
+    payloads decode with their segment's state, so units come in file order from a SEGMENT."""
+    grids = _header_grids(r.header) if grids is None else grids
+    limit = _unit_limit(r.header, grids)
+    coder = SegmentCoder(r.header.get("stream_levels", {}), grids)  # levels validated by VtkReader (limits)
+    for unit in r.units(start, stop):
+        if unit.type == SEGMENT:
+            coder.start()
+        yield unit, (coder.unpack(unit.payload, max_elements=limit) if unit.type in (SHARED, TOKENS) else None)
 
 
 def _header_grids(header: dict) -> dict[str, tuple[int, int, int]]:
