@@ -4,7 +4,7 @@
 
 A `.vtk` is untrusted input (issue 23). Random damage is caught by the CRCs, so the cases here are
 made the way an attacker makes them: valid seed files (the codec golden files, every arch and
-format version 1-3, with partial refreshes, plus tests/fuzz_corpus/*.vtk) are parsed into their
+format version 1-4, with partial refreshes, plus tests/fuzz_corpus/*.vtk) are parsed into their
 structure, one thing is changed, and every CRC is recomputed. Mutation kinds:
 
   header   a header field set to a hostile value (huge, negative, non-finite, wrong type, deep)
@@ -60,7 +60,8 @@ GOLDEN = ROOT / "tests" / "golden" / "codec"
 CORPUS = ROOT / "tests" / "fuzz_corpus"
 
 from vtcodec import limits as vlimits  # noqa: E402
-from vtcodec.container import END_MAGIC, INDEX, MAGIC, SEGMENT, SHARED, TOKENS, pack_header  # noqa: E402
+from vtcodec.container import END_MAGIC, INDEX, MAGIC, SEGMENT, SHARED, TOKENS, VtkReader, pack_header  # noqa: E402
+from vtcodec.wire import uvarint  # noqa: E402
 from vtcodec.errors import VtcodecError  # noqa: E402
 
 # a batch job's limits: small pictures and chunks (the seeds are 72x40, chunks of 8), so the work a
@@ -99,10 +100,9 @@ def parse(data: bytes) -> Model:
         blob = zlib.decompressobj(-15, zdict=_dict()).decompress(blob)
     header = json.loads(blob)
     (index_offset,) = struct.unpack_from("<Q", data, len(data) - 20)
-    _, plen = struct.unpack_from("<BI", data, index_offset)
-    payload = data[index_offset + 5: index_offset + 5 + plen]
-    (n,) = struct.unpack_from("<I", payload)
-    entries = [struct.unpack_from("<QIQIB", payload, 4 + 25 * i) for i in range(n)]
+    with VtkReader(io.BytesIO(data)) as r:
+        entries = [(e.offset, e.chunk, e.first_frame, e.n_frames, int(e.key)) for e in r.index]
+    n = len(entries)
     chunks = []
     for i, (off, c, first, nf, flags) in enumerate(entries):
         end = entries[i + 1][0] if i + 1 < n else index_offset
@@ -141,9 +141,16 @@ def emit(m: Model, tamper=None) -> bytes:
     if tamper:
         tamper(entries)
     index_offset = len(out)
-    payload = struct.pack("<I", len(entries)) + b"".join(struct.pack("<QIQIB", *(v % (1 << b) for v, b in
-                                                                                    zip(e, (64, 32, 64, 32, 8))))
-                                                         for e in entries)
+    if m.version >= 4:  # varint steps (docs/FORMAT.md): first_frame and flag bits above 0 are not stored
+        payload, prev, wrap = bytearray(uvarint(len(entries))), None, 1 << 35
+        for off, c, _, nf, flags in entries:
+            if prev:
+                payload += uvarint((off - prev[0]) % wrap)
+            payload += uvarint((c - (prev[1] + 1 if prev else 0)) % wrap) + uvarint((nf << 1 | flags & 1) % wrap)
+            prev = (off, c)
+    else:
+        payload = struct.pack("<I", len(entries)) + b"".join(
+            struct.pack("<QIQIB", *(v % (1 << b) for v, b in zip(e, (64, 32, 64, 32, 8)))) for e in entries)
     out += unit(INDEX, payload)
     off = struct.pack("<Q", index_offset)
     return bytes(out + off + struct.pack("<I", zlib.crc32(off)) + END_MAGIC)

@@ -25,7 +25,7 @@ from conftest import ARCHS, NTSC, TINY, run_cli, save_tiny, synth_frames, write_
 from vtcodec import codec
 from vtcodec.cli import main
 from vtcodec.codec import decode_file, decode_frames, encode_file, iter_decode, load_tokenizer
-from vtcodec.container import SEGMENT, TOKENS, VtkReader
+from vtcodec.container import FORMAT_VERSION, SEGMENT, TOKENS, VtkReader
 from vtcodec.errors import FormatError, ModelError, OutputError, VideoError, VtcodecError
 from vtcodec.models.base import Tokenizer
 from vtcodec.tiling import TileLayout, tile_starts, video_to_frames
@@ -458,7 +458,7 @@ def test_misplaced_partial_refresh_is_a_format_error(tmp_path):
     for name, edit in cases.items():
         bad = tmp_path / f"{name}.vtk"
         _rewrite(good, bad, edit)
-        with pytest.raises(FormatError, match="not a valid version-3 chunk"):
+        with pytest.raises(FormatError, match=f"not a valid version-{FORMAT_VERSION} chunk"):
             decode_frames(bad, model=tok)
     _rewrite(good, tmp_path / "v1.vtk", lambda c, us: us, version=1)  # version 1 had no partial refresh
     with pytest.raises(FormatError, match="chunk 2: units SHARED are not a valid version-1 chunk"):
@@ -776,7 +776,7 @@ def _corrupt(name: str, data: bytes) -> bytes:
         return b"\x89PNG\r\n\x1a\n" + data[8:]
     if name == "future_version":
         b = bytearray(data)
-        struct.pack_into("<H", b, 8, 4)
+        struct.pack_into("<H", b, 8, FORMAT_VERSION + 1)
         return bytes(b)
     if name.startswith("truncated_"):
         at = {"0": 0, "4": 4, "13": 13, "20": 20, "header": 18 + hlen, "unit": units[1][0] + 3,
@@ -829,7 +829,7 @@ def test_corrupt_vtk_is_refused(name, coded, tmp_path, capsys):
     with pytest.raises(FormatError) as e:
         decode_frames(bad, device="cpu")
     if name == "future_version":
-        assert "version 4" in str(e.value) and "1, 2, 3" in str(e.value)
+        assert f"version {FORMAT_VERSION + 1}" in str(e.value) and "1, 2, 3, 4" in str(e.value)
     out = tmp_path / "out.mkv"
     with pytest.raises(VtcodecError):
         decode_file(bad, out, device="cpu", lossless=True)

@@ -58,15 +58,30 @@ def spec_bytes(hdr: dict, chunks, *, version: int = FORMAT_VERSION) -> bytes:
         blob = c.compress(blob) + c.flush()
     pre = MAGIC + struct.pack("<HI", version, len(blob)) + blob
     out = bytearray(pre + struct.pack("<I", zlib.crc32(pre)))
-    entries = []
+    entries, offsets, prev = [], [], None
     for chunk, first, n, key, units in chunks:
-        entries.append(struct.pack("<QIQIB", len(out), chunk, first, n, int(key)))
+        if version < 4:
+            entries.append(struct.pack("<QIQIB", len(out), chunk, first, n, int(key)))
+        else:  # offset step (not for the first), chunk step - 1, n_frames * 2 + key: LEB128 varints
+            steps = ([] if prev is None else [len(out) - prev[0]]) + [chunk - (prev[1] + 1 if prev else 0), 2 * n + key]
+            entries.append(b"".join(leb128(v) for v in steps))
+            prev = (len(out), chunk)
         for utype, payload in units:
             out += raw_unit(utype, payload)
     index_offset = len(out)
-    out += raw_unit(INDEX, struct.pack("<I", len(entries)) + b"".join(entries))
+    count = struct.pack("<I", len(entries)) if version < 4 else leb128(len(entries))
+    out += raw_unit(INDEX, count + b"".join(entries))
     out += trailer(index_offset)
     return bytes(out)
+
+
+def leb128(v: int) -> bytes:
+    out = []
+    while True:
+        out.append((v & 0x7F) | (0x80 if v >> 7 else 0))
+        v >>= 7
+        if not v:
+            return bytes(out)
 
 
 def raw_unit(utype: int, payload: bytes) -> bytes:
@@ -89,8 +104,9 @@ def with_index(data: bytes, entries, *, index_offset: int | None = None, body: b
     return body + raw_unit(INDEX, payload) + trailer(off)
 
 
-def write_small(path, n_chunks=3, key_every=2, frames=4, payload=lambda c, u: bytes([c, u]) * (5 + c)):
-    with VtkWriter(path, header(n_chunks * frames)) as w:
+def write_small(path, n_chunks=3, key_every=2, frames=4, payload=lambda c, u: bytes([c, u]) * (5 + c),
+                version=FORMAT_VERSION):
+    with VtkWriter(path, header(n_chunks * frames), version=version) as w:
         for c in range(n_chunks):
             key = c % key_every == 0
             w.begin_chunk(c, c * frames, frames, key)
@@ -126,7 +142,9 @@ def test_round_trip_and_spec_conformance(tmp_path):
     data = path.read_bytes()
     assert data == spec_bytes(hdr, [(c, f, n, k, units[c]) for c, f, n, k in layout])
     assert w.bytes_written == len(data)
-    assert w.unit_sizes == [(t, len(p)) for c in (0, 1, 5) for t, p in units[c]] + [(INDEX, 4 + 3 * 25)]
+    index_len = len(data) - 20 - 9 - struct.unpack("<Q", data[-20:-12])[0]  # trailer, unit framing
+    assert index_len == 1 + 2 + 3 + 4  # count; chunk 0: 2 varints; chunk 1: 3; chunk 5: 3 (offset step 70k: 2 more bytes)
+    assert w.unit_sizes == [(t, len(p)) for c in (0, 1, 5) for t, p in units[c]] + [(INDEX, index_len)]
 
     with VtkReader(path) as r:
         assert r.header == hdr
@@ -223,21 +241,53 @@ def test_bad_magic(small):
 
 
 def test_future_version(small):
-    data = small[:8] + struct.pack("<H", 4) + small[10:]
-    with pytest.raises(FormatError, match=r"version 4 \(this vtcodec reads versions 1, 2, 3\)"):
+    data = small[:8] + struct.pack("<H", 5) + small[10:]
+    with pytest.raises(FormatError, match=r"version 5 \(this vtcodec reads versions 1, 2, 3, 4\)"):
         VtkReader(io.BytesIO(data))
 
 
-def test_writer_writes_version_3_and_reader_reports_the_version(tmp_path, small):
+def test_writer_writes_version_4_and_reader_reports_the_version(tmp_path, small):
     with VtkReader(io.BytesIO(small)) as r:
         assert r.version == 1
     hdr = dict(GOLDEN_HEADER, frame_count=0)
-    with VtkWriter(tmp_path / "v3.vtk", hdr):
+    with VtkWriter(tmp_path / "v4.vtk", hdr):
         pass
-    data = (tmp_path / "v3.vtk").read_bytes()
-    assert struct.unpack("<H", data[8:10]) == (FORMAT_VERSION,) == (3,)
-    with VtkReader(tmp_path / "v3.vtk") as r:
-        assert r.version == 3 and r.header == hdr
+    data = (tmp_path / "v4.vtk").read_bytes()
+    assert struct.unpack("<H", data[8:10]) == (FORMAT_VERSION,) == (4,)
+    with VtkReader(tmp_path / "v4.vtk") as r:
+        assert r.version == 4 and r.header == hdr
+
+
+def test_version_3_files_still_read(tmp_path):
+    """Version 3 (25-byte index entries) is what the writer wrote before: still read, same units."""
+    for version in (3, 4):
+        write_small(tmp_path / f"v{version}.vtk", version=version)
+    with VtkReader(tmp_path / "v3.vtk") as r3, VtkReader(tmp_path / "v4.vtk") as r4:
+        assert (r3.version, r4.version) == (3, 4)
+        assert [(e.chunk, e.first_frame, e.n_frames, e.key) for e in r3.index] == \
+            [(e.chunk, e.first_frame, e.n_frames, e.key) for e in r4.index]
+        assert [(u.type, bytes(u.payload)) for u in r3.units()] == [(u.type, bytes(u.payload)) for u in r4.units()]
+    assert (tmp_path / "v3.vtk").stat().st_size - (tmp_path / "v4.vtk").stat().st_size == (4 + 3 * 25) - (1 + 2 + 3 + 3)
+
+
+def test_forged_version_4_index_rejected(tmp_path):
+    write_small(tmp_path / "ok.vtk")
+    data = (tmp_path / "ok.vtk").read_bytes()
+    at = struct.unpack("<Q", data[-20:-12])[0]
+    body = data[:at]
+
+    def bad(index: bytes, match: str):
+        with pytest.raises(FormatError, match=match):
+            read_all(body + raw_unit(INDEX, index) + trailer(at))
+    real = data[at + 5:-24]
+    read_all(body + raw_unit(INDEX, real) + trailer(at))  # the real index, re-framed, reads
+    bad(b"\x7f", "cannot fit")                              # 127 entries in 1 byte
+    bad(real + b"\x00", "after its 3 entries")
+    bad(real[:-1], "truncated .vtk index")
+    bad(b"\x01\x00\x09", "covers 4 frames")                 # one chunk of 4 frames: the header says 12
+    bad(b"\x01\x00\x08", "not a key chunk")
+    bad(b"\x03\x00\x09" + bytes([1]) + b"\x00\x08\x05\x00\x09", "too few for a unit|SEGMENT|TOKENS")
+    bad(b"\x01\x80\x00\x09", "non-canonical")
 
 
 def test_version_3_header_is_compressed_and_checked():

@@ -90,7 +90,20 @@ first unit of a key chunk is a SEGMENT, and SEGMENT appears nowhere else; so a d
 starts at a key chunk has everything it needs. SHARED and TOKENS payloads are normally packed
 token payloads (docs/FORMAT.md); the container does not interpret any payload but INDEX.
 
-INDEX payload::
+INDEX payload, version 4: canonical uvarints (unsigned LEB128, at most 5 bytes each, as in the
+packed-token payloads)::
+
+    var   n_entries
+    then n_entries entries, in chunk order, each:
+          var  offset step   (not in the first entry) offset minus the previous entry's offset
+          var  chunk step    chunk number minus (the previous entry's + 1); the first: the chunk number
+          var  frames_key    n_frames * 2 + key (1: starts with SEGMENT)
+
+The first entry's offset is data_start; first_frame is the sum of the n_frames before it. The
+payload ends exactly after the last entry. (2-4 bytes an entry where versions 1-3 took 25: a
+visible share of a small file of 4-frame chunks.)
+
+INDEX payload, versions 1-3::
 
     4     u32 n_entries
     25*n  entries, in chunk order, each:
@@ -172,6 +185,7 @@ from typing import BinaryIO
 from vtcodec import limits as _limits
 from vtcodec.atomic import place_file
 from vtcodec.errors import FormatError, OutputError, VtcodecError, held_signals
+from vtcodec.wire import Cursor, uvarint
 
 __all__ = [
     "FORMAT_VERSION",
@@ -193,8 +207,8 @@ __all__ = [
     "VtkReader",
 ]
 
-FORMAT_VERSION = 3          # what the writer writes
-READ_VERSIONS = (1, 2, 3)   # what the reader reads
+FORMAT_VERSION = 4          # what the writer writes
+READ_VERSIONS = (1, 2, 3, 4)   # what the reader reads
 # The preset dictionary of version-3 headers. Frozen: changing one byte makes every version-3
 # file unreadable. Typical header text: keys in sorted order, the codec's usual values.
 HEADER_DICT = (
@@ -228,7 +242,7 @@ _ENTRY = struct.Struct("<QIQIB")  # offset, chunk, first_frame, n_frames, flags
 _COUNT = struct.Struct("<I")
 _TRAILER = struct.Struct("<QI8s")  # index_offset, crc32(index_offset), END_MAGIC
 _UNIT_OVERHEAD = _UNIT_HEAD.size + _CRC.size
-_MIN_INDEX_UNIT = _UNIT_OVERHEAD + _COUNT.size
+_MIN_INDEX_UNIT = _UNIT_OVERHEAD + 1  # version 4's empty index (versions 1-3: 4 bytes)
 
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _FPS_RE = re.compile(r"[1-9][0-9]*/[1-9][0-9]*")
@@ -518,9 +532,7 @@ class VtkWriter:
                 f"header frame_count is {self._frame_count} but the chunks hold {self._next_frame} frames"
             )
         index_offset = self.bytes_written
-        payload = _COUNT.pack(len(self._index)) + b"".join(
-            _ENTRY.pack(e.offset, e.chunk, e.first_frame, e.n_frames, int(e.key)) for e in self._index
-        )
+        payload = _pack_index(self._index, self.version)
         if len(payload) > MAX_UNIT_PAYLOAD:
             self._fail(f"index of {len(self._index)} chunks exceeds the unit size limit")
         head, crc = _encode_unit(INDEX, payload)
@@ -600,10 +612,43 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def _pack_index(index: list[ChunkEntry], version: int) -> bytes:
+    """The INDEX payload of `version`: 25-byte entries (1-3) or varints (4, see the docstring)."""
+    if version < 4:
+        return _COUNT.pack(len(index)) + b"".join(
+            _ENTRY.pack(e.offset, e.chunk, e.first_frame, e.n_frames, int(e.key)) for e in index)
+    out, prev = bytearray(uvarint(len(index))), None
+    for e in index:
+        if prev is not None:
+            out += uvarint(e.offset - prev.offset)
+        out += uvarint(e.chunk - (prev.chunk + 1 if prev else 0)) + uvarint(e.n_frames << 1 | int(e.key))
+        prev = e
+    return bytes(out)
+
+
+def _unpack_index(payload: bytes, data_start: int) -> list[tuple[int, int, int, int, int]]:
+    """A version-4 INDEX payload -> (offset, chunk, first_frame, n_frames, flags) rows."""
+    cur = Cursor(memoryview(payload), ".vtk index")
+    (n,) = cur.uvarints(1, "entry count")
+    if 2 * n > len(payload):  # every entry takes at least 2 bytes: a forged count allocates nothing
+        raise FormatError(f"corrupt .vtk index: {n} entries cannot fit in {len(payload)} bytes")
+    rows, offset, chunk, first = [], data_start, -1, 0
+    for i in range(n):
+        if i:
+            offset += cur.uvarints(1, f"entry {i} offset step")[0]
+        chunk += 1 + cur.uvarints(1, f"entry {i} chunk step")[0]
+        (frames_key,) = cur.uvarints(1, f"entry {i} frames")
+        rows.append((offset, chunk, first, frames_key >> 1, frames_key & 1))
+        first += frames_key >> 1
+    if cur.pos != len(payload):
+        raise FormatError(f"corrupt .vtk index: {len(payload) - cur.pos} bytes after its {n} entries")
+    return rows
+
+
 # The unit sequences a chunk may hold (docs/FORMAT.md, codec layer): key chunks, then non-key ones.
 _CHUNK_LAYOUTS = {1: [(SEGMENT, SHARED, TOKENS), (SEGMENT, TOKENS), (TOKENS,)]}
 _CHUNK_LAYOUTS[2] = _CHUNK_LAYOUTS[1] + [(SHARED, TOKENS)]  # version 2: partial refresh
-_CHUNK_LAYOUTS[3] = _CHUNK_LAYOUTS[2]
+_CHUNK_LAYOUTS[3] = _CHUNK_LAYOUTS[4] = _CHUNK_LAYOUTS[2]
 
 
 def check_chunk_units(kinds: list[int], chunk: int | None, version: int, complete: bool = False) -> None:
@@ -714,16 +759,24 @@ class VtkReader:
         self.index: list[ChunkEntry] = self._parse_index(payload)
         self._first_frames = [e.first_frame for e in self.index]
 
-    def _parse_index(self, payload: bytes) -> list[ChunkEntry]:
+    def _index_rows(self, payload: bytes) -> list[tuple[int, int, int, int, int]]:
+        """The INDEX payload as (offset, chunk, first_frame, n_frames, flags) rows, unchecked."""
+        if self.version >= 4:
+            return _unpack_index(payload, self._data_start)
+        if len(payload) < _COUNT.size:
+            raise FormatError(f"corrupt .vtk index: {len(payload)} bytes, shorter than its entry count")
         (n,) = _COUNT.unpack_from(payload)
         if len(payload) != _COUNT.size + n * _ENTRY.size:
             raise FormatError(
                 f"corrupt .vtk index: {n} entries need {_COUNT.size + n * _ENTRY.size} bytes, "
                 f"unit has {len(payload)}"
             )
+        return list(_ENTRY.iter_unpack(payload[_COUNT.size :]))
+
+    def _parse_index(self, payload: bytes) -> list[ChunkEntry]:
         entries = []
         next_frame = 0
-        for i, (offset, chunk, first, nf, flags) in enumerate(_ENTRY.iter_unpack(payload[_COUNT.size :])):
+        for i, (offset, chunk, first, nf, flags) in enumerate(self._index_rows(payload)):
             where = f"corrupt .vtk index entry {i} (chunk {chunk})"
             if flags & ~1:
                 raise FormatError(f"{where}: unknown flags 0x{flags:02x}")

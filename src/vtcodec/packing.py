@@ -138,6 +138,8 @@ import zstandard
 
 from vtcodec import entropy
 from vtcodec.errors import FormatError, VtcodecError
+from vtcodec.wire import Cursor as _Cursor
+from vtcodec.wire import uvarint as _uvarint
 
 __all__ = [
     "PACKING_VERSION",
@@ -188,18 +190,6 @@ def _byte_planes(level: int) -> int:
 
 def _bits_width(k: int) -> int:
     return max(1, (k - 1).bit_length())
-
-
-def _uvarint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
 
 
 def _section_size(layout: int, n: int, levels: list[int]) -> int:
@@ -400,44 +390,6 @@ class _Desc(NamedTuple):
     n: int            # indices
     size: int         # section bytes
     grid: tuple[int, int, int] | None  # layout 2 only
-
-
-class _Cursor:
-    """Reads descriptor fields from the payload, failing with a FormatError on overrun."""
-
-    def __init__(self, buf: memoryview):
-        self.buf = buf
-        self.pos = 0
-
-    def take(self, n: int, what: str) -> memoryview:
-        if self.pos + n > len(self.buf):
-            raise FormatError(
-                f"truncated packed tokens: reading {what}, expected {n} bytes, "
-                f"got {len(self.buf) - self.pos}"
-            )
-        out = self.buf[self.pos : self.pos + n]
-        self.pos += n
-        return out
-
-    def u8(self, what: str) -> int:
-        return self.take(1, what)[0]
-
-    def uvarints(self, n: int, what: str, limit: int = 1 << 32) -> list[int]:
-        """n canonical uvarints, each < limit (dims < 2**32; a level may be 2**32 itself)."""
-        out = []
-        for _ in range(n):
-            value = 0
-            for i in range(5):
-                byte = self.u8(what)
-                value |= (byte & 0x7F) << (7 * i)
-                if not byte & 0x80:
-                    break
-            else:
-                raise FormatError(f"corrupt packed tokens: {what}: varint longer than 5 bytes")
-            if (i and byte == 0) or value >= limit:
-                raise FormatError(f"corrupt packed tokens: {what}: non-canonical or oversized varint {value}")
-            out.append(value)
-        return out
 
 
 def _read_head(payload: bytes, max_elements: int) -> tuple[int, list[_Desc], _Cursor]:
