@@ -27,8 +27,9 @@ TINY = {
     "tivtok2": dict(dim=32, heads=2, enc_depth=1, dec_depth=1, frames=8, tile=64, intra_dim=32, intra_depth=1,
                     ref_path=3, intra_ctx=1),
     "vidtok": dict(channels=(8, 8, 8), frames=8, tile=64),
+    # without the coarse path: at initialisation a coarse model decodes the same whatever its seed
     "convtok": dict(widths=(8, 8, 8), blocks=(1, 1, 1), levels=(5, 5, 5, 5), frames=8, key_channels=4,
-                    next_channels=2),
+                    next_channels=2, coarse=False),
 }
 
 

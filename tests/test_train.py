@@ -507,3 +507,29 @@ def test_convtok_latents_past_the_fsq_range_are_pulled_back():
     latent_excess(out).backward()
     assert latent_excess(out).item() == pytest.approx((4 + 1) / 2)
     assert out.grad[0] > 0 and out.grad[1] < 0  # descent moves both back towards the range
+
+
+def test_cli_trains_convtok_and_refuses_what_it_does_not_take(tmp_path, capsys):
+    """`vtcodec train --model convtok` runs the ConvTok trainer: a checkpoint that encodes; a
+    second run into the same folder needs --resume; options of the other trainer are refused."""
+    from vtcodec.codec import encode_file
+
+    def run(argv) -> int:
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        return e.value.code
+
+    out = tmp_path / "run"
+    tiny = json.dumps({"widths": [8, 8, 8], "blocks": [1, 1, 1], "levels": [5, 5, 5, 5], "key_channels": 4,
+                       "next_channels": 2, "mode": "tiv"})
+    args = ["train", "--model", "convtok", "--data", str(_data(tmp_path)), "--out", str(out),
+            "--steps", "2", "--batch", "1", "--val-every", "2", "--config", tiny]
+    assert run(args) == 0
+    assert "checkpoint:" in capsys.readouterr().out
+    r = encode_file(EXAMPLE, tmp_path / "o.vtk", model=out / "best.safetensors", quality=0)
+    assert r.bytes > 0
+    for extra, why in ([[], "add --resume"], [["--amp", "bf16"], "does not take --amp"]):
+        assert run(args + extra) == 1
+        assert why in capsys.readouterr().err
+    assert run(args[:-2] + ["--resume", "--steps", "4"]) == 0
+    assert [json.loads(x)["step"] for x in (out / "log.jsonl").read_text().splitlines()] == [2, 4]

@@ -31,8 +31,9 @@ def _root() -> None:
 
 @app.command()
 def train(
-    model: Annotated[str, typer.Option(help="architecture: tivtok2 (the shipped TivTok) | reftok | vidtok | tivtok "
-                                            "(TivTok's first design, kept for its checkpoints)")],
+    model: Annotated[str, typer.Option(help="architecture: convtok (the shipped tivtok, reftok and vidtok: one network, "
+                                            "three modes) | tivtok2 | reftok | vidtok | tivtok (earlier designs, kept "
+                                            "for their checkpoints)")],
     data: Annotated[Path, typer.Option(help="folder of training videos and images (any layout)")],
     out: Annotated[Path, typer.Option(help="run folder: model.safetensors, log.jsonl, preview.png, resume state")],
     steps: Annotated[int, typer.Option()] = 1000,
@@ -53,7 +54,11 @@ def train(
     mix: Annotated[Optional[str], typer.Option(help="shares of video clips, photographs in motion and synthetic hard cases, e.g. 0.3,0.5,0.2 [default: vtcodec.train.data.DEFAULT_MIX, 0.45,0.35,0.2]")] = None,
     workers: Annotated[int, typer.Option(help="processes cutting clips (0: the trainer's own thread; a GPU needs several)")] = 0,
 ) -> None:
-    """Train a tokenizer on your own footage; the EMA checkpoint lands in OUT/model.safetensors."""
+    """Train a tokenizer on your own footage; the EMA checkpoint lands in OUT/model.safetensors
+    (convtok: the best validation in OUT/best.safetensors)."""
+    if model == "convtok":
+        _train_convtok(locals())
+        return
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from vtcodec.train.data import DEFAULT_MIX, parse_mix
@@ -88,6 +93,35 @@ def train(
         if task is not None:
             bar.stop()
     typer.echo(f"checkpoint: {path}")
+
+
+# `vtcodec train` options the ConvTok trainer (vtcodec.train.convtok) takes, and the defaults of those it does not
+_CONVTOK_ARGS = {"steps": "--steps", "batch": "--batch", "lr": "--lr", "seed": "--seed", "val_every": "--val-every",
+                 "device": "--device", "workers": "--workers"}
+_NOT_CONVTOK = {"amp": "auto", "compile": False, "recipe": None, "part": None, "val_codec": None, "mix": None,
+                "save_every": 250}
+
+
+def _train_convtok(opts: dict) -> None:
+    """`vtcodec train --model convtok`: the ConvTok trainer, which resumes a run folder by itself
+    and keeps its best validation (OUT/best.safetensors)."""
+    from vtcodec.train import convtok
+
+    unused = [k for k, default in _NOT_CONVTOK.items() if opts[k] != default]
+    if unused:
+        raise VtcodecError(f"--model convtok does not take {', '.join('--' + k.replace('_', '-') for k in unused)}")
+    if (Path(opts["out"]) / "state.pt").exists() != bool(opts["resume"]):
+        raise VtcodecError(f"{opts['out']}: " + ("it holds a run; add --resume to continue it" if not opts["resume"]
+                                                 else "no run to resume (state.pt)"))
+    argv = [str(opts["data"]), str(opts["out"])]
+    for k, flag in _CONVTOK_ARGS.items():
+        argv += [flag, str(opts[k])]
+    if opts["init"]:
+        argv += ["--init", str(opts["init"])]
+    if opts["config"]:
+        argv += ["--config", json.dumps(_json_option("--config", opts["config"]))]
+    convtok.main(argv)
+    typer.echo(f"checkpoint: {Path(opts['out']) / 'best.safetensors'}")
 
 
 def _json_option(name: str, text: str | None) -> dict:

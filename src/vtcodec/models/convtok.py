@@ -60,7 +60,7 @@ class ConvTokConfig:
     widths: tuple[int, int, int] = (64, 128, 192)   # channels at 1/4, 1/8, 1/16
     blocks: tuple[int, int, int] = (1, 2, 2)        # residual blocks per scale (encoder and decoder)
     post_width: int = 16     # channels of the full-resolution filter after the decoder (0: none)
-    coarse: bool = False     # a direct path for each token's mean colour (`Coarse`)
+    coarse: bool = True      # a direct path for each token's mean colour (`Coarse`); every shipped checkpoint has it
     mode: str = "ref"
     key_channels: int = 8    # default FSQ channels sent for a key chunk (quality 2)
     next_channels: int = 4   # ... and for a chunk coded against a reference
