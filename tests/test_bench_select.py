@@ -31,3 +31,12 @@ def test_family_pairs_a_later_design_with_its_paper():
     assert ModelSpec("tivtok", "tivtok", 1024, arch="tivtok2").family == "tivtok"
     assert ModelSpec("x", "x", 1024, arch="reftok").family == "reftok"
     assert ModelSpec("tivtok-old", "p.safetensors").family == "tivtok"
+
+
+def test_convtok_modes_pair_as_their_papers_models():
+    """One ConvTok network in three modes stands for TivTok, RefTok and the baseline in the paper suite."""
+    from vtcodec.checkpoint_index import paired_as
+
+    assert [paired_as("convtok", {"mode": m}) for m in ("tiv", "ref", "intra")] == ["tivtok", "reftok", "vidtok"]
+    assert paired_as("convtok", '{"mode": "tiv"}') == "tivtok" and paired_as("tivtok2", "{}") == "tivtok"
+    assert ModelSpec("tivtok", "tivtok", 1024, arch="convtok", paired_as="tivtok").family == "tivtok"

@@ -36,6 +36,20 @@ class CheckpointInfo:
     params: int
     sha256: str
     size_bytes: int
+    paired_as: str | None = None  # the paper model it stands for (tivtok, reftok, vidtok), from paired_as()
+
+
+# earlier designs of a paper's tokenizer, and ConvTok's modes, paired as that paper's model (bench --suite paper)
+ARCH_PAIRED_AS = {"tivtok": "tivtok", "tivtok2": "tivtok", "reftok": "reftok", "vidtok": "vidtok"}
+CONVTOK_PAIRED_AS = {"tiv": "tivtok", "ref": "reftok", "intra": "vidtok"}
+
+
+def paired_as(arch: str, config: str | dict) -> str | None:
+    """Which paper's tokenizer a checkpoint stands for, from its metadata alone (no torch)."""
+    if arch == "convtok":
+        cfg = json.loads(config) if isinstance(config, str) else config
+        return CONVTOK_PAIRED_AS.get(cfg.get("mode", "ref"))
+    return ARCH_PAIRED_AS.get(arch)
 
 
 def model_dirs() -> list[Path]:
@@ -130,7 +144,7 @@ def list_checkpoints() -> list[CheckpointInfo]:
                 entry = cache[str(p)] = {**stamp, **_built(p, meta)}
                 changed = True
             found[p.stem] = CheckpointInfo(p.stem, p, meta["arch"], entry["pixels_per_token"], entry["params"],
-                                           entry["sha256"], st.st_size)
+                                           entry["sha256"], st.st_size, paired_as(meta["arch"], meta["config"]))
     if changed:
         _save_cache(cache)
     return list(found.values())

@@ -40,6 +40,7 @@ from vtcodec.bench import classical, metrics
 from vtcodec.bench.machine import machine_info
 from vtcodec.bench.prepare import fit_size, load_clip, write_lossless
 from vtcodec.bench.worker import measure
+from vtcodec.checkpoint_index import ARCH_PAIRED_AS
 from vtcodec.errors import ModelError, VideoError, VtcodecError
 from vtcodec.video import VIDEO_EXT
 
@@ -48,8 +49,6 @@ ANCHOR = "x264"
 METRIC_KEYS = ("psnr_rgb", "psnr_y", "ssim", "ms_ssim", "vmaf")
 
 
-# architectures that are a later design of a paper's tokenizer, paired as that paper's model
-ARCH_FAMILY = {"tivtok2": "tivtok"}
 
 
 @dataclass(frozen=True)
@@ -68,11 +67,14 @@ class ModelSpec:
     params: int | None = None
     sha256: str | None = None
     encode: dict = field(default_factory=dict)  # more encode_file keyword arguments (run_bench's refine)
+    paired_as: str | None = None  # the paper model it stands for (checkpoint_index.paired_as)
 
     @property
     def family(self) -> str | None:
+        if self.paired_as:
+            return self.paired_as
         if self.arch:
-            return ARCH_FAMILY.get(self.arch, self.arch)
+            return ARCH_PAIRED_AS.get(self.arch, self.arch)
         name = Path(self.key).name.lower()
         for arch in ("tivtok", "reftok", "vidtok"):
             if name.startswith(arch):
@@ -92,6 +94,7 @@ def available_models(codec) -> list[ModelSpec]:
                 arch=getattr(m, "arch", None),
                 params=getattr(m, "params", None),
                 sha256=getattr(m, "sha256", None),
+                paired_as=getattr(m, "paired_as", None),
             )
         )
     return out
@@ -328,6 +331,7 @@ def summarize(videos: list[dict]) -> dict:
             "peak_rss_mb": max(m["peak_rss_mb"] for m in per),
             "peak_gpu_mb": max((m.get("peak_gpu_mb") or 0 for m in per), default=0) or None,
             "arch": per[0]["arch"],
+            "family": per[0].get("family"),
             "pixels_per_token_nominal": per[0]["pixels_per_token_nominal"],
         }
         for k in METRIC_KEYS:

@@ -28,7 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save
 
 from vtcodec.atomic import replace_atomically
-from vtcodec.checkpoint_index import PACKAGE_MODELS, CheckpointInfo, model_dirs  # noqa: F401  (kept torch-free there)
+from vtcodec.checkpoint_index import PACKAGE_MODELS, CheckpointInfo, model_dirs, paired_as  # noqa: F401  (kept torch-free there)
 from vtcodec.errors import ModelError
 from vtcodec.models.base import Tokenizer
 from vtcodec.models.convtok import ConvTok
@@ -303,9 +303,10 @@ def list_models() -> list[CheckpointInfo]:
         for p in sorted(d.glob("*.safetensors")):
             if p.stem in found:
                 continue
-            model = build_from_metadata(read_metadata(p), p)
+            meta = read_metadata(p)
+            model = build_from_metadata(meta, p)
             found[p.stem] = CheckpointInfo(p.stem, p, model.arch, model.pixels_per_token, model.params,
-                                           sha256_file(p), p.stat().st_size)
+                                           sha256_file(p), p.stat().st_size, paired_as(model.arch, meta["config"]))
     return list(found.values())
 
 
