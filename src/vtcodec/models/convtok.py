@@ -228,7 +228,7 @@ class RefFeatures(nn.Module):
 class ConvTok(Tokenizer):
     arch = "convtok"
     Config = ConvTokConfig
-    QUALITIES = 4
+    QUALITIES = 5
     CHANNELS_LAST = True
 
     def __init__(self, config: ConvTokConfig):
@@ -306,10 +306,11 @@ class ConvTok(Tokenizer):
         return ("enc_*",)
 
     def channels_for(self, quality: int | None, key: bool) -> int:
-        """FSQ channels sent at `quality` 0-3 (None: the config's default, quality 2): each step
-        doubles the channels of the one below; `key_channels` / `next_channels` are quality 2's
-        for a key chunk / a chunk coded against a reference. With the coarse path a key chunk
-        sends at least its 3 colour channels: 2 of them (no Cr) cost 2.2 dB for 2 % fewer bits."""
+        """FSQ channels sent at `quality` 0-4 (None: the config's default, quality 2): each step
+        doubles the channels of the one below, up to all of them; `key_channels` / `next_channels`
+        are quality 2's for a key chunk / a chunk coded against a reference (so quality 4 adds to 3
+        only in the chunks coded against a reference). With the coarse path a key chunk sends at
+        least its 3 colour channels: 2 of them (no Cr) cost 2.2 dB for 2 % fewer bits."""
         c = self.config
         base = c.key_channels if key else c.next_channels
         q = 2 if quality is None else quality
