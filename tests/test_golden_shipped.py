@@ -14,7 +14,8 @@ from vtcodec.codec import decode_frames
 from vtcodec.container import FORMAT_VERSION, VtkReader
 from vtcodec.errors import ModelError
 from vtcodec.models.registry import PACKAGE_MODELS, build_from_metadata, find_by_sha, list_models, read_metadata
-from vtcodec.packing import PACKING_VERSION, payload_layouts
+from vtcodec.packing import PACKING_VERSION
+from vtcodec.tokens import unit_streams
 
 from golden.make_shipped_golden import SHIPPED, golden_name
 
@@ -30,31 +31,23 @@ def test_every_shipped_checkpoint_has_a_golden_file(monkeypatch):
     assert not missing, f"run tests/golden/make_shipped_golden.py for {missing}"
 
 
-def test_todays_goldens_use_todays_versions_and_range_coding(monkeypatch):
-    """The current goldens pin today's container and packing versions; real tokens take the
-    range-coded layout, on the grids the model declares. (The encoder keeps the smallest layout, so
-    which streams take it depends on the checkpoint and this tiny clip: a new checkpoint's golden
-    file can change this set; update it then, after looking at why.)"""
+def test_todays_goldens_use_todays_versions_and_segment_coding(monkeypatch):
+    """The current goldens pin today's container and packing versions: every payload is segment
+    coded (version 3), holding the streams the model declares, on the grids the header records."""
     monkeypatch.delenv("VTCODEC_MODELS", raising=False)
-    ranged = []
     for m in [m for m in list_models() if m.path.parent == PACKAGE_MODELS]:
         model = build_from_metadata(read_metadata(m.path), m.path)
         with VtkReader(golden_name(m.key, m.sha256)) as r:
             if model.tile == 0:  # whole frames: the token grid is the padded frame's
                 model.set_frame(*r.header["pad_box"][2:])
-            grids = model.stream_grids
             assert r.version == FORMAT_VERSION
-            stored = {}
-            for u in r.units():
-                if u.type in (2, 3):
-                    assert bytes(u.payload[:4]) == b"VTP" + bytes([PACKING_VERSION])
-                    stored.update(payload_layouts(u.payload))
-        assert set(stored) == set(grids), m.key
-        for k, (lay, g) in stored.items():
-            if lay == "range":
-                assert g == grids[k], (m.key, k)
-                ranged.append((m.key, k))
-    assert {key for key, _ in ranged} == {"convtok", "reftok", "tivtok"}, ranged
+            assert {k: tuple(g) for k, g in r.header["stream_grids"].items()} == model.stream_grids, m.key
+            stored = set()
+            for u, streams in unit_streams(r):
+                if streams is not None:
+                    assert bytes(u.payload[:4]) == b"VTP" + bytes([PACKING_VERSION]), m.key
+                    stored |= set(streams)
+        assert stored == set(model.stream_grids), m.key
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
