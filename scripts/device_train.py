@@ -2,7 +2,7 @@
 
     # ConvTok (the lineage: continue from the committed checkpoint, or a run's float16 export):
     python scripts/device_train.py convtok INIT BUDGET_S WORKERS BATCH LR
-    # e.g. timeout 560 python scripts/device_train.py convtok models/convtok.safetensors 500 7 32 1e-3
+    # e.g. timeout 560 python scripts/device_train.py convtok models/tivtok.safetensors 500 7 32 1e-3
     # -> $OUT/convtok.safetensors (float16, at every validation) and $OUT/convtok.log.jsonl
 
     OMP_NUM_THREADS=2 python scripts/device_train.py NAME ARCH INIT BUDGET_S WORKERS BATCH LR MIX RECIPE_JSON [CONFIG_JSON]
