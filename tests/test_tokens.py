@@ -88,6 +88,7 @@ def test_tokens_cli_exports_npz_atomically_and_refuses_overwrite(tmp_path, capsy
 def test_tokens_come_shaped_by_the_grids_the_encoder_recorded(tmp_path, monkeypatch):
     """Files record each stream's (T, H, W) (every shipped model's golden); older files have none
     and say so; a malformed record is a FormatError."""
+    from golden.make_shipped_golden import golden_name
     from test_codec import _rewrite
 
     from vtcodec.container import VtkReader
@@ -100,7 +101,7 @@ def test_tokens_come_shaped_by_the_grids_the_encoder_recorded(tmp_path, monkeypa
         installed = [m for m in list_models() if m.path.parent == PACKAGE_MODELS]
     assert {m.key for m in installed} >= {"tivtok", "reftok", "vidtok", "vidtok-256"}
     for m in installed:
-        model, path = load_checkpoint(m.path), shipped / f"{m.key}-{m.sha256[:12]}-v3p2.vtk"
+        model, path = load_checkpoint(m.path), golden_name(m.key, m.sha256)
         if model.tile == 0:  # whole frames: the token grid is the padded frame's
             with VtkReader(path) as r:
                 model.set_frame(*r.header["pad_box"][2:])
