@@ -1015,3 +1015,14 @@ def test_convtok_quality_ladder_keeps_the_colour_channels_of_a_key_chunk():
     assert [coarse.channels_for(q, True) for q in range(4)] == [3, 4, 8, 16]
     assert [coarse.channels_for(q, False) for q in range(4)] == [1, 2, 4, 8]
     assert coarse.channels_for(None, True) == 8
+
+
+def test_convtok_counts_one_token_per_position():
+    """ConvTok splits each token's 16 channels over two streams: the codec counts positions, so
+    bits per token and pixels per token (bench) are per 16x16 x frames block."""
+    m = tiny("convtok", levels=(5,) * 16, key_channels=8, next_channels=4)
+    m.set_frame(32, 48)
+    streams, _ = m.encode_chunk(rand_video(b=1, t=FRAMES, tile=32)[..., :48].repeat(1, 1, 1, 1, 2)[..., :48], None)
+    assert sorted(streams) == ["latent0", "latent1"]
+    assert m.count_tokens(streams) == 2 * 3 == streams["latent0"].numel()
+    assert m.pixels_per_token == FRAMES * 16 * 16

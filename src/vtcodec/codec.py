@@ -329,7 +329,7 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
                                                    **{k: (streams[k], *spec[k]) for k in sorted(key_names)}}))
                 refreshes += len(partial)
             w.write_unit(TOKENS, coder.pack({k: v for k, v in streams.items() if k not in key_names}))
-            tokens += sum(v.size for v in streams.values())
+            tokens += tok.count_tokens(streams)
             chunks, keys, done = chunks + 1, keys + key, done + n
             if progress:
                 progress(done, info.frame_count)

@@ -79,6 +79,11 @@ class Tokenizer(nn.Module):
         """Tokens one tile of one chunk costs, per stream, for a key chunk or a following chunk."""
         raise NotImplementedError
 
+    def count_tokens(self, streams: Streams) -> int:
+        """How many tokens a chunk's streams hold (what `pixels_per_token` divides by): every
+        stream element, unless a model splits each token over several streams."""
+        return sum(v.numel() if hasattr(v, "numel") else v.size for v in streams.values())
+
     @property
     def stream_grids(self) -> dict[str, tuple[int, int, int]]:
         """How each stream's tokens of one tile lie, as (T, H, W) in C order: T the axis along which

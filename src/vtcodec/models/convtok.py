@@ -289,6 +289,11 @@ class ConvTok(Tokenizer):
     def tokens_per_chunk(self, key: bool) -> dict[str, int]:
         return {name: self.grid[0] * self.grid[1] for name in self._streams}
 
+    def count_tokens(self, streams: Streams) -> int:
+        """One token per position: its 16 channels are split over the streams, GROUP a stream."""
+        v = streams[self._streams[0]]
+        return v.numel() if hasattr(v, "numel") else v.size
+
     @property
     def stream_grids(self) -> dict[str, tuple[int, int, int]]:
         return {name: (1, *self.grid) for name in self._streams}
