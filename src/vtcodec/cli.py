@@ -31,6 +31,7 @@ def _root() -> None:
 
 @app.command()
 def train(
+    ctx: typer.Context,
     model: Annotated[str, typer.Option(help="architecture: convtok (the shipped tivtok, reftok and vidtok: one network, "
                                             "three modes) | tivtok2 | reftok | vidtok | tivtok (earlier designs, kept "
                                             "for their checkpoints)")],
@@ -57,7 +58,7 @@ def train(
     """Train a tokenizer on your own footage; the EMA checkpoint lands in OUT/model.safetensors
     (convtok: the best validation in OUT/best.safetensors)."""
     if model == "convtok":
-        _train_convtok(locals())
+        _train_convtok(ctx)
         return
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -95,33 +96,29 @@ def train(
     typer.echo(f"checkpoint: {path}")
 
 
-# `vtcodec train` options the ConvTok trainer (vtcodec.train.convtok) takes, and the defaults of those it does not
-_CONVTOK_ARGS = {"steps": "--steps", "batch": "--batch", "lr": "--lr", "seed": "--seed", "val_every": "--val-every",
-                 "device": "--device", "workers": "--workers"}
-_NOT_CONVTOK = {"amp": "auto", "compile": False, "recipe": None, "part": None, "val_codec": None, "mix": None,
-                "save_every": 250}
+# `vtcodec train` options the ConvTok trainer (vtcodec.train.convtok) takes; unless given, its own defaults apply
+_CONVTOK_OPTIONS = ("steps", "batch", "lr", "seed", "val_every", "device", "workers", "init", "config")
 
 
-def _train_convtok(opts: dict) -> None:
+def _train_convtok(ctx: typer.Context) -> None:
     """`vtcodec train --model convtok`: the ConvTok trainer, which resumes a run folder by itself
-    and keeps its best validation (OUT/best.safetensors)."""
+    and keeps its best validation (OUT/best.safetensors). Options are passed on only when given."""
     from vtcodec.train import convtok
 
-    unused = [k for k, default in _NOT_CONVTOK.items() if opts[k] != default]
+    opts = ctx.params
+    given = [k for k in opts if getattr(ctx.get_parameter_source(k), "name", "DEFAULT") != "DEFAULT"]  # typer's own click
+    unused = [k for k in given if k not in (*_CONVTOK_OPTIONS, "model", "data", "out", "resume")]
     if unused:
         raise VtcodecError(f"--model convtok does not take {', '.join('--' + k.replace('_', '-') for k in unused)}")
-    if (Path(opts["out"]) / "state.pt").exists() != bool(opts["resume"]):
+    if (opts["out"] / "state.pt").exists() != opts["resume"]:
         raise VtcodecError(f"{opts['out']}: " + ("it holds a run; add --resume to continue it" if not opts["resume"]
                                                  else "no run to resume (state.pt)"))
     argv = [str(opts["data"]), str(opts["out"])]
-    for k, flag in _CONVTOK_ARGS.items():
-        argv += [flag, str(opts[k])]
-    if opts["init"]:
-        argv += ["--init", str(opts["init"])]
-    if opts["config"]:
-        argv += ["--config", json.dumps(_json_option("--config", opts["config"]))]
+    for k in (k for k in _CONVTOK_OPTIONS if k in given):
+        value = json.dumps(_json_option("--config", opts[k])) if k == "config" else str(opts[k])
+        argv += ["--" + k.replace("_", "-"), value]
     convtok.main(argv)
-    typer.echo(f"checkpoint: {Path(opts['out']) / 'best.safetensors'}")
+    typer.echo(f"checkpoint: {opts['out'] / 'best.safetensors'}")
 
 
 def _json_option(name: str, text: str | None) -> dict:

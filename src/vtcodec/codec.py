@@ -271,8 +271,7 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
     cf = tok.chunk_frames
     key_names = _key_streams(tok)
     levels, grids = tok.stream_levels, tok.stream_grids
-    spec = {k: (levels[k], grids[k]) for k in levels}  # what pack_streams needs beside each array
-    coder = SegmentCoder(levels, grids)
+    coder = SegmentCoder(levels, grids)  # the payloads; its `spec`: each stream's levels and grid
     header = {
         "model": tok.key, "arch": tok.arch, "checkpoint_sha256": tok.sha256,
         "width": info.width, "height": info.height, "fps": f"{info.fps.numerator}/{info.fps.denominator}",
@@ -326,7 +325,7 @@ def encode_file(src: str | Path, dst: str | Path, *, model: str | Path = "tivtok
                     w.write_unit(SHARED, coder.pack(shared))
             elif partial is not None:
                 w.write_unit(SHARED, pack_streams({REFRESH_TILES: (partial, [layout.count]),
-                                                   **{k: (streams[k], *spec[k]) for k in sorted(key_names)}}))
+                                                   **{k: (streams[k], *coder.spec[k]) for k in sorted(key_names)}}))
                 refreshes += len(partial)
             w.write_unit(TOKENS, coder.pack({k: v for k, v in streams.items() if k not in key_names}))
             tokens += tok.count_tokens(streams)

@@ -626,8 +626,17 @@ def _pack_index(index: list[ChunkEntry], version: int) -> bytes:
     return bytes(out)
 
 
-def _unpack_index(payload: bytes, data_start: int) -> list[tuple[int, int, int, int, int]]:
-    """A version-4 INDEX payload -> (offset, chunk, first_frame, n_frames, flags) rows."""
+def _unpack_index(payload: bytes, version: int, data_start: int) -> list[tuple[int, int, int, int, int]]:
+    """An INDEX payload of `version` -> (offset, chunk, first_frame, n_frames, flags) rows, unchecked
+    (VtkReader._parse_index checks them against the file)."""
+    if version < 4:
+        if len(payload) < _COUNT.size:
+            raise FormatError(f"corrupt .vtk index: {len(payload)} bytes, shorter than its entry count")
+        (n,) = _COUNT.unpack_from(payload)
+        if len(payload) != _COUNT.size + n * _ENTRY.size:
+            raise FormatError(f"corrupt .vtk index: {n} entries need {_COUNT.size + n * _ENTRY.size} bytes, "
+                              f"unit has {len(payload)}")
+        return list(_ENTRY.iter_unpack(payload[_COUNT.size:]))
     cur = Cursor(memoryview(payload), ".vtk index")
     (n,) = cur.uvarints(1, "entry count")
     if 2 * n > len(payload):  # every entry takes at least 2 bytes: a forged count allocates nothing
@@ -759,24 +768,10 @@ class VtkReader:
         self.index: list[ChunkEntry] = self._parse_index(payload)
         self._first_frames = [e.first_frame for e in self.index]
 
-    def _index_rows(self, payload: bytes) -> list[tuple[int, int, int, int, int]]:
-        """The INDEX payload as (offset, chunk, first_frame, n_frames, flags) rows, unchecked."""
-        if self.version >= 4:
-            return _unpack_index(payload, self._data_start)
-        if len(payload) < _COUNT.size:
-            raise FormatError(f"corrupt .vtk index: {len(payload)} bytes, shorter than its entry count")
-        (n,) = _COUNT.unpack_from(payload)
-        if len(payload) != _COUNT.size + n * _ENTRY.size:
-            raise FormatError(
-                f"corrupt .vtk index: {n} entries need {_COUNT.size + n * _ENTRY.size} bytes, "
-                f"unit has {len(payload)}"
-            )
-        return list(_ENTRY.iter_unpack(payload[_COUNT.size :]))
-
     def _parse_index(self, payload: bytes) -> list[ChunkEntry]:
         entries = []
         next_frame = 0
-        for i, (offset, chunk, first, nf, flags) in enumerate(self._index_rows(payload)):
+        for i, (offset, chunk, first, nf, flags) in enumerate(_unpack_index(payload, self.version, self._data_start)):
             where = f"corrupt .vtk index entry {i} (chunk {chunk})"
             if flags & ~1:
                 raise FormatError(f"{where}: unknown flags 0x{flags:02x}")

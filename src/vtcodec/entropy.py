@@ -150,18 +150,15 @@ class _Encoder:
         self.pending += 1
         self.low = (low & 0x00FFFFFF) << 8
 
-    def code(self, cum: int, freq: int, total: int) -> None:
-        r = self.rng // total
-        self.low += r * cum
-        self.rng = r * freq
-        while self.rng < _TOP:
-            self.rng <<= 8
-            self._shift_low()
-
     def adaptive(self, f: list[int], s: int, inc: int) -> None:
         """Code symbol s with table f, then adapt f (INC-style update, halving past LIMIT)."""
         total = sum(f)
-        self.code(sum(f[:s]), f[s], total)
+        r = self.rng // total
+        self.low += r * sum(f[:s])
+        self.rng = r * f[s]
+        while self.rng < _TOP:
+            self.rng <<= 8
+            self._shift_low()
         f[s] += inc
         if total + inc > LIMIT:
             f[:] = [(c + 1) >> 1 for c in f]
@@ -182,30 +179,23 @@ class _Decoder:
         self.code_ = int.from_bytes(self.data[:4].ljust(4, b"\x00"), "big")
         self.pos, self.rng = 4, _MASK32
 
-    def target(self, total: int) -> tuple[int, int]:
-        """(r, v): the symbol to decode is the one whose [cum, cum + freq) holds v."""
+    def adaptive(self, f: list[int], inc: int) -> int:
+        """Decode one symbol with table f, then adapt f as the encoder did."""
+        total = sum(f)
         r = self.rng // total
         v = self.code_ // r
         if v >= total:
             raise FormatError("corrupt packed tokens: range-coded section decodes outside its tables")
-        return r, v
-
-    def consume(self, r: int, cum: int, freq: int) -> None:
-        self.code_ -= r * cum
-        self.rng = r * freq
-        while self.rng < _TOP:
-            self.rng <<= 8
-            self.code_ = (self.code_ << 8) | (self.data[self.pos] if self.pos < self.end else 0)
-            self.pos += 1
-
-    def adaptive(self, f: list[int], inc: int) -> int:
-        total = sum(f)
-        r, v = self.target(total)
         s, cum = 0, 0
         while cum + f[s] <= v:
             cum += f[s]
             s += 1
-        self.consume(r, cum, f[s])
+        self.code_ -= r * cum
+        self.rng = r * f[s]
+        while self.rng < _TOP:
+            self.rng <<= 8
+            self.code_ = (self.code_ << 8) | (self.data[self.pos] if self.pos < self.end else 0)
+            self.pos += 1
         f[s] += inc
         if total + inc > LIMIT:
             f[:] = [(c + 1) >> 1 for c in f]
@@ -306,8 +296,8 @@ def _code_stream(coder, decoding: bool, state: SegmentState, sid: int, planes: l
     tables = state.tables
     for i, lv in enumerate(levels):
         d = planes[i]
-        flag = tables.setdefault((sid, i, "const"), [INIT3] * 2)
-        value = tables.setdefault((sid, i, "value"), [INIT3] * lv)
+        flag = tables.get((sid, i, "const")) or tables.setdefault((sid, i, "const"), [INIT3] * 2)
+        value = tables.get((sid, i, "value")) or tables.setdefault((sid, i, "value"), [INIT3] * lv)
         if decoding:
             const = coder.adaptive(flag, INC3)
             if const:

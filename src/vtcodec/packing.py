@@ -578,6 +578,7 @@ class SegmentCoder:
 
     def __init__(self, levels: Mapping[str, list[int]], grids: Mapping[str, tuple[int, int, int]]):
         self.names = sorted(k for k in levels if k in grids)[:255]
+        self.number = {k: i for i, k in enumerate(self.names)}
         self.spec = {k: (list(lv), tuple(int(g) for g in grids[k]) if k in grids else None) for k, lv in levels.items()}
         self.state: entropy.SegmentState | None = None
 
@@ -587,7 +588,7 @@ class SegmentCoder:
 
     def _fits(self, streams: Mapping[str, np.ndarray]) -> bool:
         return bool(streams) and all(
-            k in self.names and np.ndim(v) == 2 and len(v) >= 1 and np.shape(v)[1] == math.prod(self.spec[k][1])
+            k in self.number and np.ndim(v) == 2 and len(v) >= 1 and np.shape(v)[1] == math.prod(self.spec[k][1])
             and not entropy.levels_problem(self.spec[k][0]) for k, v in streams.items())
 
     def pack(self, streams: Mapping[str, np.ndarray]) -> bytes:
@@ -598,11 +599,11 @@ class SegmentCoder:
         for k, v in streams.items():
             if np.min(v) < 0 or np.max(v) >= math.prod(self.spec[k][0]):
                 raise VtcodecError(f"stream {k!r}: indices outside [0, {math.prod(self.spec[k][0])})")
-        order = sorted(streams, key=self.names.index)
+        order = sorted(streams, key=self.number.get)
         head = bytearray(MAGIC3) + bytes([len(order)])
         for k in order:
-            head += bytes([self.names.index(k)]) + _uvarint(len(streams[k]))
-        body = entropy.encode_segment(self.state, [(self.names.index(k), np.asarray(streams[k]), *self.spec[k])
+            head += bytes([self.number[k]]) + _uvarint(len(streams[k]))
+        body = entropy.encode_segment(self.state, [(self.number[k], np.asarray(streams[k]), *self.spec[k])
                                                    for k in order])
         return bytes(head) + body
 
@@ -632,7 +633,7 @@ class SegmentCoder:
             if why:
                 raise FormatError(f"corrupt packed tokens: stream {self.names[sid]!r} cannot be range coded: {why}")
             total += rows * math.prod(grid) * len(levels)
-            if total > min(entropy.MAX_SYMBOLS, max_elements * MAX_LEVELS):
+            if total > entropy.MAX_SYMBOLS:
                 raise FormatError(f"packed tokens declare {total} range-coded digits, more than a reader decodes "
                                   "in one payload")
             specs.append((sid, rows * math.prod(grid), levels, grid))

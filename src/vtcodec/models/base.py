@@ -82,7 +82,7 @@ class Tokenizer(nn.Module):
     def count_tokens(self, streams: Streams) -> int:
         """How many tokens a chunk's streams hold (what `pixels_per_token` divides by): every
         stream element, unless a model splits each token over several streams."""
-        return sum(v.numel() if hasattr(v, "numel") else v.size for v in streams.values())
+        return sum(math.prod(v.shape) for v in streams.values())
 
     @property
     def stream_grids(self) -> dict[str, tuple[int, int, int]]:

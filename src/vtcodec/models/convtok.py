@@ -29,6 +29,7 @@ Why this design (the research record, docs/RESEARCH.md, has the measurements):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -291,8 +292,7 @@ class ConvTok(Tokenizer):
 
     def count_tokens(self, streams: Streams) -> int:
         """One token per position: its 16 channels are split over the streams, GROUP a stream."""
-        v = streams[self._streams[0]]
-        return v.numel() if hasattr(v, "numel") else v.size
+        return math.prod(streams[self._streams[0]].shape)
 
     @property
     def stream_grids(self) -> dict[str, tuple[int, int, int]]:
