@@ -541,3 +541,12 @@ def test_writer_streams_units_to_disk(tmp_path):
         tracemalloc.stop()
     assert peak_while_writing < 1 << 20  # 50 MiB written, less than one unit held
     assert (tmp_path / "big.vtk").stat().st_size == w.bytes_written > 50 << 20
+
+
+def test_uvarint_is_canonical_and_refuses_negatives():
+    from vtcodec.wire import Cursor, uvarint
+
+    for v in (0, 1, 127, 128, 300, 2**32 - 1):
+        assert uvarint(v) == leb128(v) and Cursor(memoryview(uvarint(v))).uvarints(1, "v") == [v]
+    with pytest.raises(ValueError):
+        uvarint(-1)

@@ -8,6 +8,8 @@ from vtcodec.errors import FormatError
 
 def uvarint(value: int) -> bytes:
     """Unsigned LEB128 (as in protobuf): 7 bits per byte, least significant group first."""
+    if value < 0:
+        raise ValueError(f"uvarint of a negative number, {value}")
     out = bytearray()
     while True:
         byte = value & 0x7F
