@@ -509,6 +509,26 @@ def test_convtok_latents_past_the_fsq_range_are_pulled_back():
     assert out.grad[0] > 0 and out.grad[1] < 0  # descent moves both back towards the range
 
 
+def test_convtok_rate_proxy_charges_digits_far_from_their_context_and_only_kept_ones():
+    """rate_proxy: latents whose digits equal their neighbours' cost about nothing, noisy ones
+    cost bits, channels past `keep` cost nothing, and the gradient pulls a digit towards the
+    mean of its neighbours (the range coder's context)."""
+    from vtcodec.models.convtok import ConvTok, ConvTokConfig
+    from vtcodec.train.convtok import rate_proxy
+
+    model = ConvTok(ConvTokConfig(widths=(8, 8, 8), blocks=(1, 1, 1), coarse=False))
+    flat = torch.zeros(1, 4, 4, 16)
+    noisy = torch.randn(1, 4, 4, 16, generator=torch.Generator().manual_seed(0)) * 2
+    every, one = torch.tensor([16]), torch.tensor([1])
+    assert rate_proxy(model, flat, every).item() < 0.01
+    assert rate_proxy(model, noisy, every).item() > 1.0
+    assert rate_proxy(model, noisy, one).item() < rate_proxy(model, noisy, every).item() / 4
+    z = torch.zeros(1, 2, 2, 16)
+    z[0, 1, 1, 0] = 1.0  # one digit above its neighbours (all at the middle level)
+    z.requires_grad_(True)
+    rate_proxy(model, z, every).sum().backward()
+    assert z.grad[0, 1, 1, 0] > 0  # descent lowers it towards them
+
 def test_cli_trains_convtok_and_refuses_what_it_does_not_take(tmp_path, capsys):
     """`vtcodec train --model convtok` runs the ConvTok trainer: a checkpoint that encodes; a
     second run into the same folder needs --resume; options of the other trainer are refused."""
