@@ -447,6 +447,24 @@ def test_convtok_training_runs_saves_and_resumes(tmp_path):
     convtok.main([*common, "--steps", "4"])
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [2, 4]
+    # a module that starts as the identity joins on a resume; the other parameters keep their Adam state
+    before = torch.load(run / "state.pt", weights_only=False)
+    convtok.main([*common, "--steps", "6", "--config", json.dumps({"smooth_up": True})])
+    after = torch.load(run / "state.pt", weights_only=False)
+    assert after["step"] == 6 and after["config"]["smooth_up"] is True
+    assert "dec_u4.smooth.weight" in load_checkpoint(run / "model.safetensors").state_dict()
+    assert len(after["opt"]["state"]) == len(before["opt"]["state"]) + 4
+
+
+def test_convtok_optimiser_state_follows_its_parameters_when_modules_join():
+    """_opt_state_with renumbers a saved optimiser state by parameter name: the added parameters
+    have none, every other keeps its own."""
+    from vtcodec.train.convtok import _opt_state_with
+
+    saved = {"state": {0: {"m": "a"}, 1: {"m": "c"}}, "param_groups": [{"lr": 1.0, "params": [0, 1]}]}
+    out = _opt_state_with(saved, ["a", "b", "c"], {"b"})
+    assert out["state"] == {0: {"m": "a"}, 2: {"m": "c"}}
+    assert out["param_groups"] == [{"lr": 1.0, "params": [0, 1, 2]}]
 
 
 def test_convtok_budget_run_sizes_itself_and_exports_float16(tmp_path, monkeypatch):

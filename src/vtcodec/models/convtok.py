@@ -62,6 +62,7 @@ class ConvTokConfig:
     blocks: tuple[int, int, int] = (1, 2, 2)        # residual blocks per scale (encoder and decoder)
     post_width: int = 16     # channels of the full-resolution filter after the decoder (0: none)
     coarse: bool = True      # a direct path for each token's mean colour (`Coarse`); every shipped checkpoint has it
+    smooth_up: bool = False  # a depthwise 3x3 after each decoder pixel shuffle (`Up`)
     mode: str = "ref"
     key_channels: int = 8    # default FSQ channels sent for a key chunk (quality 2)
     next_channels: int = 4   # ... and for a chunk coded against a reference
@@ -135,14 +136,21 @@ def _stage(ch: int, n: int) -> nn.Sequential:
 
 
 class Up(nn.Module):
-    """x2 upsampling by a 1x1 convolution to 4x the channels and a pixel shuffle."""
+    """x2 upsampling by a 1x1 convolution to 4x the channels and a pixel shuffle; with `smooth`,
+    plus a residual depthwise 3x3 across the shuffle's 2x2 cells (each cell comes from one input
+    position: an 8- and 16-pixel lattice in the output otherwise). It starts as the identity."""
 
-    def __init__(self, c_in: int, c_out: int):
+    def __init__(self, c_in: int, c_out: int, smooth: bool = False):
         super().__init__()
         self.proj = nn.Conv2d(c_in, 4 * c_out, 1)
+        self.smooth = nn.Conv2d(c_out, c_out, 3, padding=1, groups=c_out) if smooth else None
+        if self.smooth is not None:
+            nn.init.zeros_(self.smooth.weight)
+            nn.init.zeros_(self.smooth.bias)
 
     def forward(self, x):
-        return F.pixel_shuffle(self.proj(F.silu(x)), 2)
+        y = F.pixel_shuffle(self.proj(F.silu(x)), 2)
+        return y if self.smooth is None else y + self.smooth(y)
 
 
 class FullResFilter(nn.Module):
@@ -231,6 +239,8 @@ class ConvTok(Tokenizer):
     Config = ConvTokConfig
     QUALITIES = 5
     CHANNELS_LAST = True
+    # modules that start as the identity: a training state without them resumes with them added
+    ADDABLE = ("post.", "dec_u8.smooth.", "dec_u4.smooth.")
 
     def __init__(self, config: ConvTokConfig):
         super().__init__(config)
@@ -254,9 +264,9 @@ class ConvTok(Tokenizer):
         # decoder
         self.dec_in = nn.Conv2d(d, w16, 3, padding=1)
         self.dec16 = _stage(w16, c.blocks[2])
-        self.dec_u8 = Up(w16, w8)
+        self.dec_u8 = Up(w16, w8, c.smooth_up)
         self.dec8 = _stage(w8, c.blocks[1])
-        self.dec_u4 = Up(w8, w4)
+        self.dec_u4 = Up(w8, w4, c.smooth_up)
         self.dec4 = _stage(w4, c.blocks[0])
         self.dec_out = nn.Conv2d(w4, cin, 3, padding=1)
         nn.init.zeros_(self.dec_out.weight)

@@ -128,6 +128,17 @@ def validate(model: ConvTok, val: torch.Tensor, batch: int = 4) -> dict:
     return out
 
 
+def _opt_state_with(opt_state: dict, names: list[str], added: set[str]) -> dict:
+    """An optimiser state saved for the parameters `names` less `added` (same order), renumbered
+    for all of `names`: the added parameters get no state (a fresh start), the others keep theirs."""
+    old = [n for n in names if n not in added]
+    where = {n: i for i, n in enumerate(old)}
+    state = {j: opt_state["state"][where[n]] for j, n in enumerate(names)
+             if n in where and where[n] in opt_state["state"]}
+    (group,) = opt_state["param_groups"]
+    return {"state": state, "param_groups": [{**group, "params": list(range(len(names)))}]}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("media")
@@ -159,11 +170,11 @@ def main(argv=None):
         # config overrides may change what holds no weights (FSQ levels, default channels)
         model = registry.build("convtok", {**st["config"], **json.loads(a.config)})
         missing, unexpected = model.load_state_dict(st["model"], strict=False)
-        if unexpected or any(not k.startswith("post.") for k in missing):
+        if unexpected or any(not k.startswith(ConvTok.ADDABLE) for k in missing):
             raise SystemExit(f"error: {run}/state.pt does not fit this config: missing {missing}, unexpected {unexpected}")
-        if missing:  # a module added since (it starts as the identity): fresh optimiser state
-            print(f"new parameters {missing}: optimiser restarts", flush=True)
-            del st["opt"]
+        if missing:  # modules added since (each starts as the identity): the others keep their optimiser state
+            print(f"new parameters {missing}: their optimiser state starts fresh", flush=True)
+            st["opt"] = _opt_state_with(st["opt"], [n for n, _ in model.named_parameters()], set(missing))
     elif a.init:
         model, _ = registry.warm_start(a.init)
         st = None
