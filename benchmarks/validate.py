@@ -15,6 +15,8 @@ over clips:
   Cb/Cr     PSNR of Cb and of Cr (BT.601 full range)
   spread    output chroma spread / input chroma spread (1.00 = colour kept; < 1 washed out)
   seam      seam score at 128-pixel tiles (1.00 = no grid; the input's own is in the clip header)
+  grid      the same at every 16-pixel line (ConvTok's token grid, and where a decoder's x2 pixel
+            shuffles leave a lattice): averaged over many lines, so it moves less with content
   thumb     the clip's thumbnail floor: frames shrunk 16x per side and scaled back (dB)
   x264*/av1*  with --classical: the codec at its best resolution for the rate -- the clip shrunk
             to 1, 1/2 and 1/4 per side (area), encoded (CRF bisected until two adjacent CRFs bracket
@@ -54,6 +56,7 @@ CODEC_NAMES = {"x264": "x264", "av1": "SVT-AV1"}
 EQUAL_BPP = 0.05  # a single point stands for another at most 5 % away in bpp
 THUMB_FACTOR = 16
 SEAM_TILE = 128  # today's tile; a whole-frame model must show no step there either
+GRID = 16        # the token grid of whole-frame models
 
 
 # --- reading a curve at a bit rate ------------------------------------------------------------
@@ -188,6 +191,7 @@ class Row:
     cr_psnr: float
     spread_ratio: float
     seam: float
+    grid: float
     encode_s: float
     decode_s: float
     classical: dict = field(default_factory=dict)  # codec -> {"psnr", "scale", "gap_db": model minus codec}
@@ -200,13 +204,15 @@ class Clip:
     fps: object
     spread: float
     seam_in: float
+    grid_in: float
     thumb: float
 
 
 def load_clip(path: Path) -> Clip:
     frames = read_frames(path)
     return Clip(path.stem, frames, probe(path).fps, metrics.chroma_spread(frames),
-                metrics.seam_score(frames, SEAM_TILE), metrics.thumbnail_floor(frames, THUMB_FACTOR))
+                metrics.seam_score(frames, SEAM_TILE), metrics.seam_score(frames, GRID),
+                metrics.thumbnail_floor(frames, THUMB_FACTOR))
 
 
 def run_model(clip: Clip, path: Path, tok, label: str, quality: int | None, work: Path) -> Row:
@@ -220,7 +226,7 @@ def run_model(clip: Clip, path: Path, tok, label: str, quality: int | None, work
     return Row(clip.name, label, quality, enc.bpp, metrics.psnr_rgb(clip.frames, out),
                metrics.ssim(clip.frames, out), cb, cr,
                metrics.chroma_spread(out) / clip.spread if clip.spread > 0 else math.nan,
-               metrics.seam_score(out, SEAM_TILE), enc.seconds, dec_s)
+               metrics.seam_score(out, SEAM_TILE), metrics.seam_score(out, GRID), enc.seconds, dec_s)
 
 
 def _f(x, fmt: str) -> str:
@@ -228,13 +234,13 @@ def _f(x, fmt: str) -> str:
 
 
 def _table(rows: list[Row], codecs: list[str]) -> list[str]:
-    head = f"  {'model':<14}{'bpp':>9}{'PSNR':>7}{'SSIM':>8}{'Cb':>7}{'Cr':>7}{'spread':>8}{'seam':>7}"
+    head = f"  {'model':<14}{'bpp':>9}{'PSNR':>7}{'SSIM':>8}{'Cb':>7}{'Cr':>7}{'spread':>8}{'seam':>7}{'grid':>6}"
     head += "".join(f"{CODEC_NAMES[c] + '*':>13}" for c in codecs) + f"{'enc s':>8}{'dec s':>7}"
     lines = [head]
     for r in rows:
         name = r.model if r.quality is None else f"{r.model} q{r.quality}"
         s = (f"  {name:<14}{r.bpp:>9.5f}{r.psnr:>7.2f}{r.ssim:>8.4f}{r.cb_psnr:>7.2f}{r.cr_psnr:>7.2f}"
-             f"{_f(r.spread_ratio, '.2f'):>8}{_f(r.seam, '.2f'):>7}")
+             f"{_f(r.spread_ratio, '.2f'):>8}{_f(r.seam, '.2f'):>7}{_f(r.grid, '.2f'):>6}")
         for c in codecs:
             a = r.classical.get(c) or {}
             cell = "-" if a.get("psnr") is None else f"{a['psnr']:.2f}"
@@ -258,7 +264,7 @@ def _mean_rows(rows: list[Row], codecs: list[str]) -> list[Row]:
     out = []
     for (model, q), rs in groups.items():
         m = {k: _nanmean([getattr(r, k) for r in rs]) for k in
-             ("bpp", "psnr", "ssim", "cb_psnr", "cr_psnr", "spread_ratio", "seam", "encode_s", "decode_s")}
+             ("bpp", "psnr", "ssim", "cb_psnr", "cr_psnr", "spread_ratio", "seam", "grid", "encode_s", "decode_s")}
         cl = {}
         for c in codecs:
             ps = [r.classical[c]["psnr"] for r in rs if r.classical.get(c, {}).get("psnr") is not None]
@@ -285,7 +291,7 @@ def report(val_dir: Path, models: list[str], qualities: list[int] | None, codecs
             clip = load_clip(path)
             t, h, w, _ = clip.frames.shape
             clips[clip.name] = {"frames": t, "width": w, "height": h, "chroma_spread": clip.spread,
-                                "seam_input": clip.seam_in, "thumbnail_floor": clip.thumb}
+                                "seam_input": clip.seam_in, "grid_input": clip.grid_in, "thumbnail_floor": clip.thumb}
             anchors = {c: [ScaledAnchor(clip.frames, clip.fps, c, s) for s in SCALES] for c in codecs}
             clip_rows = []
             for tok, label in zip(toks, labels):
@@ -299,7 +305,7 @@ def report(val_dir: Path, models: list[str], qualities: list[int] | None, codecs
                     clip_rows.append(r)
             rows += clip_rows
             log(f"\n{clip.name}: {t} frames {w}x{h}, thumbnail floor {clip.thumb:.2f} dB, "
-                f"input chroma spread {clip.spread:.1f}, input seam {_f(clip.seam_in, '.2f')}")
+                f"input chroma spread {clip.spread:.1f}, input seam {_f(clip.seam_in, '.2f')}, grid {_f(clip.grid_in, '.2f')}")
             for line in _table(clip_rows, codecs):
                 log(line)
     means = _mean_rows(rows, codecs)

@@ -98,6 +98,7 @@ def test_validate_runs_the_codec_and_the_anchors(media, tmp_path, capsys):
     for r in res["rows"]:
         assert r["bpp"] > 0 and 0 < r["psnr"] < 60 and r["spread_ratio"] > 0
         assert math.isnan(r["seam"])  # a 64-pixel clip has no 128-pixel tile border
+        assert r["grid"] > 0  # but it has 16-pixel lines
         x = r["classical"]["x264"]
         assert x["psnr"] is None or (x["scale"] in (1, 2, 4) and x["gap_db"] == pytest.approx(r["psnr"] - x["psnr"]))
     assert res["clips"]["photo_flower"]["thumbnail_floor"] > 5
