@@ -369,6 +369,8 @@ def main(argv: list[str] | None = None) -> dict:
     st = startup(model, a.device, a.startup_repeats)
     print_startup(st, model)
     sizes = []
+    if a.workdir:
+        Path(a.workdir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="vtc-speed-", dir=a.workdir) as tmp:
         for w, h in a.sizes:
             work = Path(tmp) / f"{w}x{h}"
