@@ -941,6 +941,24 @@ def test_decoding_with_the_wrong_model_is_a_format_error(coded, models_dir):
         decode_frames(vtk, model=other)
 
 
+def test_decoding_with_a_checkpoint_given_by_path_or_key(coded, tmp_path, models_dir, monkeypatch):
+    """decode_frames(model=...) takes a key or a .safetensors path as encode_file does: the file's
+    own checkpoint decodes as if found by hash; another one is a one-line ModelError naming the
+    checkpoint the file needs, not a crash."""
+    _, vtk, _ = coded("reftok")
+    sha = VtkReader(vtk).header["checkpoint_sha256"]
+    elsewhere = tmp_path / "candidate.safetensors"
+    shutil.copy(models_dir / "reftok.safetensors", elsewhere)
+    want = decode_frames(vtk, device="cpu")
+    assert np.array_equal(decode_frames(vtk, device="cpu", model=elsewhere), want)
+    assert np.array_equal(decode_frames(vtk, device="cpu", model="reftok"), want)
+    other = tmp_path / "other.safetensors"
+    save_tiny("reftok", other, seed=1)
+    with pytest.raises(ModelError) as e:
+        decode_frames(vtk, device="cpu", model=str(other))
+    assert sha in str(e.value) and "\n" not in str(e.value)
+
+
 def test_encode_probes_its_source_once(tmp_path, models_dir, monkeypatch):
     """encode_file hands its probe to the reader: one pass over the source's packets, not two."""
     import vtcodec.video as video

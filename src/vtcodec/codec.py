@@ -345,10 +345,15 @@ def _check_overlap(tok: Tokenizer, overlap: int, error: type[Exception]) -> None
         raise error(f"overlap must be in [0, {tok.tile // 2}) for tile {tok.tile}, got {overlap}")
 
 
-def _model_for(header: dict, device: str, model: Tokenizer | None) -> Tokenizer:
-    if model is None:
+def _model_for(header: dict, device: str, model: Tokenizer | str | Path | None) -> Tokenizer:
+    """The model that decodes a file: `model` as given, or the checkpoint its header names
+    (found by hash; or `model` as a key or .safetensors path, which must be that checkpoint)."""
+    if not isinstance(model, Tokenizer):
         key, sha = str(header["model"]), str(header["checkpoint_sha256"])
-        model = _load(find_by_sha(key, sha), device, key, sha)
+        path = find_by_sha(key, sha) if model is None else resolve_model(model)
+        if model is not None and sha256_file(path) != sha:
+            raise ModelError(f"{path} is not the checkpoint this file was written with ({key}, sha256 {sha})")
+        model = _load(path, device, key, sha)
     if (model.tile, model.chunk_frames) != (header.get("tile"), header["chunk_frames"]):
         raise FormatError(f"header tile/chunk ({header.get('tile')}, {header['chunk_frames']}) does not match "
                           f"model {model.key} ({model.tile}, {model.chunk_frames})")
@@ -356,7 +361,7 @@ def _model_for(header: dict, device: str, model: Tokenizer | None) -> Tokenizer:
 
 
 def iter_decode(src: str | Path, *, start: int = 0, stop: int | None = None, device: str = "auto",
-                model: Tokenizer | None = None, reference: np.ndarray | None = None,
+                model: Tokenizer | str | Path | None = None, reference: np.ndarray | None = None,
                 progress: Progress | None = None) -> Iterator[np.ndarray]:
     """Yield decoded uint8 frame blocks (t, H, W, 3) of frames [start, stop) of a .vtk file.
 
@@ -513,14 +518,14 @@ def _decode_partial(tok: Tokenizer, s: Streams, state, m: torch.Tensor, refs: to
 
 
 def decode_frames(src: str | Path, *, start: int = 0, stop: int | None = None, device: str = "auto",
-                  model: Tokenizer | None = None) -> np.ndarray:
+                  model: Tokenizer | str | Path | None = None) -> np.ndarray:
     """Decode a .vtk file (or a frame range of it) into memory: uint8 (T, H, W, 3)."""
     return np.concatenate(list(iter_decode(src, start=start, stop=stop, device=device, model=model)))
 
 
 def decode_file(src: str | Path, dst: str | Path, *, start: int = 0, stop: int | None = None,
                 device: str = "auto", force: bool = False, lossless: bool = False, crf: int = 12,
-                reference: str | Path | None = None, model: Tokenizer | None = None,
+                reference: str | Path | None = None, model: Tokenizer | str | Path | None = None,
                 progress: Progress | None = None) -> DecodeResult:
     """Decode a .vtk file into a video (.mp4/.mkv H.264, .y4m, or a PNG folder `dir/`), atomically.
 
