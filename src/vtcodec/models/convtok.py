@@ -62,7 +62,7 @@ class ConvTokConfig:
     blocks: tuple[int, int, int] = (1, 2, 2)        # residual blocks per scale (encoder and decoder)
     post_width: int = 16     # channels of the full-resolution filter after the decoder (0: none)
     coarse: bool = True      # a direct path for each token's mean colour (`Coarse`); every shipped checkpoint has it
-    smooth_up: bool = False  # a depthwise 3x3 after each decoder pixel shuffle (`Up`)
+    smooth_up: bool = False  # a depthwise 3x3 after each decoder pixel shuffle (`Up`): tried, not shipped (docs/RESEARCH.md)
     mode: str = "ref"
     key_channels: int = 8    # default FSQ channels sent for a key chunk (quality 2)
     next_channels: int = 4   # ... and for a chunk coded against a reference
