@@ -106,6 +106,19 @@ def equal_bits(base: dict[str, list[tuple[float, float]]],
     return out
 
 
+def summarise(cmp: dict[str, list[dict]]) -> dict | None:
+    """One figure for a curve against a curve: per clip the mean delta_db of the points read inside
+    the base curve (not extrapolated), then the mean over clips, the clips at or above 0 and the
+    worst clip. None when no clip has such a point."""
+    per = {c: [p["delta_db"] for p in pts if p["delta_db"] is not None and not p["extrapolated"]]
+           for c, pts in cmp.items()}
+    per = {c: sum(d) / len(d) for c, d in per.items() if d}
+    if not per:
+        return None
+    return {"mean_db": sum(per.values()) / len(per), "at_or_above": sum(d >= 0 for d in per.values()),
+            "clips": len(per), "worst_db": min(per.values()), "per_clip_db": per}
+
+
 # --- classical codecs at their best resolution -------------------------------------------------
 
 
@@ -338,6 +351,10 @@ def report(val_dir: Path, models: list[str], qualities: list[int] | None, codecs
                 cells = [("-" if p["delta_db"] is None else f"{'~' if p['extrapolated'] else ''}{p['delta_db']:+.2f}")
                          + f" at {p['bpp']:.4f}" for p in pts]
                 log(f"  {clip:<24}{'  '.join(cells)}")
+            sm = summarise(cmp)
+            if sm is not None:
+                log(f"  mean over clips (points inside {base}'s range): {sm['mean_db']:+.2f} dB, at or above on "
+                    f"{sm['at_or_above']}/{sm['clips']}, worst {sm['worst_db']:+.2f}")
     return {"clips": clips, "rows": [asdict(r) for r in rows], "mean": [asdict(r) for r in means],
             "equal_bits": comparisons, "codecs": codecs, "scales": list(SCALES)}
 

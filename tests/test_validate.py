@@ -79,6 +79,17 @@ def test_at_bpp_is_linear_in_log_bpp_and_flags_extrapolation():
     assert cmp["a"][0]["delta_db"] == pytest.approx(1.5) and not cmp["a"][0]["extrapolated"]
 
 
+def test_summarise_averages_each_clips_points_inside_the_base_curve_then_the_clips():
+    base = {"a": [(0.0025, 18.0), (0.01, 20.0)], "b": [(0.0025, 10.0), (0.01, 12.0)], "c": [(0.01, 5.0)]}
+    other = {"a": [(0.005, 20.0), (0.01, 21.0), (0.02, 40.0)],  # +1, +1; the last extrapolated: left out
+             "b": [(0.005, 10.5)],                              # -0.5
+             "c": [(0.03, 9.0)]}                                # base unreadable there: no clip figure
+    sm = validate.summarise(validate.equal_bits(base, other))
+    assert sm["clips"] == 2 and sm["at_or_above"] == 1
+    assert sm["mean_db"] == pytest.approx(0.25) and sm["worst_db"] == pytest.approx(-0.5)
+    assert validate.summarise(validate.equal_bits(base, {"c": [(0.03, 9.0)]})) is None
+
+
 def test_validate_runs_the_codec_and_the_anchors(media, tmp_path, capsys):
     root, _ = media
     val = tmp_path / "val"
