@@ -189,3 +189,17 @@ def test_fsq_bits_and_no_persistent_state():
     assert fsq.codebook_size == 64000
     assert fsq.bits_per_token == pytest.approx(math.log2(64000))
     assert fsq.state_dict() == {}  # derived tables only: nothing in checkpoints
+
+
+def test_fsq_soft_digits_round_to_the_digits_its_indices_hold():
+    """soft_digits (the trainer's rate term and refine's bit estimate read it) rounds to the same
+    mixed-radix digits codes_to_indices combines, for odd and even level counts, and carries a gradient."""
+    fsq = FSQ([15, 5, 8])
+    z = (torch.randn(64, 3, generator=torch.Generator().manual_seed(0)) * 3).requires_grad_(True)
+    u = fsq.soft_digits(z)
+    digits = u.detach().round().long()
+    idx = fsq.codes_to_indices(fsq(z))
+    assert torch.equal((digits * fsq._basis).sum(-1), idx)
+    assert (u >= -0.5).all() and (u <= fsq._levels - 0.5).all()
+    u.sum().backward()
+    assert (z.grad >= 0).all() and (z.grad[z.detach().abs() < 3] > 0).all()  # flat only where tanh saturates

@@ -76,7 +76,7 @@ def soft_bits(quant, z: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tenso
     """
     b, n, q = z.shape
     levels = quant._levels
-    u = quant.bound(z.float()) + (levels.long() // 2)  # the continuous digit, in about [0, L - 1]
+    u = quant.soft_digits(z)
     d = u.detach().round().long().minimum(levels.long() - 1).clamp(min=0)
     u, d = u.view(b, *grid, q), d.view(b, *grid, q)
     ctx = contexts(d)

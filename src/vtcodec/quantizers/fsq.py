@@ -70,6 +70,11 @@ class FSQ(nn.Module):
         half_l, offset = self._half_offset()
         return torch.tanh(self.pre_bound(z)) * half_l - offset
 
+    def soft_digits(self, z: torch.Tensor) -> torch.Tensor:
+        """z (..., dim) -> each channel's digit before rounding, a float in about [0, L - 1]
+        (differentiable); rounded, it is the digit `codes_to_indices` combines."""
+        return self.bound(z.float()) + self._levels // 2
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """z (..., dim) -> quantized codes (..., dim) in [-1, 1], straight-through gradients."""
         with torch.autocast(device_type=z.device.type, enabled=False):

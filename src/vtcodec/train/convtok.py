@@ -85,8 +85,7 @@ def rate_proxy(model: ConvTok, z: torch.Tensor, keep: torch.Tensor) -> torch.Ten
     the neighbours' digits held fixed. That mean is the range coder's context (vtcodec.entropy,
     layout 3), so a digit near it is cheap; the proxy leaves out the coder's other context (the
     sign of the same digit in the previous chunk) and its adaptive tables."""
-    q = model.quant
-    u = q.bound(z.float()) + q._levels // 2  # continuous digits in about [0, L - 1]
+    u = model.quant.soft_digits(z)
     d = u.detach().round()
     left = torch.cat([d[:, :, :1], d[:, :, :-1]], 2)
     up = torch.cat([d[:, :1], d[:, :-1]], 1)
