@@ -116,7 +116,7 @@ def summarise(cmp: dict[str, list[dict]]) -> dict | None:
     if not per:
         return None
     return {"mean_db": sum(per.values()) / len(per), "at_or_above": sum(d >= 0 for d in per.values()),
-            "clips": len(per), "worst_db": min(per.values()), "per_clip_db": per}
+            "clips": len(per), "worst_db": min(per.values())}
 
 
 # --- classical codecs at their best resolution -------------------------------------------------
